@@ -1,0 +1,3 @@
+"""Quantum AI engine: candles → features → agents → ensemble → governor → telemetry."""
+
+__version__ = "0.1.0"
