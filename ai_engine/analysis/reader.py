@@ -1,0 +1,263 @@
+"""Read one analysis window out of the telemetry store, as numpy columns, in one snapshot.
+
+Everything is read inside one read transaction, so a live engine appending meanwhile cannot make
+the counts disagree. Strings are mapped to small integer codes in SQL (``CASE``), so fetching
+10M predictions creates no per-row Python objects that outlive a 64k-row chunk.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from ai_engine.analysis.labels import DEFAULT_LABEL, LabelSpec, apply_overrides, label_spec_from_config
+from ai_engine.exceptions import ConfigError, DataError
+from ai_engine.telemetry import TelemetryStore
+from ai_engine.types import INTERVAL_MS
+
+__all__ = [
+    "Window", "Series", "VersionSeen", "ModelRows", "Snapshot", "parse_time", "read_snapshot",
+    "STATUS_CODES", "ACTION_CODES",
+]
+
+HOUR_MS = 3_600_000
+STATUS_CODES = ("ok", "late", "error", "inactive", "disabled")  # code = index; anything else = len
+ACTION_CODES = ("SELL", "HOLD", "BUY")  # CLASS_ORDER; -1 NULL, -2 unknown string
+_CHUNK = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Decisions with ``start_ms < candle_open_time <= end_ms`` (market time)."""
+
+    start_ms: int
+    end_ms: int
+    hours: float
+    until_given: bool
+    n_decisions: int
+    first_ms: int | None
+    last_ms: int | None
+
+    def to_json(self) -> dict:
+        iso = lambda ms: None if ms is None else _iso(ms)  # noqa: E731
+        return {"start": _iso(self.start_ms), "end": _iso(self.end_ms), "start_ms": self.start_ms,
+                "end_ms": self.end_ms, "hours": self.hours, "until_given": self.until_given,
+                "first_decision": iso(self.first_ms), "last_decision": iso(self.last_ms)}
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One candle series; ``close`` on a regular grid from ``t0`` (NaN where no candle is recorded)."""
+
+    symbol: str
+    interval: str
+    interval_ms: int
+    t0: int
+    close: np.ndarray
+    last_ms: int | None  # newest recorded candle of the series, beyond the loaded range too
+
+
+@dataclass(frozen=True, slots=True)
+class VersionSeen:
+    role: str
+    version: str | None
+    sha256: str | None
+    n: int
+    first_ms: int
+    last_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRows:
+    """The model's prediction rows in the window. ``series``/``label`` are -1 when unknown."""
+
+    model: str
+    t: np.ndarray  # int64 candle_open_time
+    series: np.ndarray  # int16 index into Snapshot.series
+    status: np.ndarray  # int8 index into STATUS_CODES
+    action: np.ndarray  # int8 CLASS_ORDER index, -1 NULL, -2 unknown string
+    confidence: np.ndarray  # float64, NaN when NULL
+    probs: np.ndarray  # float32 (n, 3) SELL, HOLD, BUY; NaN when NULL
+    ensemble: np.ndarray  # int8 CLASS_ORDER index of the decision's action, -1 no decision row
+    label: np.ndarray  # int16 index into labels
+    labels: tuple[LabelSpec, ...]
+    unknown_actions: tuple[tuple[str, int], ...]
+    versions: tuple[VersionSeen, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    window: Window
+    decision_actions: tuple[int, int, int]  # decisions in window per CLASS_ORDER
+    series: tuple[Series, ...]
+    models: tuple[ModelRows, ...]
+
+
+def parse_time(value: int | str | datetime | None) -> int | None:
+    """``--until`` as ms UTC: an integer of ms, or an ISO 8601 time (naive means UTC)."""
+    if value is None or isinstance(value, int):
+        return value
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        text = value.strip()
+        if text.isdigit():
+            return int(text)
+        try:
+            dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(f"--until {value!r} is not a time: give ISO 8601 (2026-01-10T12:00Z) or ms UTC") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def _case(column: str, values: list[str], default: int) -> tuple[str, list[str]]:
+    if not values:
+        return str(default), []
+    whens = " ".join("WHEN ? THEN %d" % i for i in range(len(values)))
+    return f"CASE {column} {whens} ELSE {default} END", list(values)
+
+
+def _series_keys(db: sqlite3.Connection) -> list[tuple[str, str]]:
+    """Distinct (symbol, interval) of the candles table by skipping along its primary key."""
+    keys: list[tuple[str, str]] = []
+    row = db.execute("SELECT symbol, interval FROM candles ORDER BY symbol, interval LIMIT 1").fetchone()
+    while row is not None:
+        keys.append(row)
+        row = db.execute(
+            "SELECT symbol, interval FROM candles WHERE (symbol, interval) > (?, ?) ORDER BY symbol, interval LIMIT 1",
+            row,
+        ).fetchone()
+    return keys
+
+
+def _load_series(db, symbol: str, interval: str, lo: int, hi: int) -> Series:
+    iv = INTERVAL_MS.get(interval)
+    if iv is None:
+        raise DataError(f"candles of {symbol} have unknown interval {interval!r}")
+    rows = db.execute(
+        "SELECT open_time, close FROM candles WHERE symbol=? AND interval=? AND open_time BETWEEN ? AND ?",
+        (symbol, interval, lo, hi),
+    ).fetchall()
+    last = db.execute("SELECT MAX(open_time) FROM candles WHERE symbol=? AND interval=?", (symbol, interval)).fetchone()[0]
+    if not rows:
+        return Series(symbol, interval, iv, lo, np.full(0, np.nan), last)
+    arr = np.array(rows, dtype=np.float64)
+    t = arr[:, 0].astype(np.int64)
+    t0 = int(t[0])
+    close = np.full((int(t[-1]) - t0) // iv + 1, np.nan)
+    on_grid = (t - t0) % iv == 0
+    c = arr[:, 1]
+    close[(t[on_grid] - t0) // iv] = np.where(np.isfinite(c[on_grid]) & (c[on_grid] > 0), c[on_grid], np.nan)
+    return Series(symbol, interval, iv, t0, close, last)
+
+
+def _label_specs(db, model: str, config_ids: list[str], horizon: int | None, band: float | None) -> tuple[LabelSpec, ...]:
+    """One spec per config id (same order), plus the default for decisions of unknown config last."""
+    found: dict[str, LabelSpec] = {}
+    for cid, payload in db.execute("SELECT config_id, payload FROM configs ORDER BY applied_at"):
+        spec = label_spec_from_config(cid, payload, model)
+        if spec is not None:
+            found[cid] = spec
+    specs = [found.get(c, DEFAULT_LABEL) for c in config_ids] + [DEFAULT_LABEL]
+    return tuple(apply_overrides(s, horizon, band) for s in specs)
+
+
+def _model_rows(db, model: str, win: Window, series_keys, config_ids, horizon, band) -> ModelRows:
+    where = "p.model = ? AND p.candle_open_time > ? AND p.candle_open_time <= ?"
+    args = [model, win.start_ms, win.end_ms]
+    n = db.execute(f"SELECT COUNT(*) FROM predictions p WHERE {where}", args).fetchone()[0]
+    ser_sql, ser_args = _case("p.symbol || '|' || d.interval", [f"{s}|{i}" for s, i in series_keys], -1)
+    st_sql, st_args = _case("p.status", list(STATUS_CODES), len(STATUS_CODES))
+    cfg_sql, cfg_args = _case("d.config_id", config_ids, len(config_ids))
+    act = "CASE WHEN {c} IS NULL THEN -1 WHEN {c}='SELL' THEN 0 WHEN {c}='HOLD' THEN 1 WHEN {c}='BUY' THEN 2 ELSE -2 END"
+    sql = (
+        f"SELECT p.candle_open_time, {ser_sql}, {st_sql}, {act.format(c='p.action')}, p.confidence, "
+        f"p.p_sell, p.p_hold, p.p_buy, CASE WHEN d.event_id IS NULL THEN -1 ELSE "
+        f"{act.format(c='d.action')} END, {cfg_sql} "
+        f"FROM predictions p LEFT JOIN decisions d ON d.event_id = p.event_id WHERE {where}"
+    )
+    out = np.empty((n, 10), dtype=np.float64)
+    cur = db.execute(sql, ser_args + st_args + cfg_args + args)
+    i = 0
+    while chunk := cur.fetchmany(_CHUNK):
+        k = min(len(chunk), n - i)
+        out[i:i + k] = np.array(chunk[:k], dtype=np.float64)
+        i += k
+    out = out[:i]
+    unknown = ()
+    if np.any(out[:, 3] == -2):
+        unknown = tuple(db.execute(
+            f"SELECT p.action, COUNT(*) FROM predictions p WHERE {where} AND p.action NOT IN ('SELL','HOLD','BUY') "
+            "GROUP BY p.action ORDER BY 2 DESC", args).fetchall())
+    versions = tuple(VersionSeen(*r) for r in db.execute(
+        f"SELECT p.role, p.version, p.sha256, COUNT(*), MIN(p.candle_open_time), MAX(p.candle_open_time) "
+        f"FROM predictions p WHERE {where} GROUP BY p.role, p.version, p.sha256 ORDER BY 5", args))
+    return ModelRows(
+        model=model,
+        t=out[:, 0].astype(np.int64),
+        series=out[:, 1].astype(np.int16),
+        status=out[:, 2].astype(np.int8),
+        action=np.nan_to_num(out[:, 3], nan=-1).astype(np.int8),
+        confidence=out[:, 4].copy(),
+        probs=out[:, 5:8].astype(np.float32),
+        ensemble=np.nan_to_num(out[:, 8], nan=-1).astype(np.int8),
+        label=out[:, 9].astype(np.int16),
+        labels=_label_specs(db, model, config_ids, horizon, band),
+        unknown_actions=unknown,
+        versions=versions,
+    )
+
+
+def read_snapshot(
+    path: Path | str,
+    hours: float,
+    models: tuple[str, ...],
+    *,
+    until: int | None = None,
+    horizon: int | None = None,
+    band: float | None = None,
+) -> Snapshot:
+    """Window, decision counts, the models' rows and the candles needed to score them."""
+    if not (isinstance(hours, int | float) and math.isfinite(hours) and hours > 0):
+        raise ConfigError(f"--hours must be a number > 0, got {hours!r}")
+    store = TelemetryStore(path, readonly=True)
+    db = store.connection
+    try:
+        db.execute("BEGIN")
+        newest = db.execute("SELECT MAX(candle_open_time) FROM decisions").fetchone()[0]
+        if newest is None:
+            raise DataError(f"telemetry store {path} holds no decisions; nothing to analyse yet")
+        end = newest if until is None else until
+        start = end - int(round(hours * HOUR_MS))
+        agg = db.execute(
+            "SELECT COUNT(*), MIN(candle_open_time), MAX(candle_open_time), SUM(action='SELL'), "
+            "SUM(action='HOLD'), SUM(action='BUY') FROM decisions WHERE candle_open_time > ? AND candle_open_time <= ?",
+            (start, end),
+        ).fetchone()
+        win = Window(start, end, float(hours), until is not None, agg[0], agg[1], agg[2])
+        keys = _series_keys(db)
+        config_ids = [r[0] for r in db.execute("SELECT DISTINCT config_id FROM configs ORDER BY config_id")]
+        rows = tuple(_model_rows(db, m, win, keys, config_ids, horizon, band) for m in models)
+        need_back = max(s.vol_window for r in rows for s in r.labels) + 2
+        need_fwd = max(s.horizon for r in rows for s in r.labels)
+        series = tuple(
+            _load_series(db, s, i, start - need_back * INTERVAL_MS.get(i, 0), end + need_fwd * INTERVAL_MS.get(i, 0))
+            for s, i in keys
+        )
+        db.execute("COMMIT")
+    except sqlite3.DatabaseError as exc:
+        raise DataError(f"telemetry store {path} cannot be read: {exc}") from None
+    finally:
+        store.close()
+    return Snapshot(win, (int(agg[3] or 0), int(agg[4] or 0), int(agg[5] or 0)), series, rows)

@@ -1,0 +1,154 @@
+"""`replay`, `governor` and `status`: the decision path over history, and the kill switch."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ai_engine.cli.options import DataDir, EnvFile, Interval, Store, Symbols, env_arg
+
+console = Console()
+
+
+def _settings(env_file: str, symbols: str | None = None, interval: str | None = None, store: Path | None = None):
+    from ai_engine.config import load_settings
+
+    overrides = {}
+    if symbols:
+        overrides["AI_ENGINE_SYMBOLS"] = symbols
+    if interval:
+        overrides["AI_ENGINE_INTERVAL"] = interval
+    if store:
+        overrides["AI_ENGINE_STORE"] = str(store)
+    return load_settings(env_arg(env_file), overrides=overrides)
+
+
+def print_summary(summary, store_path: Path, title: str = "Replay summary") -> None:
+    label = " (SYNTHETIC market)" if summary.synthetic else ""
+    console.print(f"[bold]{title}{label}[/bold]")
+    fmt = lambda ms: time.strftime("%Y-%m-%d %H:%M", time.gmtime(ms / 1000)) if ms else "-"  # noqa: E731
+    console.print(f"decisions: {summary.decisions}  window: {fmt(summary.first_time)} → {fmt(summary.last_time)} UTC"
+                  f"  (warm-up rows: {summary.warmup_rows}, already recorded: {summary.skipped_existing})")
+    console.print(f"actionable: {summary.actionable}  published: {summary.published}  actions: {dict(summary.actions)}")
+    cons = ", ".join(f"{k}: {v}" for k, v in sorted(summary.consensus.items()))
+    console.print(f"consensus_count distribution: {cons}")
+    for reason, n in summary.blocked.most_common(5):
+        console.print(f"blocked ({n}): {reason}")
+    t = Table(title="Per model")
+    for col in ("model", "role", "status", "BUY", "SELL", "HOLD"):
+        t.add_column(col)
+    for m, role in summary.model_roles.items():
+        acts = summary.model_actions.get(m, {})
+        tot = sum(acts.values()) or 1
+        t.add_row(
+            m + ("_shadow" if role == "shadow" else ""), role,
+            ", ".join(f"{k}={v}" for k, v in summary.model_status[m].items()),
+            *(f"{100 * acts.get(a, 0) / tot:.1f}%" for a in ("BUY", "SELL", "HOLD")),
+        )
+    console.print(t)
+    console.print(f"telemetry: {store_path}")
+
+
+def replay(
+    data: Path = DataDir,
+    symbols: str = Symbols,
+    interval: str = Interval,
+    env_file: str = EnvFile,
+    store: Path = Store,
+    jsonl: Path = typer.Option(None, "--jsonl", help="write one JSON object per decision"),
+    resume: bool = typer.Option(False, "--resume", help="skip candles already decided in the store"),
+    synthetic: bool = typer.Option(False, "--synthetic", help="replay a seeded synthetic market instead of --data"),
+    bars: int = typer.Option(3000, "--bars", help="synthetic bars per symbol"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Run the decision path over history as fast as it can, recording every decision."""
+    from rich.progress import Progress
+
+    from ai_engine.data import load_dir, synthetic_market
+    from ai_engine.replay import replay_series
+    from ai_engine.runtime import open_engine, setup_logging
+
+    settings = _settings(env_file, symbols, interval, store)
+    setup_logging(settings.log_level)
+    import logging
+
+    logging.getLogger("ai_engine.intent").setLevel(logging.WARNING)  # one line per intent floods a replay
+    if synthetic:
+        series = synthetic_market(list(settings.my_symbols()), interval=settings.interval, n_bars=bars, seed=seed)
+    else:
+        if data is None:
+            raise typer.BadParameter("give --data DIR (or --synthetic)", param_hint="--data")
+        series = load_dir(data, list(settings.my_symbols()), settings.interval)
+    engine = open_engine(settings, wait_for_shadow=True)
+    try:
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("replay", total=None)
+            summary = replay_series(engine, series, jsonl=jsonl, resume=resume,
+                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
+    finally:
+        engine.close()
+    print_summary(summary, settings.store_path)
+
+
+governor_app = typer.Typer(help="Kill switch and execution mode (fails closed when unreadable).", no_args_is_help=True)
+
+
+def _governor(env_file: str):
+    from ai_engine.governor import Governor
+    from ai_engine.runtime import governor_backend
+
+    settings = _settings(env_file)
+    return Governor(governor_backend(settings))
+
+
+@governor_app.command("status")
+def governor_status(env_file: str = EnvFile, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show the governor state; exit 1 when it blocks intents."""
+    gov = _governor(env_file)
+    st, err = gov.state()
+    if as_json:
+        console.print_json(json.dumps({"backend": gov.backend.describe(), "state": st.to_json() if st else None, "error": err}))
+    elif st is None:
+        console.print(f"[red]BLOCKING[/red]: {err}")
+    else:
+        allowed = not st.kill and st.mode.value != "HALT"
+        console.print(f"backend: {gov.backend.describe()}\nkill: {int(st.kill)}  mode: {st.mode.value}  "
+                      f"set by {st.updated_by or '?'} at {st.updated_at}  reason: {st.reason or '-'}\n"
+                      + ("[green]intents allowed[/green]" if allowed else "[red]intents BLOCKED[/red]"))
+    raise typer.Exit(0 if st is not None and not st.kill and st.mode.value != "HALT" else 1)
+
+
+@governor_app.command("kill")
+def governor_kill(env_file: str = EnvFile, reason: str = typer.Option("", "--reason")) -> None:
+    """Engage the kill switch: actionable decisions are recorded as blocked and not published."""
+    from ai_engine.enums import GovernorMode
+    from ai_engine.governor import GovernorState
+
+    gov = _governor(env_file)
+    st, _ = gov.state()
+    gov.backend.write(GovernorState.new(True, st.mode if st else GovernorMode.HALT, reason))
+    console.print(f"kill switch ON ({gov.backend.describe()})")
+
+
+@governor_app.command("release")
+def governor_release(
+    env_file: str = EnvFile,
+    mode: str = typer.Option("PAPER", "--mode", help="LIVE, PAPER or HALT"),
+    reason: str = typer.Option("", "--reason"),
+) -> None:
+    """Release the kill switch and set the execution mode."""
+    from ai_engine.enums import GovernorMode
+    from ai_engine.governor import GovernorState
+
+    try:
+        gm = GovernorMode(mode.upper())
+    except ValueError:
+        raise typer.BadParameter(f"{mode!r}: expected LIVE, PAPER or HALT", param_hint="--mode") from None
+    gov = _governor(env_file)
+    gov.backend.write(GovernorState.new(False, gm, reason))
+    console.print(f"kill switch OFF, mode {gm.value} ({gov.backend.describe()})")

@@ -1,0 +1,65 @@
+"""`ai-engine` entry point: one Typer app; each area registers its commands from its own module."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from ai_engine.exceptions import AIEngineError, ConfigError, DataError, DegenerateModelError, ModelLoadError
+
+app = typer.Typer(
+    name="ai-engine",
+    help="Quantum AI engine: four-model ensemble with safe shadow deployment of retrained models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+models_app = typer.Typer(help="Model registry and lifecycle: stage, shadow, activate, roll back.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+def _register() -> None:
+    from ai_engine.cli import analyze_commands, demo_commands, engine_commands, train_commands
+
+    app.command("replay")(engine_commands.replay)
+    app.add_typer(engine_commands.governor_app, name="governor")
+    app.command("demo")(demo_commands.demo)
+    train_commands.register(app)
+    train_commands.register_models_report(models_app)
+    analyze_commands.register(app)
+
+
+_register()
+
+# Exit codes: 2 = a human must fix input or configuration; 4 = a model was refused.
+_EXIT = {ConfigError: 2, DataError: 2, DegenerateModelError: 4, ModelLoadError: 5}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; known errors become one clear line on stderr and an exit code, never a traceback."""
+    try:
+        rc = app(args=argv, standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return 130
+    except AIEngineError as exc:
+        code = next((c for t, c in _EXIT.items() if isinstance(exc, t)), 1)
+        logging.getLogger("ai_engine").debug("error", exc_info=True)
+        print(f"error: {exc}", file=sys.stderr)
+        return code
+    except Exception as exc:  # click usage errors carry their own exit code and message
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return rc if isinstance(rc, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""Options shared by several commands, declared once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+EnvFile = typer.Option(
+    "auto", "--env-file", help="env file (systemd EnvironmentFile format); default /etc/quantum/ai-engine.env when present"
+)
+Symbols = typer.Option(None, "--symbols", help="comma-separated symbols, e.g. BTCUSDT,ETHUSDT")
+Interval = typer.Option(None, "--interval", help="candle interval, e.g. 1h")
+DataDir = typer.Option(None, "--data", help="directory of Binance kline CSVs (<SYMBOL>-<interval>.csv)")
+Store = typer.Option(None, "--store", help="SQLite telemetry store (overrides AI_ENGINE_STORE)")
+
+
+def env_arg(env_file: str | None) -> Path | str | None:
+    """'auto' keeps the default lookup, '' or 'none' means no env file."""
+    if env_file in (None, "auto"):
+        return "auto"
+    if env_file.lower() in ("", "none"):
+        return None
+    return Path(env_file)

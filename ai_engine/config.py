@@ -1,0 +1,318 @@
+"""Configuration: one source of truth, parsed strictly at start and at every reload.
+
+Layer 1 is the declarative table ``KEYS`` (type, default, description), converted with pydantic,
+whose boolean parser accepts true/false/1/0/yes/no/on/off and nothing else, so
+``PATCHTST_SHADOW_ONLY=ture`` stops the engine instead of being read as false (failure mode 6).
+Layer 2 is the ``_validate_*`` functions for rules spanning keys (weights sum to 100, role flags agree).
+
+Sources, lowest first: defaults, the process environment, the env file. When an env file is in
+use it is authoritative: a process variable that disagrees with it is reported and ignored, so a
+reload after ``models rollback`` applies what the file says (failure mode 5).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from ai_engine.enums import MODEL_NAMES, ModelRole
+from ai_engine.envfile import read_env_file
+from ai_engine.exceptions import ConfigError
+from ai_engine.types import INTERVAL_MS
+
+__all__ = ["KEYS", "ModelConfig", "Settings", "load_settings", "DEFAULT_ENV_FILE", "MODEL_ENV_PREFIX", "config_id_for"]
+
+log = logging.getLogger("ai_engine.config")
+
+DEFAULT_ENV_FILE = Path("/etc/quantum/ai-engine.env")
+MODEL_ENV_PREFIX = {"xgb": "XGB", "lgbm": "LGBM", "nhits": "NHITS", "patchtst": "PATCHTST"}
+DEFAULT_WEIGHTS = {"xgb": 25.0, "lgbm": 25.0, "nhits": 30.0, "patchtst": 20.0}
+_OWNED_PREFIXES = ("AI_ENGINE_", "ENSEMBLE_", "GOVERNOR_", "SHADOW_", "FLATLINE_", "REDIS_") + tuple(
+    p + "_" for p in MODEL_ENV_PREFIX.values()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    type: Any
+    default: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+def _default_home() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "ai-engine"
+
+
+KEYS: dict[str, Key] = {
+    "AI_ENGINE_HOME": Key(Path, None, "state directory (store, models, governor); default $XDG_DATA_HOME/ai-engine"),
+    "AI_ENGINE_STORE": Key(Path, None, "SQLite telemetry store; default $AI_ENGINE_HOME/telemetry.sqlite"),
+    "AI_ENGINE_MODELS_DIR": Key(Path, None, "model registry directory; default $AI_ENGINE_HOME/models"),
+    "AI_ENGINE_SYMBOLS": Key(str, "BTCUSDT,ETHUSDT", "comma-separated symbols this instance decides on"),
+    "AI_ENGINE_INTERVAL": Key(str, "1h", "candle interval"),
+    "AI_ENGINE_DATA_DIR": Key(Path, None, "candle CSV directory for paced file replay (serve)"),
+    "AI_ENGINE_SHARD": Key(str, "", "symbol shard 'index/count' (e.g. 0/2); empty = all symbols"),
+    "AI_ENGINE_LOG_LEVEL": Key(str, "INFO", "logging level"),
+    "AI_ENGINE_HEALTH_PORT": Key(int, 0, "HTTP health endpoint port on 127.0.0.1 (0 = off)", 0, 65535),
+    "AI_ENGINE_REDIS_PREFIX": Key(str, "quantum", "key prefix of the Redis streams and governor keys"),
+    "AI_ENGINE_STREAM_MAXLEN": Key(int, 100_000, "approximate MAXLEN of the Redis streams", 1, None),
+    "REDIS_URL": Key(str, "", "Redis URL (redis:// or rediss://, may carry a password); empty = no bus"),
+    "ENSEMBLE_MIN_CONSENSUS": Key(int, 3, "voters that must agree for an actionable decision", 1, 4),
+    "ENSEMBLE_CONFIDENCE_BOOST": Key(float, 1.1, "confidence factor when all four models vote and agree", 1.0, 2.0),
+    "ENSEMBLE_CONFIDENCE_CAP": Key(float, 0.95, "cap of boosted confidence (below 1)", 0.5, 0.999),
+    "GOVERNOR_BACKEND": Key(str, "auto", "governor state: file, redis, or auto (redis when REDIS_URL is set)"),
+    "GOVERNOR_STATE_FILE": Key(Path, None, "governor state file; default $AI_ENGINE_HOME/governor.json"),
+    "SHADOW_LOG_INTERVAL_S": Key(float, 30.0, "seconds between [SHADOW] log lines per model", 0.0, None),
+    "SHADOW_DEADLINE_MS": Key(float, 250.0, "how long a decision waits for a shadow result", 0.0, None),
+    "FLATLINE_WINDOW": Key(int, 200, "recent outputs examined by the flat-line detector", 10, None),
+    "FLATLINE_MIN_STD": Key(float, 0.005, "confidence std below which a model is flagged flat", 0.0, 1.0),
+}
+for _m, _p in MODEL_ENV_PREFIX.items():
+    KEYS[f"{_p}_MODEL_PATH"] = Key(Path, None, f"{_m} artifact; default: registry's current, else models dir")
+    KEYS[f"{_p}_SHADOW_ONLY"] = Key(bool, None, f"run {_m} in shadow (never votes)")
+    KEYS[f"{_p}_ROLE"] = Key(str, None, f"{_m} role: voter, shadow or disabled")
+    KEYS[f"{_p}_WEIGHT"] = Key(float, DEFAULT_WEIGHTS[_m], f"{_m} voting weight (all four sum to 100)", 0.0, 100.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    name: str
+    role: ModelRole
+    weight: float
+    path: Path | None  # None: resolved by the registry at load time
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    home: Path
+    store_path: Path
+    models_dir: Path
+    governor_state_file: Path
+    governor_backend: str
+    symbols: tuple[str, ...]
+    interval: str
+    data_dir: Path | None
+    shard: tuple[int, int] | None
+    log_level: str
+    health_port: int
+    redis_url: str
+    redis_prefix: str
+    stream_maxlen: int
+    min_consensus: int
+    confidence_boost: float
+    confidence_cap: float
+    shadow_log_interval_s: float
+    shadow_deadline_ms: float
+    flatline_window: int
+    flatline_min_std: float
+    models: dict[str, ModelConfig]
+    env_file: Path | None = None
+    raw: dict[str, str] = field(default_factory=dict)
+
+    def weights(self) -> dict[str, float]:
+        return {m: c.weight for m, c in self.models.items()}
+
+    def roles(self) -> dict[str, ModelRole]:
+        return {m: c.role for m, c in self.models.items()}
+
+    def my_symbols(self) -> tuple[str, ...]:
+        """Symbols owned by this instance: its shard of ``symbols`` (sorted for a stable assignment)."""
+        if self.shard is None:
+            return self.symbols
+        idx, count = self.shard
+        return tuple(s for i, s in enumerate(sorted(self.symbols)) if i % count == idx)
+
+
+def _convert(key: str, raw: str) -> Any:
+    spec = KEYS[key]
+    raw = raw.strip()
+    if spec.type is Path:
+        if not raw:
+            raise ConfigError(f"{key} is empty; give a path or remove the line")
+        return Path(raw).expanduser()
+    try:
+        value = TypeAdapter(spec.type).validate_python(raw) if spec.type is not str else raw
+    except ValidationError:
+        allowed = {bool: "true/false (also 1/0, yes/no, on/off)", int: "an integer", float: "a number"}[spec.type]
+        raise ConfigError(f"{key}={raw!r} is not valid: expected {allowed}") from None
+    if spec.type in (int, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{key}={raw!r} is not a finite number")
+        if spec.minimum is not None and value < spec.minimum:
+            raise ConfigError(f"{key}={raw!r} is below its minimum {spec.minimum}")
+        if spec.maximum is not None and value > spec.maximum:
+            raise ConfigError(f"{key}={raw!r} is above its maximum {spec.maximum}")
+    return value
+
+
+_MODEL_PREFIXES = tuple(p + "_" for p in MODEL_ENV_PREFIX.values())
+
+
+def _check_unknown(keys, source: str, strict: bool) -> None:
+    """Refuse unknown keys that look like ours. In the process environment, where other software
+    sets variables too, only model keys and near-misses of known keys are refused; others warn."""
+    known = list(KEYS)
+    for key in keys:
+        if key in KEYS:
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+        if key.startswith(_OWNED_PREFIXES) or close:
+            hint = f"; did you mean {close[0]}?" if close else ""
+            msg = f"unknown configuration key {key} in {source}{hint}"
+            if strict or close or key.startswith(_MODEL_PREFIXES):
+                raise ConfigError(msg + " (remove or fix it: unknown keys are refused so a typo never changes behaviour silently)")
+            log.warning(msg + " (ignored)")
+
+
+def _resolve_role(model: str, vals: dict[str, Any]) -> ModelRole:
+    p = MODEL_ENV_PREFIX[model]
+    role_raw, shadow_only = vals.get(f"{p}_ROLE"), vals.get(f"{p}_SHADOW_ONLY")
+    role = None
+    if role_raw is not None:
+        try:
+            role = ModelRole(role_raw.strip().lower())
+        except ValueError:
+            raise ConfigError(f"{p}_ROLE={role_raw!r} is not valid: expected voter, shadow or disabled") from None
+    if shadow_only is True:
+        if role not in (None, ModelRole.SHADOW):
+            raise ConfigError(f"{p}_SHADOW_ONLY=true contradicts {p}_ROLE={role.value}; keep one of them")
+        return ModelRole.SHADOW
+    if shadow_only is False and role is ModelRole.SHADOW:
+        raise ConfigError(f"{p}_SHADOW_ONLY=false contradicts {p}_ROLE=shadow; keep one of them")
+    return role or ModelRole.VOTER
+
+
+def _validate_weights(models: dict[str, ModelConfig]) -> None:
+    total = sum(c.weight for c in models.values())
+    if abs(total - 100.0) > 1e-6:
+        parts = ", ".join(f"{m}={c.weight:g}" for m, c in models.items())
+        raise ConfigError(f"model weights must sum to 100, got {total:g} ({parts})")
+
+
+def _validate_interval(interval: str) -> None:
+    if interval not in INTERVAL_MS:
+        raise ConfigError(f"AI_ENGINE_INTERVAL={interval!r} is not valid: expected one of {', '.join(INTERVAL_MS)}")
+
+
+def _parse_shard(raw: str) -> tuple[int, int] | None:
+    if not raw.strip():
+        return None
+    try:
+        idx, count = (int(x) for x in raw.split("/"))
+    except ValueError:
+        raise ConfigError(f"AI_ENGINE_SHARD={raw!r} is not valid: expected 'index/count', e.g. 0/2") from None
+    if count < 1 or not 0 <= idx < count:
+        raise ConfigError(f"AI_ENGINE_SHARD={raw!r}: index must be in [0, count)")
+    return idx, count
+
+
+def _parse_symbols(raw: str) -> tuple[str, ...]:
+    syms = tuple(s.strip().upper() for s in raw.split(",") if s.strip())
+    if not syms:
+        raise ConfigError("AI_ENGINE_SYMBOLS is empty; give at least one symbol, e.g. BTCUSDT")
+    bad = [s for s in syms if not s.isalnum()]
+    if bad:
+        raise ConfigError(f"AI_ENGINE_SYMBOLS has invalid symbols {bad}; use letters and digits, e.g. BTCUSDT")
+    return syms
+
+
+def load_settings(
+    env_file: Path | str | None = "auto",
+    *,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, str] | None = None,
+) -> Settings:
+    """Build Settings from defaults, environment, env file and explicit overrides (CLI flags).
+
+    ``env_file="auto"`` uses ``$AI_ENGINE_ENV_FILE`` or ``/etc/quantum/ai-engine.env`` when present.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    if env_file == "auto":
+        env_file = environ.get("AI_ENGINE_ENV_FILE") or (DEFAULT_ENV_FILE if DEFAULT_ENV_FILE.is_file() else None)
+    env_path = Path(env_file) if env_file else None
+
+    raw: dict[str, str] = {k: v for k, v in environ.items() if k in KEYS}
+    _check_unknown(
+        [k for k in environ if k.startswith(_OWNED_PREFIXES) and k != "AI_ENGINE_ENV_FILE"], "the environment", strict=False
+    )
+    if env_path is not None:
+        from_file = read_env_file(env_path)
+        _check_unknown(from_file, str(env_path), strict=True)
+        for k, v in list(raw.items()):
+            if k in from_file and from_file[k] != v:
+                log.warning("environment variable %s differs from %s; the env file wins", k, env_path)
+        raw = {k: v for k, v in raw.items() if k not in from_file or k not in KEYS} | from_file
+        raw = {k: v for k, v in raw.items() if k in KEYS}
+        _warn_if_world_readable(env_path, raw)
+    for k, v in (overrides or {}).items():
+        _check_unknown([k], "overrides", strict=True)
+        raw[k] = v
+
+    vals = {k: _convert(k, v) for k, v in raw.items()}
+    get = lambda k: vals.get(k, KEYS[k].default)  # noqa: E731
+    home = get("AI_ENGINE_HOME") or _default_home()
+    models = {
+        m: ModelConfig(
+            name=m,
+            role=_resolve_role(m, vals),
+            weight=float(get(f"{MODEL_ENV_PREFIX[m]}_WEIGHT")),
+            path=get(f"{MODEL_ENV_PREFIX[m]}_MODEL_PATH"),
+        )
+        for m in MODEL_NAMES
+    }
+    _validate_weights(models)
+    interval = get("AI_ENGINE_INTERVAL")
+    _validate_interval(interval)
+    backend = get("GOVERNOR_BACKEND").lower()
+    if backend not in ("auto", "file", "redis"):
+        raise ConfigError(f"GOVERNOR_BACKEND={backend!r} is not valid: expected auto, file or redis")
+    level = get("AI_ENGINE_LOG_LEVEL").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"AI_ENGINE_LOG_LEVEL={level!r} is not valid: expected DEBUG, INFO, WARNING or ERROR")
+    return Settings(
+        home=home,
+        store_path=get("AI_ENGINE_STORE") or home / "telemetry.sqlite",
+        models_dir=get("AI_ENGINE_MODELS_DIR") or home / "models",
+        governor_state_file=get("GOVERNOR_STATE_FILE") or home / "governor.json",
+        governor_backend=backend,
+        symbols=_parse_symbols(get("AI_ENGINE_SYMBOLS")),
+        interval=interval,
+        data_dir=get("AI_ENGINE_DATA_DIR"),
+        shard=_parse_shard(get("AI_ENGINE_SHARD")),
+        log_level=level,
+        health_port=get("AI_ENGINE_HEALTH_PORT"),
+        redis_url=get("REDIS_URL"),
+        redis_prefix=get("AI_ENGINE_REDIS_PREFIX"),
+        stream_maxlen=get("AI_ENGINE_STREAM_MAXLEN"),
+        min_consensus=get("ENSEMBLE_MIN_CONSENSUS"),
+        confidence_boost=get("ENSEMBLE_CONFIDENCE_BOOST"),
+        confidence_cap=get("ENSEMBLE_CONFIDENCE_CAP"),
+        shadow_log_interval_s=get("SHADOW_LOG_INTERVAL_S"),
+        shadow_deadline_ms=get("SHADOW_DEADLINE_MS"),
+        flatline_window=get("FLATLINE_WINDOW"),
+        flatline_min_std=get("FLATLINE_MIN_STD"),
+        models=models,
+        env_file=env_path,
+        raw=raw,
+    )
+
+
+def _warn_if_world_readable(path: Path, raw: dict[str, str]) -> None:
+    if "REDIS_URL" in raw and "@" in raw["REDIS_URL"] and path.stat().st_mode & 0o004:
+        log.warning("env file %s holds a Redis password and is world-readable; chmod 640 it", path)
+
+
+def config_id_for(applied: dict[str, Any]) -> str:
+    """Short stable id of an applied configuration (roles, weights, versions, sha256)."""
+    blob = json.dumps(applied, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -1,0 +1,172 @@
+"""Candle validation shared by the CSV loader and the live stream.
+
+A bad candle is never repaired: it is quarantined (dropped) and the reason is logged with the
+symbol and the candle's UTC time, so a human can find the row. Gaps are legal but recorded,
+because features computed across a gap span more wall time than their names suggest.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ai_engine.types import INTERVAL_MS, Candle
+
+__all__ = [
+    "Gap",
+    "ValidationReport",
+    "Verdict",
+    "CandleValidator",
+    "check_values",
+    "check_open_time",
+    "iso_utc",
+    "MIN_OPEN_TIME_MS",
+    "MAX_OPEN_TIME_MS",
+]
+
+log = logging.getLogger("ai_engine.data")
+
+# Plausible open_time range in ms: catches seconds or microseconds passed as milliseconds.
+MIN_OPEN_TIME_MS = 1_230_768_000_000  # 2009-01-01T00:00:00Z
+MAX_OPEN_TIME_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
+
+
+def iso_utc(ms: int) -> str:
+    """``1618880400000`` → ``2021-04-20T01:00:00Z``; an out-of-range value is shown as raw ms."""
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return f"{ms} ms"
+
+
+def check_open_time(open_time: int, interval: str) -> tuple[str, str] | None:
+    """Return ``(kind, message)`` when ``open_time`` is implausible or off the interval grid."""
+    if not MIN_OPEN_TIME_MS <= open_time < MAX_OPEN_TIME_MS:
+        return "time_range", f"open_time {open_time} is outside 2009..2100 (expected UTC milliseconds)"
+    step = INTERVAL_MS[interval]
+    if open_time % step:
+        return "misaligned", f"open_time {open_time} is not a multiple of the {interval} interval ({step} ms)"
+    return None
+
+
+def check_values(o: float, h: float, low: float, c: float, v: float) -> tuple[str, str] | None:
+    """Return ``(kind, message)`` for the first rule an OHLCV tuple breaks, else None."""
+    for name, x in (("open", o), ("high", h), ("low", low), ("close", c), ("volume", v)):
+        if not math.isfinite(x):
+            return "non_finite", f"{name} is {x}"
+    for name, x in (("open", o), ("high", h), ("low", low), ("close", c)):
+        if x <= 0:
+            return "non_positive_price", f"{name} {x} <= 0"
+    if h < max(o, c):
+        return "high_below_body", f"high {h} < max(open, close) {max(o, c)}"
+    if low > min(o, c):
+        return "low_above_body", f"low {low} > min(open, close) {min(o, c)}"
+    if v < 0:
+        return "negative_volume", f"volume {v} < 0"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Missing bars between two consecutive accepted candles."""
+
+    symbol: str
+    interval: str
+    after_ms: int  # open_time of the last bar before the gap
+    next_ms: int  # open_time of the first bar after it
+    missing: int
+
+    def __str__(self) -> str:
+        return f"gap {self.symbol} after {iso_utc(self.after_ms)}: {self.missing} missing bars"
+
+
+@dataclass(slots=True)
+class ValidationReport:
+    """What validation did to one file: rows read and kept, quarantines by kind, gaps.
+
+    Filled in by :func:`ai_engine.data.load_csv` when passed as ``report=``.
+    """
+
+    source: str = ""
+    symbol: str = ""
+    interval: str = ""
+    rows_read: int = 0
+    rows_kept: int = 0
+    quarantined: Counter[str] = field(default_factory=Counter)
+    gaps: list[Gap] = field(default_factory=list)
+
+    @property
+    def n_quarantined(self) -> int:
+        return sum(self.quarantined.values())
+
+    @property
+    def missing_bars(self) -> int:
+        return sum(g.missing for g in self.gaps)
+
+    def __str__(self) -> str:
+        lines = [
+            f"{self.symbol} {self.interval} ({self.source}): {self.rows_read} rows read, "
+            f"{self.rows_kept} kept, {self.n_quarantined} quarantined, "
+            f"{len(self.gaps)} gaps ({self.missing_bars} missing bars)"
+        ]
+        lines += [f"  quarantined {kind}: {n}" for kind, n in sorted(self.quarantined.items())]
+        lines += [f"  {g}" for g in self.gaps]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Outcome of checking one live candle.
+
+    ``accept`` False: drop the candle, ``reason`` says why. ``accept`` True with a ``reason``
+    (it starts with ``"gap"``): use the candle but warn that bars are missing before it.
+    """
+
+    accept: bool
+    reason: str | None = None
+
+    @property
+    def warning(self) -> bool:
+        return self.accept and self.reason is not None
+
+
+_OK = Verdict(True)
+
+
+class CandleValidator:
+    """Streaming form of the CSV rules, with per-(symbol, interval) memory of the last accepted bar.
+
+    ``check`` records an accepted candle, so call it exactly once per incoming candle.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], int] = {}
+
+    def last_open_time(self, symbol: str, interval: str) -> int | None:
+        return self._last.get((symbol, interval))
+
+    def check(self, candle: Candle) -> Verdict:
+        if candle.interval not in INTERVAL_MS:
+            return Verdict(False, f"unknown interval {candle.interval!r}; expected one of {', '.join(INTERVAL_MS)}")
+        try:
+            problem = check_open_time(int(candle.open_time), candle.interval) or check_values(
+                float(candle.open), float(candle.high), float(candle.low), float(candle.close), float(candle.volume)
+            )
+        except (TypeError, ValueError) as exc:
+            return Verdict(False, f"non-numeric field: {exc}")
+        if problem is not None:
+            return Verdict(False, problem[1])
+        key = (candle.symbol, candle.interval)
+        last = self._last.get(key)
+        if last is not None and candle.open_time <= last:
+            kind = "duplicate" if candle.open_time == last else "out of order"
+            return Verdict(False, f"{kind}: open_time {iso_utc(candle.open_time)} <= last accepted {iso_utc(last)}")
+        self._last[key] = candle.open_time
+        if last is not None:
+            missing = (candle.open_time - last) // INTERVAL_MS[candle.interval] - 1
+            if missing > 0:
+                return Verdict(True, str(Gap(candle.symbol, candle.interval, last, candle.open_time, missing)))
+        return _OK

@@ -1,0 +1,122 @@
+"""Governor: kill switch and execution mode, checked before anything is published.
+
+It fails closed (failure mode 17): a state that is missing, unreadable or malformed blocks every
+actionable decision, and the verdict always says why. State lives in a JSON file (embedded
+default) or in Redis keys (see ``ai_engine.telemetry.redis_governor``) behind the same protocol.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ai_engine.enums import GovernorMode
+from ai_engine.envfile import write_atomic
+from ai_engine.exceptions import DataError
+from ai_engine.types import EnsembleDecision, GovernorVerdict
+
+__all__ = ["GovernorState", "GovernorBackend", "FileGovernorBackend", "Governor"]
+
+
+@dataclass(frozen=True, slots=True)
+class GovernorState:
+    kill: bool
+    mode: GovernorMode
+    updated_at: int = 0
+    updated_by: str = ""
+    reason: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self) | {"mode": self.mode.value}
+
+    @classmethod
+    def from_json(cls, data: object, source: str) -> GovernorState:
+        if not isinstance(data, dict) or not isinstance(data.get("kill"), bool) or "mode" not in data:
+            raise DataError(f"governor state in {source} is malformed: expected {{'kill': bool, 'mode': ...}}")
+        try:
+            mode = GovernorMode(data["mode"])
+        except ValueError:
+            raise DataError(f"governor state in {source} has unknown mode {data['mode']!r}") from None
+        return cls(kill=data["kill"], mode=mode, updated_at=int(data.get("updated_at", 0)),
+                   updated_by=str(data.get("updated_by", "")), reason=str(data.get("reason", "")))
+
+    @classmethod
+    def new(cls, kill: bool, mode: GovernorMode, reason: str = "") -> GovernorState:
+        try:
+            who = getpass.getuser()
+        except (KeyError, OSError):
+            who = "unknown"
+        return cls(kill=kill, mode=mode, updated_at=int(time.time() * 1000), updated_by=who, reason=reason)
+
+
+class GovernorBackend(Protocol):
+    def read(self) -> GovernorState | None:
+        """Current state; None when none was ever written; raise on unreadable state."""
+
+    def write(self, state: GovernorState) -> None: ...
+
+    def describe(self) -> str: ...
+
+
+class FileGovernorBackend:
+    """Governor state in a JSON file, replaced atomically on every change."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def describe(self) -> str:
+        return f"file {self.path}"
+
+    def read(self) -> GovernorState | None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise DataError(f"governor state {self.path} cannot be read: {exc}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"governor state {self.path} is not valid JSON: {exc}") from None
+        return GovernorState.from_json(data, str(self.path))
+
+    def write(self, state: GovernorState) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path, json.dumps(state.to_json(), indent=2) + "\n")
+
+
+class Governor:
+    """Turns an ensemble decision into a publish verdict. Non-actionable decisions need no verdict."""
+
+    def __init__(self, backend: GovernorBackend) -> None:
+        self.backend = backend
+
+    def state(self) -> tuple[GovernorState | None, str | None]:
+        """(state, error): error is the reason the state cannot be used, which blocks."""
+        try:
+            st = self.backend.read()
+        except Exception as exc:  # any failure to read blocks; never fail open
+            return None, f"governor state unreadable ({self.backend.describe()}): {exc}"
+        if st is None:
+            return None, (
+                f"governor state missing ({self.backend.describe()}); "
+                "run `ai-engine governor release` to allow intents"
+            )
+        return st, None
+
+    def check(self, decision: EnsembleDecision, state: tuple[GovernorState | None, str | None] | None = None) -> GovernorVerdict:
+        if not decision.actionable:
+            return GovernorVerdict(allowed=False, reason=None, kill=None, mode=None)
+        st, err = state if state is not None else self.state()
+        if st is None:
+            return GovernorVerdict(allowed=False, reason=err, kill=None, mode=None)
+        if st.kill:
+            why = f"kill switch on (set by {st.updated_by or 'unknown'}" + (f": {st.reason}" if st.reason else "") + ")"
+            return GovernorVerdict(allowed=False, reason=why, kill=True, mode=st.mode.value)
+        if st.mode is GovernorMode.HALT:
+            return GovernorVerdict(allowed=False, reason="governor mode HALT", kill=False, mode=st.mode.value)
+        return GovernorVerdict(allowed=True, reason=None, kill=False, mode=st.mode.value)

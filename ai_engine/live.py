@@ -1,0 +1,89 @@
+"""Streaming side of the decision path: validated candles in, decisions out, one candle at a time.
+
+Used by the live service and by the paced file replay. Features come from ``StreamingFeatures``,
+whose values equal the batch features used in training and replay (tested on real candles).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from ai_engine.engine import DecisionEngine, DecisionInputs
+from ai_engine.exceptions import TransientError
+from ai_engine.types import Candle, DecisionRecord
+
+__all__ = ["CandleProcessor"]
+
+log = logging.getLogger("ai_engine.live")
+
+
+class CandleProcessor:
+    """Validates candles, keeps per-symbol streaming features and feeds decidable rows to the engine."""
+
+    def __init__(self, engine: DecisionEngine, interval: str) -> None:
+        self.engine = engine
+        self.interval = interval
+        self._features: dict[str, object] = {}
+        self._validators: dict[str, object] = {}
+        self.quarantined: Counter = Counter()
+        self.warmup = 0
+
+    def _feat(self, symbol: str):
+        from ai_engine.data import CandleValidator
+        from ai_engine.features import StreamingFeatures
+
+        if symbol not in self._features:
+            self._features[symbol] = StreamingFeatures(symbol, self.interval)
+            self._validators[symbol] = CandleValidator(self.interval)
+        return self._features[symbol], self._validators[symbol]
+
+    def prime(self, candles: Iterable[Candle]) -> int:
+        """Feed history (no decisions) so the first live candle is decided on real context."""
+        n = 0
+        for c in candles:
+            feats, validator = self._feat(c.symbol)
+            if validator.check(c).accept:
+                feats.update(c)
+                n += 1
+        return n
+
+    def process(self, candles: Sequence[Candle], arrived_at: float | None = None) -> list[DecisionRecord]:
+        """Decide on candles that closed together (one per symbol). Rejected candles are logged
+        with symbol and time and never reach a model."""
+        arrived_at = time.perf_counter() if arrived_at is None else arrived_at
+        rows, accepted = [], []
+        for c in candles:
+            feats, validator = self._feat(c.symbol)
+            verdict = validator.check(c)
+            if not verdict.accept:
+                self.quarantined[verdict.reason.split(":")[0]] += 1
+                log.warning("rejected candle %s %s: %s", c.symbol, c.open_time, verdict.reason)
+                continue
+            if verdict.reason:
+                log.warning("%s", verdict.reason)
+            accepted.append(c)
+            row = feats.update(c)
+            if row is None or (seq := self.engine.state.seq_len) and not row.has_window(seq):
+                self.warmup += 1
+                continue
+            rows.append((c, row))
+        if accepted:
+            try:
+                self.engine.store.record_candles(accepted)
+            except TransientError as exc:
+                log.error("candles not recorded yet: %s", exc)
+        if not rows:
+            return []
+        seq = self.engine.state.seq_len
+        inputs = DecisionInputs(
+            candles=[c for c, _ in rows],
+            tabular=np.stack([r.tabular for _, r in rows]),
+            windows=np.stack([r.sequence_window(seq) for _, r in rows]) if seq else None,
+            arrived_at=arrived_at,
+        )
+        return self.engine.decide(inputs)

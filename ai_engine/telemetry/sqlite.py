@@ -1,0 +1,210 @@
+"""SQLite telemetry store (WAL): the full record of every decision, for analysis and audit.
+
+Typed rows, not reprs (failure mode 1): one ``decisions`` row per decision, one ``predictions``
+row per model per decision (shadow ones included), the published ``intents``, the ``candles``
+the decisions were made on (so outcomes are scored against the market, failure mode 16) and the
+applied ``configs``. Ids are deterministic, inserts are ``OR IGNORE``: a replay never duplicates.
+Nothing here is ever trimmed by the bus (failure mode 15).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ai_engine.exceptions import DataError, TransientError
+from ai_engine.types import Candle, DecisionRecord, ModelResult
+
+__all__ = ["TelemetryStore", "SCHEMA_VERSION"]
+
+log = logging.getLogger("ai_engine.telemetry")
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS candles (
+    symbol TEXT NOT NULL, interval TEXT NOT NULL, open_time INTEGER NOT NULL,
+    open REAL NOT NULL, high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL, volume REAL NOT NULL,
+    synthetic INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (symbol, interval, open_time)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS decisions (
+    event_id TEXT PRIMARY KEY, symbol TEXT NOT NULL, interval TEXT NOT NULL,
+    candle_open_time INTEGER NOT NULL, decided_at INTEGER NOT NULL,
+    action TEXT NOT NULL, confidence REAL NOT NULL, consensus_count INTEGER NOT NULL,
+    total_models INTEGER NOT NULL, actionable INTEGER NOT NULL, boosted INTEGER NOT NULL,
+    published INTEGER NOT NULL, blocked_reason TEXT, entry_price REAL NOT NULL,
+    config_id TEXT NOT NULL, decision_latency_ms REAL, synthetic INTEGER NOT NULL DEFAULT 0,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_time ON decisions (candle_open_time);
+CREATE INDEX IF NOT EXISTS decisions_symbol_time ON decisions (symbol, candle_open_time);
+CREATE TABLE IF NOT EXISTS predictions (
+    event_id TEXT NOT NULL, model TEXT NOT NULL, symbol TEXT NOT NULL, candle_open_time INTEGER NOT NULL,
+    role TEXT NOT NULL, status TEXT NOT NULL, action TEXT, confidence REAL, prob REAL, logit REAL,
+    p_sell REAL, p_hold REAL, p_buy REAL, weight REAL, version TEXT, sha256 TEXT, latency_ms REAL, reason TEXT,
+    PRIMARY KEY (event_id, model)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS predictions_model_time ON predictions (model, candle_open_time);
+CREATE TABLE IF NOT EXISTS intents (
+    event_id TEXT PRIMARY KEY, decision_event_id TEXT NOT NULL, symbol TEXT NOT NULL,
+    candle_open_time INTEGER NOT NULL, payload TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, event_id TEXT NOT NULL,
+    event_type TEXT NOT NULL, payload TEXT NOT NULL, created_at INTEGER NOT NULL,
+    delivered_at INTEGER, UNIQUE (stream, event_id)
+);
+CREATE INDEX IF NOT EXISTS outbox_undelivered ON outbox (delivered_at, seq);
+CREATE TABLE IF NOT EXISTS configs (
+    config_id TEXT NOT NULL, applied_at INTEGER NOT NULL, reason TEXT NOT NULL, payload TEXT NOT NULL,
+    PRIMARY KEY (config_id, applied_at)
+);
+"""
+
+
+def _prediction_row(rec: DecisionRecord, r: ModelResult) -> tuple:
+    p = r.prediction
+    return (
+        rec.event_id, r.model, rec.symbol, rec.candle_open_time, r.role.value, r.status.value,
+        p.action.value if p else None, p.confidence if p else None, p.prob if p else None,
+        p.logit if p else None, *(p.probs if p else (None, None, None)),
+        r.weight, r.version, r.sha256, r.latency_ms, r.reason,
+    )
+
+
+class TelemetryStore:
+    """Append-only decision store. Thread-safe; writes that fail are kept and retried, never dropped."""
+
+    def __init__(self, path: Path | str, *, readonly: bool = False, outbox: bool = False) -> None:
+        self.path = Path(path)
+        self.outbox = outbox
+        self._lock = threading.Lock()
+        self._pending: list[tuple[str, Sequence]] = []
+        try:
+            if readonly:
+                if not self.path.is_file():
+                    raise DataError(f"telemetry store {self.path} does not exist")
+                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._migrate(readonly)
+        except sqlite3.DatabaseError as exc:
+            raise DataError(f"telemetry store {self.path} cannot be opened: {exc}") from None
+
+    def _migrate(self, readonly: bool) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if readonly or version not in (0,):
+            raise DataError(f"telemetry store {self.path} has schema version {version}, expected {SCHEMA_VERSION}")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        return self._db
+
+    # -- writes -------------------------------------------------------------------------------
+    def _write(self, ops: list[tuple[str, Sequence]]) -> None:
+        """Run ``ops`` (sql, rows) in one transaction, after any earlier writes that failed."""
+        with self._lock:
+            batch = self._pending + ops
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                for sql, rows in batch:
+                    self._db.executemany(sql, rows)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self._pending = batch
+                log.error("telemetry write to %s failed (%s); %d batches kept for retry", self.path, exc, len(batch))
+                raise TransientError(f"telemetry store {self.path}: {exc}") from None
+            self._pending = []
+
+    @property
+    def pending_writes(self) -> int:
+        return len(self._pending)
+
+    def record_candles(self, candles: Iterable[Candle]) -> None:
+        rows = [
+            (c.symbol, c.interval, c.open_time, c.open, c.high, c.low, c.close, c.volume, int(c.synthetic))
+            for c in candles
+        ]
+        self._write([("INSERT OR IGNORE INTO candles VALUES (?,?,?,?,?,?,?,?,?)", rows)])
+
+    def record_decisions(self, records: Sequence[DecisionRecord], candles: Iterable[Candle] = ()) -> None:
+        """Record decisions with their per-model rows, intents and the candles they were made on."""
+        cand = [
+            (c.symbol, c.interval, c.open_time, c.open, c.high, c.low, c.close, c.volume, int(c.synthetic))
+            for c in candles
+        ]
+        dec, pred, intents, out = [], [], [], []
+        now = int(time.time() * 1000)
+        for rec in records:
+            d = rec.decision
+            dec.append((
+                rec.event_id, rec.symbol, rec.interval, rec.candle_open_time, rec.decided_at,
+                d.action.value, d.confidence, d.consensus_count, d.total_models, int(d.actionable),
+                int(d.boosted), int(rec.published), rec.blocked_reason, rec.entry_price, rec.config_id,
+                rec.decision_latency_ms, int(rec.synthetic), json.dumps(rec.to_json(), separators=(",", ":")),
+            ))
+            pred.extend(_prediction_row(rec, r) for r in d.results)
+            if self.outbox:
+                out.append(("ai.decision", rec.event_id, "ai.decision", dec[-1][-1], now))
+            if rec.published:
+                payload = json.dumps(rec.intent_payload(), separators=(",", ":"))
+                intents.append((rec.intent_event_id, rec.event_id, rec.symbol, rec.candle_open_time, payload))
+                if self.outbox:
+                    out.append(("trade.intent", rec.intent_event_id, "trade.intent", payload, now))
+        self._write([
+            ("INSERT OR IGNORE INTO candles VALUES (?,?,?,?,?,?,?,?,?)", cand),
+            ("INSERT OR IGNORE INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", dec),
+            ("INSERT OR IGNORE INTO predictions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", pred),
+            ("INSERT OR IGNORE INTO intents VALUES (?,?,?,?,?)", intents),
+            ("INSERT OR IGNORE INTO outbox (stream, event_id, event_type, payload, created_at) VALUES (?,?,?,?,?)", out),
+        ])
+
+    def update_prediction(self, record: DecisionRecord, result: ModelResult) -> None:
+        """Join a late (shadow) result to an already recorded decision."""
+        self._write([("INSERT OR REPLACE INTO predictions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                      [_prediction_row(record, result)])])
+
+    def record_config(self, config_id: str, reason: str, payload: dict) -> None:
+        self._write([("INSERT OR IGNORE INTO configs VALUES (?,?,?,?)",
+                      [(config_id, int(time.time() * 1000), reason, json.dumps(payload, sort_keys=True, default=str))])])
+
+    # -- reads --------------------------------------------------------------------------------
+    def has_decision(self, event_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM decisions WHERE event_id=?", (event_id,)).fetchone() is not None
+
+    def last_decision_time(self, symbol: str, interval: str) -> int | None:
+        row = self._db.execute(
+            "SELECT MAX(candle_open_time) FROM decisions WHERE symbol=? AND interval=?", (symbol, interval)
+        ).fetchone()
+        return row[0]
+
+    def count(self, table: str) -> int:
+        if table not in ("candles", "decisions", "predictions", "intents", "configs", "outbox"):
+            raise ValueError(f"unknown table {table!r}")
+        return self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+    def decisions_json(self, limit: int | None = None) -> list[dict]:
+        sql = "SELECT payload FROM decisions ORDER BY candle_open_time, symbol"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [json.loads(p) for (p,) in self._db.execute(sql)]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,45 @@
+"""The governor fails closed and always says why."""
+
+from __future__ import annotations
+
+from ai_engine.enums import Action, GovernorMode
+from ai_engine.governor import FileGovernorBackend, Governor, GovernorState
+from ai_engine.types import EnsembleDecision
+
+ACTIONABLE = EnsembleDecision(Action.BUY, 0.7, 3, 3, True, False, (0, 0, 1), ())
+HOLD = EnsembleDecision(Action.HOLD, 0.5, 3, 3, False, False, (0, 1, 0), ())
+
+
+def test_missing_state_blocks_with_reason(tmp_path):
+    v = Governor(FileGovernorBackend(tmp_path / "g.json")).check(ACTIONABLE)
+    assert not v.allowed and "missing" in v.reason and "governor release" in v.reason
+
+
+def test_unreadable_or_malformed_state_blocks(tmp_path):
+    p = tmp_path / "g.json"
+    p.write_text("{not json")
+    assert "not valid JSON" in Governor(FileGovernorBackend(p)).check(ACTIONABLE).reason
+    p.write_text('{"kill": "0", "mode": "LIVE"}')
+    assert "malformed" in Governor(FileGovernorBackend(p)).check(ACTIONABLE).reason
+    p.write_text('{"kill": false, "mode": "YOLO"}')
+    assert "unknown mode" in Governor(FileGovernorBackend(p)).check(ACTIONABLE).reason
+    d = tmp_path / "dir.json"
+    d.mkdir()
+    assert not Governor(FileGovernorBackend(d)).check(ACTIONABLE).allowed
+
+
+def test_kill_release_and_halt(tmp_path):
+    be = FileGovernorBackend(tmp_path / "g.json")
+    gov = Governor(be)
+    be.write(GovernorState.new(True, GovernorMode.LIVE, "drill"))
+    v = gov.check(ACTIONABLE)
+    assert not v.allowed and "kill switch on" in v.reason and "drill" in v.reason
+    be.write(GovernorState.new(False, GovernorMode.PAPER))
+    assert gov.check(ACTIONABLE).allowed
+    be.write(GovernorState.new(False, GovernorMode.HALT))
+    assert "HALT" in gov.check(ACTIONABLE).reason
+
+
+def test_hold_needs_no_verdict(tmp_path):
+    v = Governor(FileGovernorBackend(tmp_path / "none.json")).check(HOLD)
+    assert not v.allowed and v.reason is None
