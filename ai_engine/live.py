@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from ai_engine.engine import DecisionEngine, DecisionInputs
-from ai_engine.exceptions import TransientError
+from ai_engine.exceptions import DataError, TransientError
 from ai_engine.types import Candle, DecisionRecord
 
 __all__ = ["CandleProcessor"]
@@ -57,6 +57,7 @@ class CandleProcessor:
         with symbol and time and never reach a model."""
         arrived_at = time.perf_counter() if arrived_at is None else arrived_at
         rows, accepted = [], []
+        seq = self.engine.state.seq_len
         for c in candles:
             feats, validator = self._feat(c.symbol)
             verdict = validator.check(c)
@@ -68,10 +69,15 @@ class CandleProcessor:
                 log.warning("%s", verdict.reason)
             accepted.append(c)
             row = feats.update(c)
-            if row is None or (seq := self.engine.state.seq_len) and not row.has_window(seq):
+            if row is None:
                 self.warmup += 1
                 continue
-            rows.append((c, row))
+            try:
+                window = row.sequence_window(seq) if seq else None
+            except DataError:  # not enough real history yet for the sequence models
+                self.warmup += 1
+                continue
+            rows.append((c, row.tabular, window))
         if accepted:
             try:
                 self.engine.store.record_candles(accepted)
@@ -79,11 +85,10 @@ class CandleProcessor:
                 log.error("candles not recorded yet: %s", exc)
         if not rows:
             return []
-        seq = self.engine.state.seq_len
         inputs = DecisionInputs(
-            candles=[c for c, _ in rows],
-            tabular=np.stack([r.tabular for _, r in rows]),
-            windows=np.stack([r.sequence_window(seq) for _, r in rows]) if seq else None,
+            candles=[c for c, _, _ in rows],
+            tabular=np.stack([t for _, t, _ in rows]),
+            windows=np.stack([w for _, _, w in rows]) if seq else None,
             arrived_at=arrived_at,
         )
         return self.engine.decide(inputs)

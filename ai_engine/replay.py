@@ -69,7 +69,8 @@ def _decision_order(frames: Mapping[str, object], seq_len: int, start_after: Map
     for si, sym in enumerate(syms):
         f = frames[sym]
         ok = f.valid.copy()
-        ok[: max(seq_len - 1, 0)] = False
+        if seq_len:  # the whole window must be valid history, exactly as the streaming path requires
+            ok &= f.valid_windows(seq_len)
         warm += int((~ok).sum())
         if sym in start_after:
             ok &= f.open_time > start_after[sym]
@@ -89,21 +90,26 @@ def replay_series(
     jsonl: Path | None = None,
     chunk: int = 512,
     resume: bool = False,
+    start_ms: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ReplaySummary:
-    """Decide every row of ``series`` ({symbol: CandleSeries}) in time order through ``engine``."""
+    """Decide every row of ``series`` ({symbol: CandleSeries}) in time order through ``engine``.
+
+    Rows before ``start_ms`` only warm the features up; with ``resume``, rows already decided in the
+    store are skipped (re-deciding them would be harmless: ids are deterministic).
+    """
     from ai_engine.features import compute_features, sequence_windows
 
     summary = ReplaySummary()
     frames = {sym: compute_features(s) for sym, s in series.items()}
     for s in series.values():
         engine.store.record_candles(s.candle(i) for i in range(len(s)))
-    start_after = {}
+    start_after = {sym: start_ms - 1 for sym in series} if start_ms is not None else {}
     if resume:
         for sym, s in series.items():
             last = engine.store.last_decision_time(sym, s.interval)
             if last is not None:
-                start_after[sym] = last
+                start_after[sym] = max(last, start_after.get(sym, last))
     seq_len = engine.state.seq_len
     times, sidx, ridx, summary.warmup_rows = _decision_order(frames, seq_len, start_after)
     if resume:

@@ -206,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"{model} H={horizon}: {sum(p.numel() for p in net.parameters())} params, {settings}",
                   flush=True)
-            results.setdefault(model, {})[horizon] = train(net, splits, settings, args.seed, f"{model}@{horizon}")
+            result = train(net, splits, settings, args.seed, f"{model}@{horizon}")
+            results.setdefault(model, {})[horizon] = result
+            print(f"{model}@{horizon}: test MSE {result.mse:.4f} MAE {result.mae:.4f}", flush=True)
 
     print()
     print(f"{'model':<22}{'H':>5}{'MSE':>8}{'MAE':>8}{'s/epoch':>9}{'epochs':>8}{'best':>6}")

@@ -63,6 +63,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the artifact from the service user
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
@@ -112,7 +113,7 @@ def safe_torch_load(source: str | os.PathLike | io.BytesIO, path: Path) -> dict:
     try:
         obj = torch.load(source, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = str(exc).strip().split(". ")[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"{path}: refused to unpickle (unsafe or corrupt checkpoint): {first}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

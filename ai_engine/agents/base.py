@@ -116,7 +116,8 @@ class BaseAgent(abc.ABC):
         """Constructor params as stored (plain types), enough to rebuild the agent."""
         return {n: getattr(self, n) for n in self._param_names()}
 
-    def _validate_params(self) -> None:
+    def validate_params(self) -> None:
+        """Check every hyperparameter against ``_param_table``; ConfigError names the bad one."""
         for pname, spec in self._param_table.items():
             value = getattr(self, pname)
             if value is None and spec.optional:
@@ -165,12 +166,15 @@ class BaseAgent(abc.ABC):
             sample_weight: (n,) optional per-row weights, multiplied with class-balance weights.
             feature_names: column/channel names; default: the engine's FEATURE_NAMES or SEQUENCE_CHANNELS.
         """
-        self._validate_params()
+        self.validate_params()
+        self.__dict__.pop("feature_names_in_", None)  # the fitted marker; set last so a failed fit stays unfitted
         X = self._as_input(X, "X")
         y = self._check_labels(y, X.shape[0], "y")
-        if X.shape[0] < 3 or np.unique(y).size < 2:
-            raise DataError(f"{self.name}: need at least 3 training rows and 2 classes, got {X.shape[0]} rows, "
-                            f"classes {np.unique(y).tolist()}")
+        if X.shape[0] < 3:
+            raise DataError(f"{self.name}: need at least 3 training rows, got {X.shape[0]}")
+        if np.unique(y).size < 2:
+            log.warning("%s: training labels hold one class only (%s); the model can only predict it",
+                        self.name, np.unique(y).tolist())
         width = X.shape[-1]
         names = tuple(feature_names) if feature_names is not None else self._default_feature_names(width)
         if len(names) != width or len(set(names)) != len(names):
@@ -185,7 +189,6 @@ class BaseAgent(abc.ABC):
             sample_weight = np.asarray(sample_weight, dtype=np.float64)
             if sample_weight.shape != (X.shape[0],) or not np.all(np.isfinite(sample_weight)) or np.any(sample_weight < 0):
                 raise DataError(f"{self.name}: sample_weight must be ({X.shape[0]},) finite and >= 0")
-        self.feature_names_in_ = names
         self.temperature_ = 1.0
         self.sha256_ = ""
         created = datetime.now(UTC)
@@ -193,6 +196,7 @@ class BaseAgent(abc.ABC):
         self._fit_model(X, y, X_val if has_val else None, y_val if has_val else None, sample_weight)
         if has_val:
             self.temperature_ = fit_temperature(self._raw_logits(X_val), y_val)
+        self.feature_names_in_ = names
         return self
 
     # ---- prediction -------------------------------------------------------------------
@@ -310,7 +314,7 @@ class BaseAgent(abc.ABC):
             raise ModelLoadError(f"{path}: stored params {unknown} are not {cls.__name__} parameters")
         agent = cls(**params)
         try:
-            agent._validate_params()
+            agent.validate_params()
         except ConfigError as exc:
             raise ModelLoadError(f"{path}: {exc}") from None
         return agent

@@ -102,7 +102,7 @@ class TorchAgent(BaseAgent):
             raise DataError(f"{self.name}: {what} must be a numeric (n, seq_len, C) array") from None
         if X.ndim != 3:
             raise DataError(f"{self.name}: {what} must be 3-D (n, seq_len, C) windows, got shape {X.shape}")
-        seq_len = getattr(self, "seq_len_", self.seq_len)
+        seq_len = self.seq_len_ if hasattr(self, "feature_names_in_") else self.seq_len
         if X.shape[1] != seq_len:
             raise FeatureMismatchError(f"{self.name}: {what} windows have {X.shape[1]} bars, the model expects {seq_len}")
         if width is not None and X.shape[2] != width:
@@ -161,7 +161,7 @@ class TorchAgent(BaseAgent):
                     loss.backward()
                     nn.utils.clip_grad_norm_(net.parameters(), 1.0)
                     opt.step()
-                    total += float(loss) * len(idx)
+                    total += loss.item() * len(idx)
                     seen += len(idx)
                 train_loss = total / max(seen, 1)
                 row = {"epoch": epoch, "train_loss": train_loss}

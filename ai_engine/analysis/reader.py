@@ -7,6 +7,7 @@ the counts disagree. Strings are mapped to small integer codes in SQL (``CASE``)
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 from dataclasses import dataclass
@@ -15,17 +16,23 @@ from pathlib import Path
 
 import numpy as np
 
-from ai_engine.analysis.labels import DEFAULT_LABEL, LabelSpec, apply_overrides, label_spec_from_config
+from ai_engine.analysis.labels import (
+    DEFAULT_LABEL,
+    LabelSpec,
+    apply_overrides,
+    label_spec_from_config,
+)
 from ai_engine.exceptions import ConfigError, DataError
 from ai_engine.telemetry import TelemetryStore
 from ai_engine.types import INTERVAL_MS
 
 __all__ = [
     "Window", "Series", "VersionSeen", "ModelRows", "Snapshot", "parse_time", "read_snapshot",
-    "STATUS_CODES", "ACTION_CODES",
+    "STATUS_CODES", "ACTION_CODES", "ROLE_CODES",
 ]
 
 HOUR_MS = 3_600_000
+ROLE_CODES = ("voter", "shadow", "disabled")
 STATUS_CODES = ("ok", "late", "error", "inactive", "disabled")  # code = index; anything else = len
 ACTION_CODES = ("SELL", "HOLD", "BUY")  # CLASS_ORDER; -1 NULL, -2 unknown string
 _CHUNK = 65_536
@@ -68,6 +75,8 @@ class Series:
 
 @dataclass(frozen=True, slots=True)
 class VersionSeen:
+    """Rows of the model per role and applied version (version and sha256 from the decision's config)."""
+
     role: str
     version: str | None
     sha256: str | None
@@ -124,7 +133,7 @@ def parse_time(value: int | str | datetime | None) -> int | None:
 def _case(column: str, values: list[str], default: int) -> tuple[str, list[str]]:
     if not values:
         return str(default), []
-    whens = " ".join("WHEN ? THEN %d" % i for i in range(len(values)))
+    whens = " ".join(f"WHEN ? THEN {i}" for i in range(len(values)))
     return f"CASE {column} {whens} ELSE {default} END", list(values)
 
 
@@ -162,15 +171,29 @@ def _load_series(db, symbol: str, interval: str, lo: int, hi: int) -> Series:
     return Series(symbol, interval, iv, t0, close, last)
 
 
-def _label_specs(db, model: str, config_ids: list[str], horizon: int | None, band: float | None) -> tuple[LabelSpec, ...]:
-    """One spec per config id (same order), plus the default for decisions of unknown config last."""
-    found: dict[str, LabelSpec] = {}
+def _from_configs(db, model: str, config_ids: list[str], horizon: int | None, band: float | None):
+    """Per config id (same order, then one for decisions of unknown config): label spec and (version, sha256)."""
+    found: dict[str, tuple[LabelSpec | None, tuple[str | None, str | None]]] = {}
     for cid, payload in db.execute("SELECT config_id, payload FROM configs ORDER BY applied_at"):
         spec = label_spec_from_config(cid, payload, model)
-        if spec is not None:
-            found[cid] = spec
-    specs = [found.get(c, DEFAULT_LABEL) for c in config_ids] + [DEFAULT_LABEL]
-    return tuple(apply_overrides(s, horizon, band) for s in specs)
+        entry = json.loads(payload).get("models", {}).get(model) or {}
+        found[cid] = (spec, (entry.get("version"), entry.get("sha256")))
+    got = [found.get(c, (None, (None, None))) for c in config_ids] + [(None, (None, None))]
+    specs = tuple(apply_overrides(s or DEFAULT_LABEL, horizon, band) for s, _ in got)
+    return specs, [v for _, v in got]
+
+
+def _versions(role: np.ndarray, cfg: np.ndarray, t: np.ndarray, per_cfg) -> tuple[VersionSeen, ...]:
+    """Rows per (role, applied version): roles from the rows, versions from the decision's config."""
+    key = role.astype(np.int64) * 65_536 + cfg.astype(np.int64)
+    out = []
+    for k in np.unique(key):
+        sel = key == k
+        r, c = divmod(int(k), 65_536)
+        version, sha = per_cfg[c]
+        out.append(VersionSeen(ROLE_CODES[r] if r < len(ROLE_CODES) else "unknown", version, sha,
+                               int(sel.sum()), int(t[sel].min()), int(t[sel].max())))
+    return tuple(sorted(out, key=lambda v: v.first_ms))
 
 
 def _model_rows(db, model: str, win: Window, series_keys, config_ids, horizon, band) -> ModelRows:
@@ -180,15 +203,16 @@ def _model_rows(db, model: str, win: Window, series_keys, config_ids, horizon, b
     ser_sql, ser_args = _case("p.symbol || '|' || d.interval", [f"{s}|{i}" for s, i in series_keys], -1)
     st_sql, st_args = _case("p.status", list(STATUS_CODES), len(STATUS_CODES))
     cfg_sql, cfg_args = _case("d.config_id", config_ids, len(config_ids))
+    role_sql, role_args = _case("p.role", list(ROLE_CODES), len(ROLE_CODES))
     act = "CASE WHEN {c} IS NULL THEN -1 WHEN {c}='SELL' THEN 0 WHEN {c}='HOLD' THEN 1 WHEN {c}='BUY' THEN 2 ELSE -2 END"
     sql = (
         f"SELECT p.candle_open_time, {ser_sql}, {st_sql}, {act.format(c='p.action')}, p.confidence, "
         f"p.p_sell, p.p_hold, p.p_buy, CASE WHEN d.event_id IS NULL THEN -1 ELSE "
-        f"{act.format(c='d.action')} END, {cfg_sql} "
+        f"{act.format(c='d.action')} END, {cfg_sql}, {role_sql} "
         f"FROM predictions p LEFT JOIN decisions d ON d.event_id = p.event_id WHERE {where}"
     )
-    out = np.empty((n, 10), dtype=np.float64)
-    cur = db.execute(sql, ser_args + st_args + cfg_args + args)
+    out = np.empty((n, 11), dtype=np.float64)
+    cur = db.execute(sql, ser_args + st_args + cfg_args + role_args + args)
     i = 0
     while chunk := cur.fetchmany(_CHUNK):
         k = min(len(chunk), n - i)
@@ -200,22 +224,22 @@ def _model_rows(db, model: str, win: Window, series_keys, config_ids, horizon, b
         unknown = tuple(db.execute(
             f"SELECT p.action, COUNT(*) FROM predictions p WHERE {where} AND p.action NOT IN ('SELL','HOLD','BUY') "
             "GROUP BY p.action ORDER BY 2 DESC", args).fetchall())
-    versions = tuple(VersionSeen(*r) for r in db.execute(
-        f"SELECT p.role, p.version, p.sha256, COUNT(*), MIN(p.candle_open_time), MAX(p.candle_open_time) "
-        f"FROM predictions p WHERE {where} GROUP BY p.role, p.version, p.sha256 ORDER BY 5", args))
+    labels, per_cfg = _from_configs(db, model, config_ids, horizon, band)
+    t = out[:, 0].astype(np.int64)
+    cfg = out[:, 9].astype(np.int16)
     return ModelRows(
         model=model,
-        t=out[:, 0].astype(np.int64),
+        t=t,
         series=out[:, 1].astype(np.int16),
         status=out[:, 2].astype(np.int8),
         action=np.nan_to_num(out[:, 3], nan=-1).astype(np.int8),
         confidence=out[:, 4].copy(),
         probs=out[:, 5:8].astype(np.float32),
         ensemble=np.nan_to_num(out[:, 8], nan=-1).astype(np.int8),
-        label=out[:, 9].astype(np.int16),
-        labels=_label_specs(db, model, config_ids, horizon, band),
+        label=cfg,
+        labels=labels,
         unknown_actions=unknown,
-        versions=versions,
+        versions=_versions(out[:, 10], cfg, t, per_cfg),
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Z95", "Share", "wilson", "std_interval", "CalibrationBuckets", "bootstrap_ece_brier"]
+__all__ = ["Z95", "Share", "wilson", "std_interval", "bootstrap_ece_brier"]
 
 Z95 = 1.959963984540054
 
@@ -61,27 +61,6 @@ def std_interval(x: np.ndarray, z: float = Z95) -> tuple[float, float, float]:
         return 0.0, 0.0, 0.0
     se = math.sqrt(max(m4 - m2 * m2, 0.0) / n) / (2 * s)
     return s, max(0.0, s - z * se), s + z * se
-
-
-@dataclass(frozen=True, slots=True)
-class CalibrationBuckets:
-    """Per-bucket counts of scored predictions: ``edges`` has one more entry than the arrays."""
-
-    edges: tuple[float, ...]
-    n: np.ndarray
-    correct: np.ndarray
-    conf_sum: np.ndarray
-
-    @classmethod
-    def build(cls, conf: np.ndarray, correct: np.ndarray, edges: tuple[float, ...]) -> CalibrationBuckets:
-        k = len(edges) - 1
-        idx = np.clip(np.searchsorted(np.asarray(edges), conf, side="right") - 1, 0, k - 1)
-        return cls(
-            edges=edges,
-            n=np.bincount(idx, minlength=k),
-            correct=np.bincount(idx, weights=correct.astype(np.float64), minlength=k).round().astype(np.int64),
-            conf_sum=np.bincount(idx, weights=conf, minlength=k),
-        )
 
 
 def _ece(n: np.ndarray, correct: np.ndarray, conf_sum: np.ndarray) -> np.ndarray:

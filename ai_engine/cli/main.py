@@ -21,7 +21,13 @@ app.add_typer(models_app, name="models")
 
 
 def _register() -> None:
-    from ai_engine.cli import analyze_commands, demo_commands, engine_commands, train_commands
+    from ai_engine.cli import (
+        analyze_commands,
+        data_commands,
+        demo_commands,
+        engine_commands,
+        train_commands,
+    )
 
     app.command("replay")(engine_commands.replay)
     app.add_typer(engine_commands.governor_app, name="governor")
@@ -29,6 +35,7 @@ def _register() -> None:
     train_commands.register(app)
     train_commands.register_models_report(models_app)
     analyze_commands.register(app)
+    data_commands.register(app)
 
 
 _register()

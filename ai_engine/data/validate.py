@@ -7,12 +7,12 @@ because features computed across a gap span more wall time than their names sugg
 
 from __future__ import annotations
 
-import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from ai_engine.exceptions import ConfigError
 from ai_engine.types import INTERVAL_MS, Candle
 
 __all__ = [
@@ -26,8 +26,6 @@ __all__ = [
     "MIN_OPEN_TIME_MS",
     "MAX_OPEN_TIME_MS",
 ]
-
-log = logging.getLogger("ai_engine.data")
 
 # Plausible open_time range in ms: catches seconds or microseconds passed as milliseconds.
 MIN_OPEN_TIME_MS = 1_230_768_000_000  # 2009-01-01T00:00:00Z
@@ -45,10 +43,16 @@ def iso_utc(ms: int) -> str:
 def check_open_time(open_time: int, interval: str) -> tuple[str, str] | None:
     """Return ``(kind, message)`` when ``open_time`` is implausible or off the interval grid."""
     if not MIN_OPEN_TIME_MS <= open_time < MAX_OPEN_TIME_MS:
-        return "time_range", f"open_time {open_time} is outside 2009..2100 (expected UTC milliseconds)"
+        return (
+            "time_range",
+            f"open_time {open_time} is outside 2009..2100 (expected UTC milliseconds)",
+        )
     step = INTERVAL_MS[interval]
     if open_time % step:
-        return "misaligned", f"open_time {open_time} is not a multiple of the {interval} interval ({step} ms)"
+        return (
+            "misaligned",
+            f"open_time {open_time} is not a multiple of the {interval} interval ({step} ms)",
+        )
     return None
 
 
@@ -80,7 +84,8 @@ class Gap:
     missing: int
 
     def __str__(self) -> str:
-        return f"gap {self.symbol} after {iso_utc(self.after_ms)}: {self.missing} missing bars"
+        bars = "bar" if self.missing == 1 else "bars"
+        return f"gap {self.symbol} after {iso_utc(self.after_ms)}: {self.missing} missing {bars}"
 
 
 @dataclass(slots=True)
@@ -121,12 +126,13 @@ class ValidationReport:
 class Verdict:
     """Outcome of checking one live candle.
 
-    ``accept`` False: drop the candle, ``reason`` says why. ``accept`` True with a ``reason``
-    (it starts with ``"gap"``): use the candle but warn that bars are missing before it.
+    ``accept`` False: drop the candle; ``reason`` (``"<kind>: <message>"``) says why.
+    ``accept`` True with a reason (kind ``"gap"``): use the candle, but bars are missing before it.
     """
 
     accept: bool
     reason: str | None = None
+    kind: str | None = None
 
     @property
     def warning(self) -> bool:
@@ -136,37 +142,59 @@ class Verdict:
 _OK = Verdict(True)
 
 
+def _reject(kind: str, message: str) -> Verdict:
+    return Verdict(False, f"{kind}: {message}", kind)
+
+
 class CandleValidator:
     """Streaming form of the CSV rules, with per-(symbol, interval) memory of the last accepted bar.
+
+    Args:
+        interval: when given, candles of any other interval are rejected.
 
     ``check`` records an accepted candle, so call it exactly once per incoming candle.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, interval: str | None = None) -> None:
+        if interval is not None and interval not in INTERVAL_MS:
+            raise ConfigError(
+                f"unknown interval {interval!r}; expected one of {', '.join(INTERVAL_MS)}"
+            )
+        self.interval = interval
         self._last: dict[tuple[str, str], int] = {}
 
     def last_open_time(self, symbol: str, interval: str) -> int | None:
         return self._last.get((symbol, interval))
 
     def check(self, candle: Candle) -> Verdict:
-        if candle.interval not in INTERVAL_MS:
-            return Verdict(False, f"unknown interval {candle.interval!r}; expected one of {', '.join(INTERVAL_MS)}")
+        if candle.interval not in INTERVAL_MS or (
+            self.interval and candle.interval != self.interval
+        ):
+            allowed = self.interval or ", ".join(INTERVAL_MS)
+            return _reject("interval", f"interval {candle.interval!r} is not {allowed}")
         try:
             problem = check_open_time(int(candle.open_time), candle.interval) or check_values(
-                float(candle.open), float(candle.high), float(candle.low), float(candle.close), float(candle.volume)
+                float(candle.open),
+                float(candle.high),
+                float(candle.low),
+                float(candle.close),
+                float(candle.volume),
             )
         except (TypeError, ValueError) as exc:
-            return Verdict(False, f"non-numeric field: {exc}")
+            return _reject("non_numeric", str(exc))
         if problem is not None:
-            return Verdict(False, problem[1])
+            return _reject(*problem)
         key = (candle.symbol, candle.interval)
         last = self._last.get(key)
         if last is not None and candle.open_time <= last:
-            kind = "duplicate" if candle.open_time == last else "out of order"
-            return Verdict(False, f"{kind}: open_time {iso_utc(candle.open_time)} <= last accepted {iso_utc(last)}")
+            kind = "duplicate" if candle.open_time == last else "out_of_order"
+            return _reject(
+                kind, f"open_time {iso_utc(candle.open_time)} <= last accepted {iso_utc(last)}"
+            )
         self._last[key] = candle.open_time
         if last is not None:
             missing = (candle.open_time - last) // INTERVAL_MS[candle.interval] - 1
             if missing > 0:
-                return Verdict(True, str(Gap(candle.symbol, candle.interval, last, candle.open_time, missing)))
+                gap = Gap(candle.symbol, candle.interval, last, candle.open_time, missing)
+                return Verdict(True, str(gap), "gap")
         return _OK

@@ -10,7 +10,12 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ai_engine.data.candles import CandleSeries
 from ai_engine.exceptions import FeatureMismatchError
-from ai_engine.features.indicators import FEATURE_NAMES, SEQUENCE_CHANNELS, WARMUP_BARS, compute_arrays
+from ai_engine.features.indicators import (
+    FEATURE_NAMES,
+    SEQUENCE_CHANNELS,
+    WARMUP_BARS,
+    compute_arrays,
+)
 
 __all__ = ["FeatureFrame", "compute_features", "sequence_windows"]
 
@@ -99,7 +104,9 @@ def sequence_windows(sequence: np.ndarray, rows: np.ndarray, seq_len: int) -> np
         return np.empty((0, seq_len, sequence.shape[1]), dtype=np.float32)
     lo, hi = int(rows.min()), int(rows.max())
     if lo < seq_len - 1:
-        raise ValueError(f"row {lo} has only {lo + 1} rows of history; seq_len {seq_len} needs row >= {seq_len - 1}")
+        raise ValueError(
+            f"row {lo} has only {lo + 1} rows of history; seq_len {seq_len} needs row >= {seq_len - 1}"
+        )
     if hi >= len(sequence):
         raise ValueError(f"row {hi} is out of range for a sequence of {len(sequence)} rows")
     windows = sliding_window_view(sequence, seq_len, axis=0)  # (T - seq_len + 1, C, seq_len)

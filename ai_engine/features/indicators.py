@@ -96,11 +96,20 @@ def _shift(x: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _rolling(x: np.ndarray, w: int, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """``fn`` applied to each trailing window of ``w`` values (NaN before the first full window)."""
-    out = np.full(x.shape, np.nan)
-    if len(x) >= w:
-        out[w - 1 :] = fn(sliding_window_view(x, w))
+def _rolling(
+    x: np.ndarray, w: int, fn: Callable[[np.ndarray], np.ndarray], start: int
+) -> np.ndarray:
+    """``fn`` of each trailing window of ``w`` values, for rows >= ``start`` only (NaN elsewhere).
+
+    A row's value depends only on its own window, never on earlier rows, so streaming (one row)
+    and batch (all rows) agree bit for bit.
+    """
+    out = np.full(len(x), np.nan)
+    first = max(start, w - 1, 0)
+    if first == len(x) - 1:  # one window (streaming): skip the cost of building a strided view
+        out[first:] = fn(x[None, -w:])
+    elif first < len(x):
+        out[first:] = fn(sliding_window_view(x[first - w + 1 :], w))
     return out
 
 
@@ -109,11 +118,17 @@ def _sum(win: np.ndarray) -> np.ndarray:
 
 
 def _mean(win: np.ndarray) -> np.ndarray:
-    return win.mean(axis=1)
+    return win.sum(axis=1) / win.shape[1]
 
 
 def _std(win: np.ndarray) -> np.ndarray:
-    return win.std(axis=1)
+    """Population std, two-pass (no cancellation of large squared prices)."""
+    dev = win - _mean(win)[:, None]
+    return np.sqrt((dev * dev).sum(axis=1) / win.shape[1])
+
+
+def _mad(win: np.ndarray) -> np.ndarray:
+    return np.abs(win - _mean(win)[:, None]).sum(axis=1) / win.shape[1]
 
 
 def _max(win: np.ndarray) -> np.ndarray:
@@ -124,6 +139,14 @@ def _min(win: np.ndarray) -> np.ndarray:
     return win.min(axis=1)
 
 
+_X14 = np.arange(14.0) - 6.5
+_SLOPE14 = _X14 / (_X14 @ _X14)  # least-squares slope weights over a 14-bar window
+
+
+def _slope14(win: np.ndarray) -> np.ndarray:
+    return (win * _SLOPE14).sum(axis=1)
+
+
 def _ratio(num: np.ndarray, den: np.ndarray, when_zero: float) -> np.ndarray:
     """num / den, with ``when_zero`` where den is 0 (a flat window is neutral, not undefined)."""
     out = np.divide(num, den, out=np.full_like(num, when_zero), where=den != 0)
@@ -132,21 +155,26 @@ def _ratio(num: np.ndarray, den: np.ndarray, when_zero: float) -> np.ndarray:
 
 
 def compute_arrays(
-    o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray
+    o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray, start: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Features of every row of one OHLCV history.
+    """Features of rows ``start..T-1`` of one OHLCV history (T bars, oldest first).
+
+    Streaming passes ``start=T-1`` to pay for windowed features of the newest row only; the
+    recursive TA-Lib indicators always run over the whole history given.
 
     Returns:
-        ``(tabular, sequence)``: (T, len(FEATURE_NAMES)) float64 and
-        (T, len(SEQUENCE_CHANNELS)) float32; NaN where a feature is not yet defined.
+        ``(tabular, sequence)``: (T-start, len(FEATURE_NAMES)) float64 and
+        (T-start, len(SEQUENCE_CHANNELS)) float32; NaN where a feature is not yet defined.
     """
+    n = len(c)
     # TA-Lib compares some intermediates with an absolute epsilon (1e-8), which would make tiny
     # prices behave differently. Scaling by a power of two is exact, so bring prices near 1.
     _, exp = np.frexp(c[0])
-    os_, hs, ls, cs = (np.ldexp(x, -int(exp)) for x in (o, h, low, c))
+    hs, ls, cs = (np.ldexp(x, -int(exp)) for x in (h, low, c))
     with np.errstate(divide="ignore", invalid="ignore"):
         logc = np.log(c)
         logc_prev = _shift(logc, 1)
+        c_prev = _shift(c, 1)
         ret_1 = logc - logc_prev
         lv = np.log1p(v)
         vol_chg = lv - _shift(lv, 1)
@@ -154,66 +182,80 @@ def compute_arrays(
         rsi = talib.RSI(cs, 14)
         macd, _, macd_hist = talib.MACD(cs, 12, 26, 9)
         atr_norm = talib.ATR(hs, ls, cs, 14) / cs
-        mid = _rolling(c, 20, _mean)
-        sd = _rolling(c, 20, _std)
+        mid = _rolling(c, 20, _mean, start)
+        sd = _rolling(c, 20, _std, start)
         tp = (h + low + c) / 3.0
         tp_prev = _shift(tp, 1)
         mf = tp * v
         up_mf = np.where(tp > tp_prev, mf, 0.0)
         down_mf = np.where(tp < tp_prev, mf, 0.0)
         up_mf[:1] = down_mf[:1] = np.nan  # the first bar has no direction
-        pos_mf = _rolling(up_mf, 14, _sum)
-        neg_mf = _rolling(down_mf, 14, _sum)
-        slowk, slowd = talib.STOCH(hs, ls, cs, 14, 3, talib.MA_Type.SMA, 3, talib.MA_Type.SMA)
-        signed_v = np.sign(ret_1) * v
-        lv_sd = _rolling(lv, 20, _std)
-        tabular = np.column_stack(
-            [
-                ret_1,
-                logc - _shift(logc, 4),
-                logc - _shift(logc, 24),
-                np.log(h / low),
-                _ratio(c - o, rng, 0.0),
-                _ratio(h - np.maximum(o, c), rng, 0.0),
-                _ratio(np.minimum(o, c) - low, rng, 0.0),
-                vol_chg,
-                rsi,
-                macd / cs,
-                macd_hist / cs,
-                atr_norm,
-                _ratio(c - mid, 4.0 * sd, 0.0) + 0.5,
-                4.0 * sd / mid,
-                talib.ADX(hs, ls, cs, 14),
-                talib.PLUS_DI(hs, ls, cs, 14) - talib.MINUS_DI(hs, ls, cs, 14),
-                talib.CCI(hs, ls, cs, 20),
-                100.0 * _ratio(pos_mf, pos_mf + neg_mf, 0.5),
-                slowk,
-                slowd,
-                talib.WILLR(hs, ls, cs, 14),
-                talib.ROC(cs, 10),
-                talib.AROONOSC(hs, ls, 14),
-                talib.ULTOSC(hs, ls, cs, 7, 14, 28),
-                talib.TRIX(cs, 15),
-                talib.LINEARREG_SLOPE(cs, 14) / cs,
-                talib.EMA(cs, 12) / talib.EMA(cs, 26) - 1.0,
-                c / _rolling(c, 50, _mean) - 1.0,
-                _ratio(_rolling(signed_v, 20, _sum), _rolling(v, 20, _sum), 0.0),
-                _ratio(lv - _rolling(lv, 20, _mean), lv_sd, 0.0),
-                _rolling(ret_1, 24, _std),
-                logc - np.log(_rolling(h, 24, _max)),
-                logc - np.log(_rolling(low, 24, _min)),
-            ]
+        pos_mf = _rolling(up_mf, 14, _sum, start)
+        neg_mf = _rolling(down_mf, 14, _sum, start)
+        hh14 = _rolling(h, 14, _max, start - 4)
+        ll14 = _rolling(low, 14, _min, start - 4)
+        fast_k = 100.0 * _ratio(c - ll14, hh14 - ll14, 0.5)
+        slow_k = _rolling(fast_k, 3, _mean, start - 2)
+        true_low = np.fmin(low, c_prev)
+        buying = c - true_low
+        true_range = np.fmax(h, c_prev) - true_low
+        buying[0] = true_range[0] = np.nan
+        ult = sum(
+            wt * _ratio(_rolling(buying, k, _sum, start), _rolling(true_range, k, _sum, start), 0.5)
+            for wt, k in ((4.0, 7), (2.0, 14), (1.0, 28))
         )
-        sequence = np.column_stack(
-            [
+        signed_v = np.sign(ret_1) * v
+        lv_sd = _rolling(lv, 20, _std, start)
+        columns = [
+            ret_1,
+            logc - _shift(logc, 4),
+            logc - _shift(logc, 24),
+            np.log(h / low),
+            _ratio(c - o, rng, 0.0),
+            _ratio(h - np.maximum(o, c), rng, 0.0),
+            _ratio(np.minimum(o, c) - low, rng, 0.0),
+            vol_chg,
+            rsi,
+            macd / cs,
+            macd_hist / cs,
+            atr_norm,
+            _ratio(c - mid, 4.0 * sd, 0.0) + 0.5,
+            4.0 * sd / mid,
+            talib.ADX(hs, ls, cs, 14),
+            talib.PLUS_DI(hs, ls, cs, 14) - talib.MINUS_DI(hs, ls, cs, 14),
+            _ratio(tp - _rolling(tp, 20, _mean, start), 0.015 * _rolling(tp, 20, _mad, start), 0.0),
+            100.0 * _ratio(pos_mf, pos_mf + neg_mf, 0.5),
+            slow_k,
+            _rolling(slow_k, 3, _mean, start),
+            talib.WILLR(hs, ls, cs, 14),
+            talib.ROC(cs, 10),
+            talib.AROONOSC(hs, ls, 14),
+            100.0 / 7.0 * ult,
+            talib.TRIX(cs, 15),
+            _rolling(c, 14, _slope14, start) / c,
+            talib.EMA(cs, 12) / talib.EMA(cs, 26) - 1.0,
+            c / _rolling(c, 50, _mean, start) - 1.0,
+            _ratio(_rolling(signed_v, 20, _sum, start), _rolling(v, 20, _sum, start), 0.0),
+            _ratio(lv - _rolling(lv, 20, _mean, start), lv_sd, 0.0),
+            _rolling(ret_1, 24, _std, start),
+            logc - np.log(_rolling(h, 24, _max, start)),
+            logc - np.log(_rolling(low, 24, _min, start)),
+        ]
+        tabular = np.empty((n - start, len(FEATURE_NAMES)))
+        for j, col in enumerate(columns):
+            tabular[:, j] = col[start:]
+        sequence = np.empty((n - start, len(SEQUENCE_CHANNELS)), dtype=np.float32)
+        for j, col in enumerate(
+            (
                 np.log(o) - logc_prev,
                 np.log(h) - logc_prev,
                 np.log(low) - logc_prev,
                 ret_1,
                 vol_chg,
                 (rsi - 50.0) / 50.0,
-                tabular[:, FEATURE_NAMES.index("bb_pctb_20")],
+                columns[FEATURE_NAMES.index("bb_pctb_20")],
                 atr_norm,
-            ]
-        ).astype(np.float32)
+            )
+        ):
+            sequence[:, j] = col[start:]
     return tabular, sequence

@@ -96,7 +96,9 @@ class StreamingFeatures:
         seq_len_max: longest sequence window a FeatureRow can serve.
     """
 
-    def __init__(self, symbol: str, interval: str, buffer_bars: int = BUFFER_BARS, seq_len_max: int = 512) -> None:
+    def __init__(
+        self, symbol: str, interval: str, buffer_bars: int = BUFFER_BARS, seq_len_max: int = 512
+    ) -> None:
         if buffer_bars < MIN_BUFFER_BARS:
             raise ConfigError(
                 f"buffer_bars {buffer_bars} is too short for streaming features to equal batch values; "
@@ -135,18 +137,22 @@ class StreamingFeatures:
         row = (candle.open, candle.high, candle.low, candle.close, candle.volume)
         problem = check_values(*row)
         if problem is not None:
-            raise DataError(f"{self.symbol} {iso_utc(candle.open_time)}: invalid candle: {problem[1]}")
+            raise DataError(
+                f"{self.symbol} {iso_utc(candle.open_time)}: invalid candle: {problem[1]}"
+            )
         self._ohlcv.append(np.array(row))
         self._last_open_time = candle.open_time
         self._seen += 1
-        o, h, low, c, v = self._ohlcv.tail().T
-        tab, seq = compute_arrays(o, h, low, c, v)
-        self._seq.append(seq[-1])
-        if self._seen <= WARMUP_BARS or not (np.isfinite(tab[-1]).all() and np.isfinite(seq[-1]).all()):
+        o, h, low, c, v = (np.ascontiguousarray(col) for col in self._ohlcv.tail().T)
+        tab, seq = compute_arrays(o, h, low, c, v, start=len(c) - 1)
+        if self._seen <= WARMUP_BARS or not (
+            np.isfinite(tab[-1]).all() and np.isfinite(seq[-1]).all()
+        ):
+            self._seq.append(np.nan)  # windows may span valid rows only, as in batch valid_windows
             return None
+        self._seq.append(seq[-1])
         history = self._seq.tail().copy()
         history.setflags(write=False)
         tabular = tab[-1].copy()
         tabular.setflags(write=False)
         return FeatureRow(self.symbol, candle.open_time, tabular, history)
-

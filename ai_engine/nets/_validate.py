@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["check_int", "check_fraction", "check_bool", "check_int_list"]
+from torch import Tensor
+
+from ai_engine.exceptions import DataError
+
+__all__ = ["check_int", "check_fraction", "check_bool", "check_int_list", "check_window"]
 
 
 def check_int(name: str, value: object, minimum: int = 1) -> int:
@@ -31,3 +35,11 @@ def check_int_list(name: str, value: object, length: int | None = None) -> tuple
     if length is not None and len(value) != length:
         raise ValueError(f"{name} must have {length} entries, got {len(value)} ({value!r})")
     return tuple(check_int(f"{name}[{i}]", v) for i, v in enumerate(value))
+
+
+def check_window(x: Tensor, seq_len: int, n_channels: int, owner: str) -> None:
+    """A window of the wrong shape is a data error naming both shapes, not a matmul traceback."""
+    if x.ndim != 3 or x.shape[1] != seq_len or x.shape[2] != n_channels:
+        raise DataError(
+            f"{owner} expects input of shape (batch, {seq_len}, {n_channels}), got {tuple(x.shape)}"
+        )

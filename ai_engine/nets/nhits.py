@@ -15,18 +15,16 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ai_engine.exceptions import DataError
-from ai_engine.nets._validate import check_bool, check_fraction, check_int, check_int_list
+from ai_engine.nets._validate import (
+    check_bool,
+    check_fraction,
+    check_int,
+    check_int_list,
+    check_window,
+)
 from ai_engine.nets.revin import RevIN
 
 __all__ = ["NHiTSBackbone", "NHiTSForecaster", "NHiTSClassifier"]
-
-
-def _check_window(x: Tensor, seq_len: int, n_channels: int, owner: str) -> None:
-    if x.ndim != 3 or x.shape[1] != seq_len or x.shape[2] != n_channels:
-        raise DataError(
-            f"{owner} expects input of shape (batch, {seq_len}, {n_channels}), got {tuple(x.shape)}"
-        )
 
 
 def _interpolate(theta: Tensor, size: int) -> Tensor:
@@ -181,7 +179,7 @@ class NHiTSForecaster(nn.Module):
         return self.backbone.config()
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_window(x, self.backbone.seq_len, self.backbone.n_channels, type(self).__name__)
+        check_window(x, self.backbone.seq_len, self.backbone.n_channels, type(self).__name__)
         y, mean, std = self.backbone(x)  # (B, H, C)
         if self.backbone.norm is not None:
             y = self.backbone.norm.denormalize(y, mean, std)
@@ -248,6 +246,6 @@ class NHiTSClassifier(nn.Module):
         return {**params, "n_classes": self.n_classes, "head_dropout": self.head_dropout}
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_window(x, self.backbone.seq_len, self.backbone.n_channels, type(self).__name__)
+        check_window(x, self.backbone.seq_len, self.backbone.n_channels, type(self).__name__)
         latent, _, _ = self.backbone(x)  # (B, latent_horizon, C)
         return self.head(latent)  # (B, latent_horizon * C) → (B, n_classes)

@@ -12,18 +12,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ai_engine.exceptions import DataError
-from ai_engine.nets._validate import check_bool, check_fraction, check_int
+from ai_engine.nets._validate import check_bool, check_fraction, check_int, check_window
 from ai_engine.nets.revin import RevIN
 
 __all__ = ["PatchTSTBackbone", "PatchTSTForecaster", "PatchTSTClassifier"]
-
-
-def _check_window(x: Tensor, seq_len: int, n_channels: int, owner: str) -> None:
-    if x.ndim != 3 or x.shape[1] != seq_len or x.shape[2] != n_channels:
-        raise DataError(
-            f"{owner} expects input of shape (batch, {seq_len}, {n_channels}), got {tuple(x.shape)}"
-        )
 
 
 class _BatchNormTokens(nn.Module):
@@ -193,7 +185,7 @@ class PatchTSTForecaster(nn.Module):
         return {**self.backbone.config(), "horizon": self.horizon, "head_dropout": self.head_dropout}
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_window(x, self.backbone.seq_len, self.backbone.n_channels, type(self).__name__)
+        check_window(x, self.backbone.seq_len, self.backbone.n_channels, type(self).__name__)
         z, mean, std = self.backbone(x)  # (B, C, N, D)
         y = self.head(z).transpose(1, 2)  # (B, C, H) → (B, H, C)
         if self.backbone.norm is not None:
@@ -253,6 +245,6 @@ class PatchTSTClassifier(nn.Module):
         return {**self.backbone.config(), "n_classes": self.n_classes, "head_dropout": self.head_dropout}
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_window(x, self.backbone.seq_len, self.backbone.n_channels, type(self).__name__)
+        check_window(x, self.backbone.seq_len, self.backbone.n_channels, type(self).__name__)
         z, _, _ = self.backbone(x)  # (B, C, N, D)
         return self.head(z.mean(dim=2))  # (B, C, D) → (B, n_classes)

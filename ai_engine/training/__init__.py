@@ -47,4 +47,5 @@ __all__ = [
     "softmax",
     "time_split",
     "train_model",
+    "volatility_band",
 ]

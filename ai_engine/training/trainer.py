@@ -3,9 +3,11 @@ degeneracy guard → artifact. The same feature code serves and trains."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ai_engine.enums import MODEL_NAMES
-from ai_engine.exceptions import ConfigError, DataError, DegenerateModelError
+from ai_engine.exceptions import ConfigError, DegenerateModelError
 from ai_engine.training.dataset import Dataset, build_dataset
 from ai_engine.training.guard import GuardConfig, enforce_guard
 from ai_engine.training.labels import LabelConfig
@@ -58,21 +60,18 @@ def _load_series(data_dir, synthetic: bool, symbols: tuple[str, ...], interval: 
                  opts: TrainOptions) -> dict[str, Any]:
     from ai_engine.data import load_dir, synthetic_market
 
-    if synthetic:
-        series = synthetic_market(list(symbols), interval=interval, n_bars=opts.synthetic_bars, seed=seed)
-    else:
-        if data_dir is None:
-            raise ConfigError("no data: pass --data DIR (or --synthetic for a generated market)")
-        if not Path(data_dir).is_dir():
-            raise DataError(f"data directory not found: {data_dir}")
-        series = load_dir(data_dir, list(symbols), interval)
     start, end = parse_date(opts.start, "start"), parse_date(opts.end, "end")
     if start is not None and end is not None and start >= end:
         raise ConfigError(f"start {opts.start} must be before end {opts.end}")
+    if synthetic:
+        series = synthetic_market(list(symbols), interval=interval, n_bars=opts.synthetic_bars, seed=seed)
+        series = {sym: s.time_slice(start, end) for sym, s in series.items()}
+    else:
+        if data_dir is None:
+            raise ConfigError("no data: pass --data DIR (or --synthetic for a generated market)")
+        series = load_dir(data_dir, list(symbols), interval, start_ms=start, end_ms=end)
     out = {}
     for sym, s in series.items():
-        if start is not None or end is not None:
-            s = s.time_slice(start, end)
         if opts.max_rows is not None:
             s = s.slice(max(len(s) - opts.max_rows, 0), None)
         out[sym] = s
@@ -119,7 +118,7 @@ def train_model(
         force: save even when the degeneracy guard objects.
         guard: guard thresholds (default GuardConfig()).
         options: date range, max rows and split shares.
-        threads: torch / tree threads (default: all cores).
+        threads: torch / tree threads (default: torch's current setting / all cores for trees).
         agent_params: extra constructor params for the agent (e.g. seq_len, net_params).
         verbose: show a progress bar with epoch metrics (torch models).
 
@@ -150,28 +149,26 @@ def train_model(
         params["verbose"] = verbose
         if epochs is not None:
             params["epochs"] = epochs
-        import torch
-
-        torch.set_num_threads(threads or os.cpu_count() or 1)
     else:
         params["n_jobs"] = threads or os.cpu_count() or 1
         if epochs is not None:
             params["n_estimators"] = epochs
     agent = cls(**params)
-    agent._validate_params()  # fail on bad params before the (slow) feature pass
+    agent.validate_params()  # fail on bad params before the (slow) feature pass
 
     series = _load_series(data_dir, synthetic, symbols, interval, seed, opts)
     ds = build_dataset(series, input_kind=cls.input_kind, label_config=label_config,
                        seq_len=params.get("seq_len"), val_frac=opts.val_frac, test_frac=opts.test_frac)
-    if np.unique(ds.train.y).size < 2:
+    if np.unique(ds.train.y).size < 2 and not force:
         raise DegenerateModelError(
             f"{model_name}: training labels are all {_class_name(ds.train.y[0])} ({len(ds.train)} rows); "
-            "a model trained on one class can only say that; widen the data or change the band"
+            "a model trained on one class can only say that; widen the data or change the band (--force trains anyway)"
         )
-    t0 = time.perf_counter()
-    agent.fit(ds.train.X, ds.train.y, X_val=ds.val.X, y_val=ds.val.y, feature_names=ds.feature_names)
-    seconds = time.perf_counter() - t0
-    report = _report(agent, ds, label_config, seconds)
+    with _torch_threads(threads if cls.input_kind == "sequence" else None):
+        t0 = time.perf_counter()
+        agent.fit(ds.train.X, ds.train.y, X_val=ds.val.X, y_val=ds.val.y, feature_names=ds.feature_names)
+        seconds = time.perf_counter() - t0
+        report = _report(agent, ds, label_config, seconds)
     try:
         enforce_guard(agent.predict_proba(ds.val.X), guard, force=force, model=f"{model_name} {agent.version}")
     except DegenerateModelError as exc:
@@ -182,6 +179,22 @@ def train_model(
     info = agent.save(_resolve_out(out_path, agent.version, cls.default_artifact_name))
     log.info("trained %s → %s (sha256 %s)", agent.version, info.path, info.sha256)
     return agent, report
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Run torch with ``threads`` intra-op threads, restoring the previous setting afterwards."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _class_name(k: int) -> str:

@@ -1,0 +1,82 @@
+"""``ai-engine analyze``: the shadow-metrics report and its gates, as the spec's script prints them.
+
+Exit codes: 0 ready for activation, 1 not ready, 3 inconclusive (too little data, or no
+predictions of the model in the window), 2 usage or data errors (missing or empty store, bad
+flags). ``ops/analysis/analyze_shadow_metrics.py`` runs the same command through ``main``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["register", "start_analyze", "main"]
+
+
+def start_analyze(
+    hours: Annotated[float, typer.Option("--hours", help="length of the window in hours (market time)")],
+    model: Annotated[str, typer.Option("--model", help="model to analyse (shadow or voter)")] = "patchtst",
+    until: Annotated[str | None, typer.Option("--until", help="window end: ISO 8601 time or ms UTC; default newest decision")] = None,
+    env_file: Annotated[str, typer.Option("--env-file", help="env file for the store path ('auto': default lookup)")] = "auto",
+    store: Annotated[Path | None, typer.Option("--store", help="SQLite telemetry store; default from settings")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON to stdout instead of text")] = False,
+    html_file: Annotated[Path | None, typer.Option("--html", help="also write a self-contained HTML report here")] = None,
+    compare: Annotated[str | None, typer.Option("--compare", help="second model shown side by side, e.g. lgbm")] = None,
+    horizon: Annotated[int | None, typer.Option("--horizon", help="outcome horizon in bars; default the model's label config")] = None,
+    band: Annotated[float | None, typer.Option("--band", help="fixed no-trade band (log return); default the label config")] = None,
+    max_action_share: Annotated[float, typer.Option("--max-action-share", help="gate 1: largest action share allowed")] = 0.70,
+    min_stddev: Annotated[float, typer.Option("--min-stddev", help="gate 2: minimum confidence stddev")] = 0.05,
+    min_agreement: Annotated[float, typer.Option("--min-agreement", help="gate 3: minimum agreement with the ensemble")] = 0.55,
+    min_bucket_n: Annotated[int, typer.Option("--min-bucket-n", help="gate 4: scored predictions per confidence bucket")] = 30,
+    min_gate_n: Annotated[int, typer.Option("--min-gate-n", help="gates 1-3: valid predictions needed to judge")] = 100,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the ECE/Brier bootstrap")] = 0,
+) -> None:
+    """Analyse shadow metrics over the last N hours and judge the four evaluation gates."""
+    from ai_engine.analysis import Thresholds, analyze, render_text, to_json, write_html
+    from ai_engine.exceptions import AIEngineError
+
+    try:
+        if store is None:
+            from ai_engine.config import load_settings
+
+            store = load_settings(env_file).store_path
+        th = Thresholds(max_action_share=max_action_share, min_stddev=min_stddev, min_agreement=min_agreement,
+                        min_bucket_n=min_bucket_n, min_gate_n=min_gate_n, seed=seed)
+        result = analyze(store, hours, model=model, until=until, thresholds=th, compare=compare,
+                         horizon=horizon, band=band)
+        if html_file is not None:
+            write_html(result, html_file)
+    except AIEngineError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(to_json(result), indent=2, ensure_ascii=False))
+    else:
+        typer.echo(render_text(result), nl=False)
+    if html_file is not None:
+        typer.echo(f"HTML report written to {html_file}", err=True)
+    raise typer.Exit(result.exit_code)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``analyze`` command to the main CLI."""
+    app.command("analyze")(start_analyze)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``analyze`` as a stand-alone program (the ops wrapper script); returns the exit code."""
+    app = typer.Typer(add_completion=False, help="Shadow-metrics analysis (same as `ai-engine analyze`).")
+    register(app)
+    try:
+        app(args=argv, prog_name="analyze_shadow_metrics.py", standalone_mode=True)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""``verify-shadow``: the spec's verification steps 3–4 and its success / fail criteria, automated.
+
+Each criterion is PASS, FAIL or SKIP (not checkable from the sources given, e.g. log criteria
+without ``--log``/``--journal``). Evidence comes from the telemetry store (configs, decisions,
+intents), the registry (expected path and checksum) and the service log.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from ai_engine.config import Settings
+from ai_engine.exceptions import ConfigError, DataError
+
+__all__ = ["Criterion", "parse_since", "read_log_lines", "verify_shadow", "MAX_LOG_LINES_PER_MIN", "MAX_DISK_GROWTH_BYTES"]
+
+MAX_LOG_LINES_PER_MIN = 1000
+MAX_DISK_GROWTH_BYTES = 5 * 1024**3
+MAX_RESTARTS_24H = 2
+_TS = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})")
+
+
+@dataclass(frozen=True, slots=True)
+class Criterion:
+    name: str
+    status: str  # PASS | FAIL | SKIP | INFO
+    detail: str
+
+
+def parse_since(text: str) -> float:
+    """``10m``, ``2h``, ``1d``, ``90s`` → seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text or "")
+    if not m:
+        raise ConfigError(f"--since {text!r} is not valid: expected a number with s, m, h or d, e.g. 10m")
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def read_log_lines(since_s: float, log_file: Path | None, journal: bool, now: float | None = None) -> list[str] | None:
+    """Service log lines of the window; lines of a log file are kept by their leading timestamp."""
+    now = time.time() if now is None else now
+    if journal:
+        try:
+            out = subprocess.run(
+                ["journalctl", "-u", "quantum-ai-engine.service", "--since", f"-{int(since_s)}s", "-o", "cat", "--no-pager"],
+                capture_output=True, text=True, timeout=60, check=True,
+            ).stdout
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise DataError(f"journalctl failed: {exc}") from None
+        return out.splitlines()
+    if log_file is None:
+        return None
+    try:
+        lines = Path(log_file).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise DataError(f"log file {log_file} cannot be read: {exc}") from None
+    keep, inside = [], False
+    for line in lines:
+        m = _TS.match(line)
+        if m:  # logging's asctime is local time
+            inside = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").timestamp() >= now - since_s
+        if inside:
+            keep.append(line)
+    return keep
+
+
+def _store_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists())
+
+
+def verify_shadow(settings: Settings, model: str, since_s: float, log_lines: list[str] | None) -> list[Criterion]:
+    """Check the deployment of ``model`` in shadow over the last ``since_s`` seconds."""
+    from ai_engine.model_slots import DISPLAY_NAMES, resolve_model_path
+    from ai_engine.registry import Registry
+    from ai_engine.telemetry.sqlite import TelemetryStore
+
+    store = TelemetryStore(settings.store_path, readonly=True)
+    db = store.connection
+    now_ms = int(time.time() * 1000)
+    t0 = now_ms - int(since_s * 1000)
+    out: list[Criterion] = []
+    add = lambda n, ok, d: out.append(Criterion(n, "PASS" if ok else "FAIL", d))  # noqa: E731
+
+    # 1. loaded from the expected path with the expected checksum
+    row = db.execute("SELECT config_id, payload FROM configs ORDER BY applied_at DESC LIMIT 1").fetchone()
+    expected_path, _ = resolve_model_path(settings, model)
+    staged = Registry(settings.models_dir).find_by_path(expected_path)
+    if row is None:
+        add("model loaded", False, "no applied configuration recorded in the store; is the service running?")
+    else:
+        cfg = json.loads(row[1])["models"].get(model, {})
+        problems = []
+        if cfg.get("status") != "active":
+            problems.append(f"status {cfg.get('status')} ({cfg.get('reason')})")
+        if cfg.get("role") != "shadow":
+            problems.append(f"role {cfg.get('role')}, expected shadow")
+        if cfg.get("path") and Path(cfg["path"]).resolve() != expected_path.resolve():
+            problems.append(f"loaded {cfg.get('path')}, expected {expected_path}")
+        if staged is None:
+            problems.append(f"{expected_path} is not a staged registry version")
+        elif cfg.get("sha256") != staged.sha256:
+            problems.append(f"sha256 {str(cfg.get('sha256'))[:16]}… differs from registry {staged.sha256[:16]}…")
+        add("model loaded", not problems, "; ".join(problems) or
+            f"config {row[0]}: {expected_path.name} sha256 {staged.sha256[:16]}… role shadow")
+
+    # 2. every decision and intent carries the shadow entry; 3. consensus never counts it
+    decisions = [json.loads(p) for (p,) in db.execute("SELECT payload FROM decisions WHERE decided_at >= ?", (t0,))]
+    intents = [json.loads(p) for (p,) in db.execute(
+        "SELECT i.payload FROM intents i JOIN decisions d ON d.event_id = i.decision_event_id WHERE d.decided_at >= ?", (t0,))]
+    missing = sum(1 for d in decisions + intents if not (d.get("model_breakdown", {}).get(model) or {}).get("shadow"))
+    add("shadow entry in every decision and intent", bool(decisions) and missing == 0,
+        f"{len(decisions)} decisions, {len(intents)} intents, {missing} without '{model}' shadow=true"
+        if decisions else "no decisions in the window")
+    over = 0
+    for d in decisions:
+        agree = sum(1 for e in d.get("model_breakdown", {}).values()
+                    if not e.get("shadow") and e.get("status") == "ok" and e.get("action") == d["action"])
+        over += d["consensus_count"] > agree
+    counts = sorted({d["consensus_count"] for d in decisions})
+    add("consensus_count excludes the shadow model", over == 0,
+        f"{over} decisions count more agreeing voters than exist; consensus_count values {counts}")
+
+    # 4. restarts (engine starts recorded in configs)
+    starts = db.execute("SELECT COUNT(*) FROM configs WHERE reason='start' AND applied_at >= ?",
+                        (now_ms - 86_400_000,)).fetchone()[0]
+    add("restarts in 24 h", starts <= MAX_RESTARTS_24H + 1, f"{starts} starts (initial start + {max(starts - 1, 0)} restarts; "
+        f"fail above {MAX_RESTARTS_24H} restarts)")
+
+    # 5. publish rate (store), informational
+    minutes = since_s / 60.0
+    out.append(Criterion("publish rate", "INFO", f"{len(intents)} intents in {minutes:g} min ({len(intents) / minutes:.2f}/min)"))
+
+    # 6. telemetry disk growth, projected to 24 h from the window's share of decisions
+    total = store.count("decisions") or 1
+    size = _store_size(settings.store_path)
+    projected = size * len(decisions) / total * 86400.0 / since_s
+    add("telemetry disk growth", projected <= MAX_DISK_GROWTH_BYTES,
+        f"store {size / 1e6:.1f} MB; projected growth {projected / 1e9:.3f} GB/24 h (limit 5 GB)")
+    store.close()
+
+    # 7. log criteria
+    if log_lines is None:
+        for name in ("shadow log lines", "errors", "log volume"):
+            out.append(Criterion(name, "SKIP", "give --log FILE or --journal"))
+        return out
+    disp = DISPLAY_NAMES.get(model, model)
+    shadow_n = sum(1 for ln in log_lines if f"[SHADOW] {disp} |" in ln)
+    want = min(since_s / max(settings.shadow_log_interval_s, 1e-9), len(decisions)) * 0.5
+    add("shadow log lines", shadow_n >= max(1.0, want) if decisions else shadow_n == 0,
+        f"{shadow_n} [SHADOW] {disp} lines; expected ≥ {max(1.0, want):.0f} (one per {settings.shadow_log_interval_s:g} s)")
+    errors = sum(1 for ln in log_lines if "error" in ln.lower())
+    add("errors", errors <= 2, f"{errors} lines mentioning error (0-2 tolerated)")
+    rate = len(log_lines) / minutes
+    add("log volume", rate <= MAX_LOG_LINES_PER_MIN, f"{rate:.1f} lines/min (limit {MAX_LOG_LINES_PER_MIN})")
+    return out

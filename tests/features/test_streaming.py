@@ -1,0 +1,101 @@
+"""Streaming features equal batch features, row for row, on real candles."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ai_engine.data import load_csv, synthetic_market
+from ai_engine.exceptions import ConfigError, DataError
+from ai_engine.features import (
+    BUFFER_BARS,
+    MIN_BUFFER_BARS,
+    WARMUP_BARS,
+    StreamingFeatures,
+    compute_features,
+    sequence_windows,
+)
+from ai_engine.features.indicators import SLOWEST_DECAY
+from ai_engine.types import Candle
+
+N = 3000
+SEQ = 256
+
+
+def stream_vs_batch(series, buffer_bars=BUFFER_BARS):
+    sf = StreamingFeatures(series.symbol, series.interval, buffer_bars=buffer_bars, seq_len_max=SEQ)
+    rows = [sf.update(series.candle(i)) for i in range(len(series))]
+    return rows, compute_features(series)
+
+
+@pytest.mark.parametrize("symbol", ["BTCUSDT", "ETHUSDT"])
+def test_streaming_equals_batch_on_real_candles(candles_dir, symbol):
+    series = load_csv(candles_dir / f"{symbol}-1h.csv").slice(0, N)
+    rows, batch = stream_vs_batch(series)
+    assert all(r is None for r in rows[:WARMUP_BARS])
+    got = np.flatnonzero([r is not None for r in rows])
+    np.testing.assert_array_equal(got, np.flatnonzero(batch.valid))
+    tab = np.stack([rows[i].tabular for i in got])
+    # past BUFFER_BARS the stream has forgotten the oldest bars; recursive indicators must not care
+    assert got[-1] > 2 * BUFFER_BARS
+    np.testing.assert_allclose(tab, batch.tabular[got], rtol=1e-12, atol=1e-14)
+    window_rows = got[got >= WARMUP_BARS + SEQ - 1]
+    windows = np.stack([rows[i].sequence_window(SEQ) for i in window_rows])
+    np.testing.assert_allclose(
+        windows, sequence_windows(batch.sequence, window_rows, SEQ), rtol=1e-6, atol=1e-9
+    )
+    assert all(rows[i].open_time == series.open_time[i] for i in got[::97])
+
+
+def test_error_bound_of_the_trailing_buffer():
+    """Recursive state older than n bars weighs at most SLOWEST_DECAY**n; the buffers make that < 1e-16."""
+    assert SLOWEST_DECAY ** (MIN_BUFFER_BARS - WARMUP_BARS) < 1e-16
+    assert SLOWEST_DECAY ** (BUFFER_BARS - WARMUP_BARS) < 1e-30
+    # EMA(26) and TRIX(15) forget faster than Wilder(14)
+    assert max(25 / 27, 14 / 16) < SLOWEST_DECAY
+    with pytest.raises(ConfigError, match=f"use at least {MIN_BUFFER_BARS}"):
+        StreamingFeatures("BTCUSDT", "1h", buffer_bars=MIN_BUFFER_BARS - 1)
+    assert math.isclose(SLOWEST_DECAY, 13 / 14)
+
+
+def test_minimum_buffer_still_equals_batch():
+    series = synthetic_market(["AAA"], n_bars=1800, seed=9)["AAA"]
+    rows, batch = stream_vs_batch(series, buffer_bars=MIN_BUFFER_BARS)
+    got = np.flatnonzero(batch.valid)
+    np.testing.assert_allclose(
+        np.stack([rows[i].tabular for i in got]), batch.tabular[got], rtol=1e-9, atol=1e-12
+    )
+
+
+def candle(t, close=100.0, symbol="AAA"):
+    return Candle(symbol, "1h", t, close, close + 1, close - 1, close, 5.0)
+
+
+def test_update_refuses_foreign_stale_and_invalid_candles():
+    sf = StreamingFeatures("AAA", "1h")
+    assert sf.update(candle(3_600_000)) is None
+    with pytest.raises(DataError, match="candle BBB 1h fed to the features of AAA 1h"):
+        sf.update(candle(7_200_000, symbol="BBB"))
+    with pytest.raises(DataError, match="AAA 1970-01-01T01:00:00Z: not after the last candle"):
+        sf.update(candle(3_600_000))
+    bad = Candle("AAA", "1h", 7_200_000, 100.0, 99.0, 98.0, 100.0, 1.0)
+    with pytest.raises(DataError, match=r"invalid candle: high 99.0 < max\(open, close\) 100.0"):
+        sf.update(bad)
+    assert sf.bars_seen == 1
+
+
+def test_sequence_window_comes_from_real_history_only():
+    series = synthetic_market(["AAA"], n_bars=WARMUP_BARS + 40, seed=1)["AAA"]
+    sf = StreamingFeatures("AAA", "1h", seq_len_max=64)
+    rows = [sf.update(series.candle(i)) for i in range(len(series))]
+    last = rows[-1]
+    w = last.sequence_window(32)
+    assert w.shape == (32, 8) and np.isfinite(w).all()
+    assert np.unique(w[:, 3]).size == 32  # real, changing closes: never a tiled constant window
+    with pytest.raises(DataError, match="include warm-up"):
+        last.sequence_window(64)
+    with pytest.raises(DataError, match="only 64 bars of history held"):
+        last.sequence_window(65)
+    assert last.history.flags.writeable is False and last.tabular.flags.writeable is False

@@ -1,0 +1,135 @@
+"""Registry staging and env edits: refused changes leave everything byte-identical; accepted ones are audited."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from ai_engine.audit import read_audit
+from ai_engine.config import load_settings
+from ai_engine.envfile import read_env_file
+from ai_engine.exceptions import ConfigError, ModelLoadError
+from ai_engine.lifecycle import activate, parse_weights, rollback, shadow, stage
+from ai_engine.registry import Registry, current_artifact
+
+
+def _settings(dep):
+    return load_settings(dep.env)
+
+
+def test_stage_copies_artifact_with_checksum_and_report(deployment, artifacts, cli):
+    res = cli("models", "stage", str(artifacts.patchtst_new), "--model", "patchtst", "--env-file", str(deployment.env))
+    assert res.exit_code == 0, res.output
+    (sv,) = Registry(deployment.models_dir).versions("patchtst")
+    meta = json.loads((artifacts.patchtst_new.parent / "model.meta.json").read_text())
+    assert sv.version == meta["version"] and sv.sha256 == meta["sha256"]
+    assert sv.path == deployment.models_dir / "patchtst" / f"{sv.version}.pth" and sv.path.is_file()
+    assert (sv.path.parent / f"{sv.path.name}.meta.json").is_file()
+    assert "test" in sv.report
+    # staging is idempotent and never makes the version current by itself
+    assert cli("models", "stage", str(artifacts.patchtst_new), "--model", "patchtst",
+               "--env-file", str(deployment.env)).exit_code == 0
+    assert len(Registry(deployment.models_dir).versions("patchtst")) == 1
+    assert current_artifact(deployment.models_dir, "patchtst") is None
+    assert [e["what"] for e in read_audit(deployment.home)] == ["models.stage"]
+    listing = cli("models", "list", "--json", "--env-file", str(deployment.env))
+    assert listing.exit_code == 0 and sv.version in listing.output
+
+
+def test_stage_refuses_wrong_checksum_and_wrong_kind(deployment, artifacts, tmp_path):
+    bad = tmp_path / "bad" / "patchtst.pth"
+    bad.parent.mkdir()
+    shutil.copyfile(artifacts.patchtst_new, bad)
+    meta = json.loads((artifacts.patchtst_new.parent / "model.meta.json").read_text())
+    (bad.parent / "patchtst.pth.meta.json").write_text(json.dumps(meta | {"sha256": "0" * 64}))
+    env_before = deployment.env.read_bytes()
+    with pytest.raises(ModelLoadError, match="checksum"):
+        stage(_settings(deployment), "patchtst", bad)
+    with pytest.raises(ModelLoadError):
+        stage(_settings(deployment), "xgb", artifacts.patchtst_new)  # a torch file is not an xgb model
+    assert Registry(deployment.models_dir).versions() == []
+    assert deployment.env.read_bytes() == env_before and read_audit(deployment.home) == []
+
+
+def test_verify_detects_a_tampered_staged_file(deployment, artifacts, cli):
+    sv, _ = stage(_settings(deployment), "patchtst", artifacts.patchtst_new)
+    ok = cli("models", "verify", "--env-file", str(deployment.env))
+    assert ok.exit_code == 0, ok.output
+    with open(sv.path, "ab") as f:
+        f.write(b"x")
+    bad = cli("models", "verify", "--env-file", str(deployment.env))
+    assert bad.exit_code == 1 and "FAIL" in bad.output and sv.version in bad.output
+    env_before = deployment.env.read_bytes()
+    with pytest.raises(ModelLoadError, match="changed after staging"):
+        shadow(_settings(deployment), "patchtst")
+    assert deployment.env.read_bytes() == env_before
+
+
+@pytest.mark.parametrize("arg", ["xgb=27.5,lgbm=27.5,nhits", "xgb=27.5;lgbm=27.5", "xgb=abc", "foo=10",
+                                 "xgb=10,xgb=20", "", "xgb=-5", "xgb=27.5,lgbm=27.5,nhits=41"])
+def test_malformed_or_unbalanced_rebalance_changes_nothing(deployment, cli, arg):
+    before = deployment.env.read_bytes()
+    res = cli("models", "activate", "patchtst", "--weight", "5", "--rebalance", arg, "--force",
+              "--env-file", str(deployment.env))
+    assert res.exit_code != 0
+    assert isinstance(res.exception, ConfigError)
+    msg = str(res.exception)
+    assert "rebalance" in msg or "sum to 100" in msg
+    assert deployment.env.read_bytes() == before
+    assert read_audit(deployment.home) == []
+
+
+def test_parse_weights():
+    assert parse_weights("xgb=27.5, lgbm=27.5,nhits=40") == {"xgb": 27.5, "lgbm": 27.5, "nhits": 40.0}
+
+
+def test_activation_needs_ready_gate_or_force(deployment):
+    before = deployment.env.read_bytes()
+    with pytest.raises(ConfigError, match="gate verdict is .*--force"):
+        activate(_settings(deployment), "patchtst", 20.0)  # empty store: verdict cannot be READY
+    assert deployment.env.read_bytes() == before
+    res = activate(_settings(deployment), "patchtst", 5.0, {"xgb": 27.5, "lgbm": 27.5, "nhits": 40.0}, force=True)
+    assert res.changed
+    vals = read_env_file(deployment.env)
+    assert (vals["PATCHTST_WEIGHT"], vals["XGB_WEIGHT"], vals["NHITS_WEIGHT"]) == ("5", "27.5", "40")
+    assert deployment.env.read_text().startswith("# test deployment\n")  # comments kept
+    (entry,) = read_audit(deployment.home)
+    assert entry["forced"] is True and entry["gate"] != "READY"
+    assert entry["before"]["PATCHTST_WEIGHT"] == "20" and entry["after"]["PATCHTST_WEIGHT"] == "5"
+    backup = deployment.home / "env-backups"
+    assert [p.read_bytes() for p in backup.iterdir()] == [before]
+
+
+def test_shadow_then_rollbacks_edit_the_env_file(deployment, artifacts):
+    from ai_engine.lifecycle import backup
+
+    original = deployment.env.read_bytes()
+    bk = backup(_settings(deployment))
+    assert set(bk.models) == {"xgb", "lgbm", "nhits", "patchtst"} and bk.env_backup.read_bytes() == original
+    sv, _ = stage(_settings(deployment), "patchtst", artifacts.patchtst_new)
+    shadow(_settings(deployment), "patchtst")
+    vals = read_env_file(deployment.env)
+    assert vals["PATCHTST_MODEL_PATH"] == str(sv.path) and vals["PATCHTST_SHADOW_ONLY"] == "true"
+    assert not shadow(_settings(deployment), "patchtst").changed  # idempotent
+    rollback(_settings(deployment), "fast")
+    assert "PATCHTST_SHADOW_ONLY" not in read_env_file(deployment.env)
+    rollback(_settings(deployment), "full")
+    vals = read_env_file(deployment.env)
+    assert vals["PATCHTST_MODEL_PATH"] == str(bk.models["patchtst"]) and "PATCHTST_SHADOW_ONLY" not in vals
+    rollback(_settings(deployment), "nuclear")
+    assert deployment.env.read_bytes() == original
+    whats = [e["what"] for e in read_audit(deployment.home)]
+    assert whats == ["models.backup", "models.stage", "models.shadow patchtst", "models.rollback.fast patchtst",
+                     "models.rollback.full patchtst", "models.rollback.nuclear"]
+
+
+def test_edit_that_makes_config_invalid_is_refused(deployment):
+    from ai_engine.lifecycle import edit_env
+
+    before = deployment.env.read_bytes()
+    with pytest.raises(ConfigError, match="left unchanged.*PATCHTST_SHADOW_ONLY"):
+        edit_env(_settings(deployment), "test", {"PATCHTST_SHADOW_ONLY": "ture"})
+    assert deployment.env.read_bytes() == before
+    assert not list(deployment.env.parent.glob(".ai-engine.env.edit-*"))
