@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ai_engine.config import Settings
-from ai_engine.enums import ModelRole, ModelStatus
 from ai_engine.ensemble_manager import EnsembleManager
+from ai_engine.enums import ModelRole, ModelStatus
 from ai_engine.exceptions import TransientError
 from ai_engine.governor import Governor
 from ai_engine.model_slots import DISPLAY_NAMES, ModelSlot, applied_config, load_slots, log_applied
@@ -309,4 +309,12 @@ class DecisionEngine:
                 log_intent(rec)
 
     def close(self) -> None:
+        """Finish pending shadow work, then let sinks deliver what they can (they keep the rest)."""
         self._shadow_pool.shutdown(wait=True, cancel_futures=False)
+        for sink in self.sinks:
+            close = getattr(sink, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception as exc:
+                    log.error("sink %s did not close cleanly: %s", type(sink).__name__, exc)

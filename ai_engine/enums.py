@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 __all__ = ["Action", "ModelRole", "ModelStatus", "GovernorMode", "MODEL_NAMES", "CLASS_ORDER"]
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """What a model or the ensemble says to do. The only spelling of an action (failure mode 14)."""
 
     BUY = "BUY"
@@ -27,7 +27,7 @@ class Action(str, Enum):
 CLASS_ORDER: tuple[Action, Action, Action] = (Action.SELL, Action.HOLD, Action.BUY)
 
 
-class ModelRole(str, Enum):
+class ModelRole(StrEnum):
     """A model's role is data, never inferred from its name (failure mode 3)."""
 
     VOTER = "voter"
@@ -35,7 +35,7 @@ class ModelRole(str, Enum):
     DISABLED = "disabled"
 
 
-class ModelStatus(str, Enum):
+class ModelStatus(StrEnum):
     """Outcome of one model on one decision."""
 
     OK = "ok"            # produced a prediction
@@ -45,7 +45,7 @@ class ModelStatus(str, Enum):
     DISABLED = "disabled"
 
 
-class GovernorMode(str, Enum):
+class GovernorMode(StrEnum):
     """Execution mode held by the governor. Only LIVE and PAPER let intents through."""
 
     LIVE = "LIVE"

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from ai_engine.engine import DecisionEngine, DecisionInputs
+from ai_engine.data.validate import iso_utc
 from ai_engine.exceptions import DataError, TransientError
 from ai_engine.types import Candle, DecisionRecord
 
@@ -48,7 +49,11 @@ class CandleProcessor:
         for c in candles:
             feats, validator = self._feat(c.symbol)
             if validator.check(c).accept:
-                feats.update(c)
+                try:
+                    feats.update(c)
+                except DataError as exc:
+                    log.warning("history candle skipped: %s", exc)
+                    continue
                 n += 1
         return n
 
@@ -62,13 +67,18 @@ class CandleProcessor:
             feats, validator = self._feat(c.symbol)
             verdict = validator.check(c)
             if not verdict.accept:
-                self.quarantined[verdict.reason.split(":")[0]] += 1
-                log.warning("rejected candle %s %s: %s", c.symbol, c.open_time, verdict.reason)
+                self.quarantined[verdict.kind] += 1
+                log.warning("rejected candle %s %s: %s", c.symbol, iso_utc(c.open_time), verdict.reason)
                 continue
             if verdict.reason:
-                log.warning("%s", verdict.reason)
+                log.warning("%s %s: %s", c.symbol, iso_utc(c.open_time), verdict.reason)
+            try:
+                row = feats.update(c)
+            except DataError as exc:  # the validator should have caught it; never feed it to a model
+                self.quarantined["invalid"] += 1
+                log.warning("rejected candle: %s", exc)
+                continue
             accepted.append(c)
-            row = feats.update(c)
             if row is None:
                 self.warmup += 1
                 continue

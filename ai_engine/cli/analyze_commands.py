@@ -34,13 +34,22 @@ def start_analyze(
     min_bucket_n: Annotated[int, typer.Option("--min-bucket-n", help="gate 4: scored predictions per confidence bucket")] = 30,
     min_gate_n: Annotated[int, typer.Option("--min-gate-n", help="gates 1-3: valid predictions needed to judge")] = 100,
     seed: Annotated[int, typer.Option("--seed", help="seed of the ECE/Brier bootstrap")] = 0,
+    redis: Annotated[str | None, typer.Option("--redis", help="read the ai.decision stream at this Redis URL instead of SQLite")] = None,
+    redis_prefix: Annotated[str, typer.Option("--redis-prefix", help="key prefix of the streams")] = "quantum",
 ) -> None:
     """Analyse shadow metrics over the last N hours and judge the four evaluation gates."""
     from ai_engine.analysis import Thresholds, analyze, render_text, to_json, write_html
     from ai_engine.exceptions import AIEngineError
 
+    import tempfile
+
+    tmp = tempfile.TemporaryDirectory(prefix="ai-engine-analyze-") if redis else None
     try:
-        if store is None:
+        if redis:
+            from ai_engine.telemetry.redis_reader import materialize_from_redis
+
+            store = materialize_from_redis(redis, redis_prefix, Path(tmp.name) / "from-redis.sqlite")
+        elif store is None:
             from ai_engine.config import load_settings
 
             store = load_settings(env_file).store_path
@@ -53,6 +62,9 @@ def start_analyze(
     except AIEngineError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
     if as_json:
         typer.echo(json.dumps(to_json(result), indent=2, ensure_ascii=False))
     else:

@@ -7,7 +7,13 @@ import sys
 
 import typer
 
-from ai_engine.exceptions import AIEngineError, ConfigError, DataError, DegenerateModelError, ModelLoadError
+from ai_engine.exceptions import (
+    AIEngineError,
+    ConfigError,
+    DataError,
+    DegenerateModelError,
+    ModelLoadError,
+)
 
 app = typer.Typer(
     name="ai-engine",
@@ -26,6 +32,8 @@ def _register() -> None:
         data_commands,
         demo_commands,
         engine_commands,
+        models_commands,
+        service_commands,
         train_commands,
     )
 
@@ -34,6 +42,8 @@ def _register() -> None:
     app.command("demo")(demo_commands.demo)
     train_commands.register(app)
     train_commands.register_models_report(models_app)
+    models_commands.register_models(models_app)
+    service_commands.register(app)
     analyze_commands.register(app)
     data_commands.register(app)
 

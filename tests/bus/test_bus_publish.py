@@ -147,3 +147,21 @@ def test_redis_governor_fails_closed(redis_url, prefix):
     down = Governor(RedisGovernorBackend(f"redis://127.0.0.1:{free_port()}/0", prefix, timeout_s=0.5))
     st, err = down.state()
     assert st is None and "unreadable" in err and "unreachable" in err
+
+
+def test_analyze_reads_the_redis_stream_like_the_store(replayed, redis_url, prefix):
+    """`ai-engine analyze --redis URL` judges the same predictions as the SQLite store."""
+    from typer.testing import CliRunner
+
+    from ai_engine.cli.main import app
+
+    settings, _ = replayed
+    runner = CliRunner()
+    args = ["analyze", "--hours", "100000", "--json", "--horizon", "4", "--band", "0.004"]
+    from_store = runner.invoke(app, [*args, "--store", str(settings.store_path)])
+    from_redis = runner.invoke(app, [*args, "--redis", redis_url, "--redis-prefix", prefix])
+    a, b = json.loads(from_store.stdout), json.loads(from_redis.stdout)
+    assert from_store.exit_code == from_redis.exit_code
+    for key in ("n_decisions", "n_shadow", "n_scored", "gates_passed", "verdict"):
+        assert a[key] == b[key], key
+    assert {k: g["status"] for k, g in a["gates"].items()} == {k: g["status"] for k, g in b["gates"].items()}

@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 
 from ai_engine.engine import DecisionEngine
-from ai_engine.enums import ModelRole, ModelStatus
+from ai_engine.enums import GovernorMode, ModelRole, ModelStatus
 from ai_engine.governor import FileGovernorBackend, Governor, GovernorState
-from ai_engine.enums import GovernorMode
 from ai_engine.live import CandleProcessor
 from ai_engine.model_slots import load_slots
 from ai_engine.replay import replay_series

@@ -7,8 +7,8 @@ import dataclasses
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ai_engine.enums import Action, ModelRole, ModelStatus
 from ai_engine.ensemble_manager import EnsembleManager
+from ai_engine.enums import Action, ModelRole, ModelStatus
 from ai_engine.types import ModelResult, Prediction
 
 WEIGHTS = {"xgb": 25.0, "lgbm": 25.0, "nhits": 30.0, "patchtst": 20.0}
