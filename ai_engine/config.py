@@ -74,6 +74,7 @@ KEYS: dict[str, Key] = {
     "GOVERNOR_STATE_FILE": Key(Path, None, "governor state file; default $AI_ENGINE_HOME/governor.json"),
     "SHADOW_LOG_INTERVAL_S": Key(float, 30.0, "seconds between [SHADOW] log lines per model", 0.0, None),
     "SHADOW_DEADLINE_MS": Key(float, 250.0, "how long a decision waits for a shadow result", 0.0, None),
+    "MODEL_TIMEOUT_MS": Key(float, 2000.0, "a voter slower than this is excluded from that decision", 1.0, None),
     "FLATLINE_WINDOW": Key(int, 200, "recent outputs examined by the flat-line detector", 10, None),
     "FLATLINE_MIN_STD": Key(float, 0.005, "confidence std below which a model is flagged flat", 0.0, 1.0),
 }
@@ -113,6 +114,7 @@ class Settings:
     confidence_cap: float
     shadow_log_interval_s: float
     shadow_deadline_ms: float
+    model_timeout_ms: float
     flatline_window: int
     flatline_min_std: float
     models: dict[str, ModelConfig]
@@ -299,6 +301,7 @@ def load_settings(
         confidence_cap=get("ENSEMBLE_CONFIDENCE_CAP"),
         shadow_log_interval_s=get("SHADOW_LOG_INTERVAL_S"),
         shadow_deadline_ms=get("SHADOW_DEADLINE_MS"),
+        model_timeout_ms=get("MODEL_TIMEOUT_MS"),
         flatline_window=get("FLATLINE_WINDOW"),
         flatline_min_std=get("FLATLINE_MIN_STD"),
         models=models,

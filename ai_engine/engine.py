@@ -2,21 +2,29 @@
 
 Replay, demo and the live service all call ``DecisionEngine.decide`` with a batch of rows (one
 symbol's candle in the live case, many symbols or many candles in replay), so there is exactly one
-implementation of the rule. Shadow models run on a separate worker, concurrently with the voters;
-the decision waits for them at most ``shadow_deadline_ms`` (or fully in replay), and a late shadow
-result is joined to the stored record when it arrives. Nothing a shadow model does can reach the
-vote: its results carry role ``shadow`` and the ensemble only counts ``ModelResult.votes``.
+implementation of the rule.
+
+Every model runs on its own worker thread (one call in flight at most, so a hung model never piles
+up threads): voters in parallel with each other, each bounded by ``model_timeout_ms``; shadow
+models concurrently with them. ``decision_latency_ms`` runs from the candle's arrival to the voters'
+decision and the governor verdict; the record then waits for shadow results at most
+``shadow_deadline_ms`` (fully in replay) and a late shadow result is joined to the stored record
+when it arrives. Nothing a shadow model does can reach the vote: its results carry role ``shadow``
+and the ensemble only counts ``ModelResult.votes``. Figures: docs/performance.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -31,7 +39,7 @@ from ai_engine.telemetry.shadow_log import ShadowLogger, log_intent
 from ai_engine.telemetry.sqlite import TelemetryStore
 from ai_engine.types import Candle, DecisionRecord, ModelResult, Prediction, event_id_for
 
-__all__ = ["DecisionInputs", "DecisionEngine", "EngineState"]
+__all__ = ["DecisionInputs", "DecisionEngine", "EngineState", "ModelRunner", "run_slot", "pin_inference_threads"]
 
 log = logging.getLogger("ai_engine.engine")
 
@@ -82,15 +90,28 @@ def _state_for(settings: Settings, slots: dict[str, ModelSlot]) -> EngineState:
     return EngineState(settings, slots, ensemble, config_id, payload)
 
 
-def _valid_prediction(p: Prediction) -> str | None:
-    probs = np.asarray(p.probs, dtype=float)
-    if not np.all(np.isfinite(probs)) or not np.isfinite(p.confidence):
-        return "non-finite output"
-    if np.any(probs < -1e-9) or np.any(probs > 1 + 1e-9) or abs(probs.sum() - 1.0) > 1e-4:
-        return f"invalid probabilities {probs.round(4).tolist()}"
-    if not 0.0 <= p.confidence <= 1.0:
-        return f"confidence {p.confidence} outside [0, 1]"
-    return None
+def _invalid_rows(preds: Sequence[Prediction]) -> list[str | None]:
+    """Per prediction: why it is unusable (non-finite, not a distribution, confidence out of range), or None.
+    One vectorised pass over the batch instead of numpy calls per row."""
+    probs = np.array([p.probs for p in preds], dtype=float).reshape(len(preds), 3)
+    conf = np.array([p.confidence for p in preds], dtype=float)
+    nonfinite = ~(np.isfinite(probs).all(axis=1) & np.isfinite(conf))
+    with np.errstate(invalid="ignore"):
+        bad_probs = (probs < -1e-9).any(axis=1) | (probs > 1 + 1e-9).any(axis=1) | (np.abs(probs.sum(axis=1) - 1.0) > 1e-4)
+        bad_conf = (conf < 0.0) | (conf > 1.0)
+    if not (nonfinite | bad_probs | bad_conf).any():
+        return [None] * len(preds)
+    out: list[str | None] = []
+    for i in range(len(preds)):
+        if nonfinite[i]:
+            out.append("non-finite output")
+        elif bad_probs[i]:
+            out.append(f"invalid probabilities {probs[i].round(4).tolist()}")
+        elif bad_conf[i]:
+            out.append(f"confidence {conf[i]} outside [0, 1]")
+        else:
+            out.append(None)
+    return out
 
 
 def run_slot(slot: ModelSlot, inputs: DecisionInputs) -> list[ModelResult]:
@@ -118,8 +139,7 @@ def run_slot(slot: ModelSlot, inputs: DecisionInputs) -> list[ModelResult]:
     except Exception as exc:  # a model that raises is excluded for this decision, with its reason
         preds, error = [], f"inference failed: {type(exc).__name__}: {exc}"
     latency = (time.perf_counter() - t0) * 1000.0 / max(n, 1)
-    for i, p in zip(ok_rows, preds, strict=False):
-        bad = _valid_prediction(p)
+    for i, p, bad in zip(ok_rows, preds, _invalid_rows(preds) if len(preds) else [], strict=False):
         results[i] = ModelResult(
             status=ModelStatus.ERROR if bad else ModelStatus.OK,
             prediction=None if bad else p,
@@ -132,6 +152,78 @@ def run_slot(slot: ModelSlot, inputs: DecisionInputs) -> list[ModelResult]:
             reason = error if finite[i] else "non-finite input features; row not fed to the model"
             results[i] = ModelResult(status=ModelStatus.ERROR, reason=reason, latency_ms=latency, **base)
     return results  # type: ignore[return-value]
+
+
+class ModelRunner:
+    """One model's daemon worker thread.
+
+    Calls run in submission order. A voter gets at most one call in flight: while a call that timed
+    out is still running, later ones are refused (``submit`` returns None) instead of queueing
+    behind it or starting more threads. A shadow may queue up to ``max_pending`` calls, so a slow
+    shadow still gets every row joined to its record. Daemon: a hung model never blocks exit.
+    """
+
+    def __init__(self, name: str, max_pending: int = 1) -> None:
+        self.name = name
+        self.max_pending = max_pending
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending: list[Future] = []
+        self._busy_since: float | None = None
+        self._thread = threading.Thread(target=self._work, name=f"model-{name}", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fut, fn, args = job
+            if not fut.set_running_or_notify_cancel():
+                continue
+            self._busy_since = time.perf_counter()
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as exc:  # delivered to the waiter, which turns it into ERROR results
+                fut.set_exception(exc)
+            finally:
+                self._busy_since = None
+
+    @property
+    def busy_ms(self) -> float:
+        """How long the call now running has been running (0 when idle)."""
+        since = self._busy_since
+        return 0.0 if since is None else (time.perf_counter() - since) * 1000.0
+
+    def submit(self, fn: Callable, *args) -> Future | None:
+        self._pending = [f for f in self._pending if not f.done()]
+        if len(self._pending) >= self.max_pending:
+            return None
+        fut: Future = Future()
+        self._pending.append(fut)
+        self._jobs.put((fut, fn, args))
+        return fut
+
+    def pending(self) -> list[Future]:
+        return [f for f in self._pending if not f.done()]
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+
+def pin_inference_threads(slots: dict[str, ModelSlot]) -> None:
+    """One intra-op thread per model: models already run in parallel on their own threads, and on
+    small batches extra intra-op threads only fight over the cores (docs/performance.md)."""
+    if any(s.active and s.agent.input_kind == "sequence" for s in slots.values()):
+        import torch
+
+        torch.set_num_threads(1)
+    for s in slots.values():
+        set_threads = getattr(s.agent, "set_inference_threads", None)
+        if s.active and set_threads is not None:
+            set_threads(1)
+
+
+SHADOW_QUEUE = 64  # shadow calls that may wait behind a slow one before further rows are skipped
 
 
 class DecisionEngine:
@@ -161,11 +253,14 @@ class DecisionEngine:
         self.governor = governor
         self.sinks = list(sinks)
         self.wait_for_shadow = wait_for_shadow
-        self._shadow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
+        self._runners: dict[tuple[str, str | None, ModelRole], ModelRunner] = {}
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="telemetry")
+        self._pipelined = False
         self._lock = threading.Lock()  # held for a whole decision batch; reload swaps between batches
         self.shadow_logger = ShadowLogger(settings.shadow_log_interval_s)
         self.flatline = FlatlineMonitor(settings.flatline_window, settings.flatline_min_std)
         self.state = _state_for(settings, slots if slots is not None else load_slots(settings))
+        pin_inference_threads(self.state.slots)
         self._announce("start")
         self.last_decision_at: int | None = None
         self.decisions_made = 0
@@ -191,12 +286,24 @@ class DecisionEngine:
         with self._lock:
             old = self.state
             self.state = new_state
+            pin_inference_threads(slots)
             self.shadow_logger.interval_s = settings.shadow_log_interval_s
             for name, slot in slots.items():
                 if old.slots[name].sha256 != slot.sha256 or old.slots[name].role != slot.role:
                     self.flatline.reset(name)
         self._announce("reload")
         return True
+
+    def _runner(self, slot: ModelSlot) -> ModelRunner:
+        """The worker of this model artifact in this role (a reloaded artifact gets a fresh one)."""
+        key = (slot.name, slot.sha256, slot.role)
+        runner = self._runners.get(key)
+        if runner is None:
+            for old_key in [k for k in self._runners if k[0] == slot.name and not self._runners[k].pending()]:
+                self._runners.pop(old_key).stop()
+            runner = ModelRunner(slot.name, SHADOW_QUEUE if slot.role is ModelRole.SHADOW else 1)
+            self._runners[key] = runner
+        return runner
 
     # -- the decision path --------------------------------------------------------------------
     def decide(self, inputs: DecisionInputs) -> list[DecisionRecord]:
@@ -209,27 +316,40 @@ class DecisionEngine:
         n = len(inputs.candles)
         if n == 0:
             return []
-        shadow_jobs: dict[str, Future] = {
-            name: self._shadow_pool.submit(run_slot, slot, inputs)
-            for name, slot in st.slots.items()
-            if slot.role is ModelRole.SHADOW
-        }
-        per_model: dict[str, list[ModelResult]] = {
-            name: run_slot(slot, inputs) for name, slot in st.slots.items() if slot.role is not ModelRole.SHADOW
-        }
+        settings = st.settings
+        shadows = {name: s for name, s in st.slots.items() if s.role is ModelRole.SHADOW and s.active}
+        # shadows first: they get a head start on the other core while the voters run
+        jobs: dict[str, Future | None] = {name: self._runner(s).submit(run_slot, s, inputs) for name, s in shadows.items()}
+        per_model: dict[str, list[ModelResult]] = {}
+        for name, slot in st.slots.items():
+            if slot.active and slot.role is ModelRole.VOTER:
+                jobs[name] = self._runner(slot).submit(run_slot, slot, inputs)
+            elif name not in shadows:
+                per_model[name] = run_slot(slot, inputs)  # disabled/inactive: a reason per row, no work
+        deadline = t0 + settings.model_timeout_ms / 1000.0
+        for name, slot in st.slots.items():
+            if slot.active and slot.role is ModelRole.VOTER:
+                per_model[name] = self._voter_results(slot, jobs[name], n, deadline)
+        gov_state = self.governor.state()
+        verdicts, decisions = [], []
+        for i in range(n):
+            decision = st.ensemble.decide([per_model[name][i] for name in st.slots if name in per_model])
+            decisions.append(decision)
+            verdicts.append(self.governor.check(decision, gov_state))
+        t_ready = time.perf_counter()
         late: dict[str, Future] = {}
-        for name, fut in shadow_jobs.items():
-            per_model[name], is_late = self._shadow_results(st.slots[name], fut, n, t0)
+        shadow_deadline = None if self.wait_for_shadow else t0 + settings.shadow_deadline_ms / 1000.0
+        for name, fut in ((k, v) for k, v in jobs.items() if k in shadows):
+            per_model[name], is_late = self._shadow_results(st.slots[name], fut, n, shadow_deadline)
             if is_late:
                 late[name] = fut
-        gov_state = self.governor.state()
         decided_at = int(time.time() * 1000)
-        t_ready = time.perf_counter()
         records: list[DecisionRecord] = []
         for i, candle in enumerate(inputs.candles):
             results = tuple(per_model[name][i] for name in st.slots)
-            decision = st.ensemble.decide(results)
-            verdict = self.governor.check(decision, gov_state)
+            decision, verdict = decisions[i], verdicts[i]
+            if shadows:  # shadow entries join the recorded breakdown; the vote never saw them
+                decision = replace(decision, results=results)
             if inputs.arrived_at is not None:
                 latency = (t_ready - inputs.arrived_at) * 1000.0
             else:
@@ -255,25 +375,50 @@ class DecisionEngine:
                     ),
                 )
             )
-        self._record(records, inputs.candles)
+        self.decisions_made += n
+        self.last_decision_at = decided_at
+        if self._pipelined:
+            self._writer.submit(self._record, records, inputs.candles)
+        else:
+            self._record(records, inputs.candles)
         for name, fut in late.items():
-            fut.add_done_callback(lambda f, s=st.slots[name], r=records: self._join_late(s, r, f))
+            fut.add_done_callback(lambda f, s=st.slots[name], r=records: self._writer.submit(self._join_late, s, r, f))
         self._observe(st, records, per_model)
         return records
 
-    def _shadow_results(self, slot: ModelSlot, fut: Future, n: int, t0: float) -> tuple[list[ModelResult], bool]:
-        timeout = None
-        if not self.wait_for_shadow:
-            timeout = max(0.0, self.state.settings.shadow_deadline_ms / 1000.0 - (time.perf_counter() - t0))
+    def _error(self, slot: ModelSlot, n: int, status: ModelStatus, reason: str) -> list[ModelResult]:
+        return [ModelResult(model=slot.name, role=slot.role, weight=slot.weight, status=status,
+                            version=slot.version, sha256=slot.sha256, reason=reason)] * n
+
+    def _voter_results(self, slot: ModelSlot, fut: Future | None, n: int, deadline: float) -> list[ModelResult]:
+        """The voter's results, or ERROR rows when it is past its timeout (it is then skipped,
+        not queued behind, until that call returns)."""
+        timeout_ms = self.state.settings.model_timeout_ms
+        if fut is None:
+            busy = self._runner(slot).busy_ms
+            return self._error(slot, n, ModelStatus.ERROR,
+                               f"skipped: a call that timed out after {timeout_ms:g} ms is still running ({busy:.0f} ms)")
+        try:
+            return fut.result(timeout=max(0.0, deadline - time.perf_counter()))
+        except FutureTimeout:
+            log.error("[%s] timed out after %g ms; excluded from this decision", DISPLAY_NAMES[slot.name], timeout_ms)
+            return self._error(slot, n, ModelStatus.ERROR, f"timed out after {timeout_ms:g} ms")
+        except Exception as exc:  # run_slot catches model errors; this is a bug guard, still never a vote
+            return self._error(slot, n, ModelStatus.ERROR, f"{type(exc).__name__}: {exc}")
+
+    def _shadow_results(self, slot: ModelSlot, fut: Future | None, n: int,
+                        deadline: float | None) -> tuple[list[ModelResult], bool]:
+        if fut is None:
+            return self._error(slot, n, ModelStatus.ERROR,
+                               f"skipped: {SHADOW_QUEUE} earlier shadow calls still queued"), False
+        timeout = None if deadline is None else max(0.0, deadline - time.perf_counter())
         try:
             return fut.result(timeout=timeout), False
         except FutureTimeout:
             reason = f"shadow result not ready within {self.state.settings.shadow_deadline_ms:g} ms; joined to the record later"
         except Exception as exc:  # run_slot catches model errors; this is a bug guard, still never a vote
-            return [ModelResult(model=slot.name, role=slot.role, weight=slot.weight, status=ModelStatus.ERROR,
-                                version=slot.version, sha256=slot.sha256, reason=f"{type(exc).__name__}: {exc}")] * n, False
-        return [ModelResult(model=slot.name, role=slot.role, weight=slot.weight, status=ModelStatus.LATE,
-                            version=slot.version, sha256=slot.sha256, reason=reason)] * n, True
+            return self._error(slot, n, ModelStatus.ERROR, f"{type(exc).__name__}: {exc}"), False
+        return self._error(slot, n, ModelStatus.LATE, reason), True
 
     def _join_late(self, slot: ModelSlot, records: list[DecisionRecord], fut: Future) -> None:
         try:
@@ -293,8 +438,22 @@ class DecisionEngine:
                 sink.notify(records)
             except Exception as exc:
                 log.error("sink %s failed: %s", type(sink).__name__, exc)
-        self.decisions_made += len(records)
-        self.last_decision_at = records[-1].decided_at
+
+    @contextlib.contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """Record (and notify sinks) on the writer thread while the next batch is decided (replay).
+        Order is kept (one writer, FIFO); leaving the block waits until everything is written."""
+        self._pipelined = True
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._pipelined = False
+            self.flush()
+
+    def flush(self) -> None:
+        """Wait until every decision handed to the writer is in the store."""
+        self._writer.submit(lambda: None).result()
 
     def _observe(self, st: EngineState, records: list[DecisionRecord], per_model: dict[str, list[ModelResult]]) -> None:
         for name, results in per_model.items():
@@ -308,9 +467,17 @@ class DecisionEngine:
             if rec.published:
                 log_intent(rec)
 
-    def close(self) -> None:
-        """Finish pending shadow work, then let sinks deliver what they can (they keep the rest)."""
-        self._shadow_pool.shutdown(wait=True, cancel_futures=False)
+    def close(self, shadow_grace_s: float = 60.0) -> None:
+        """Finish pending shadow work (so late results are joined), write what is queued, then let
+        sinks deliver what they can (they keep the rest). A hung model is left behind, not waited on."""
+        shadow_futs = [f for r in self._runners.values() if r.max_pending > 1 for f in r.pending()]
+        _, stuck = wait_futures(shadow_futs, timeout=shadow_grace_s)
+        if stuck:
+            log.error("%d shadow call(s) still running after %.0f s at close; their late results are not joined",
+                      len(stuck), shadow_grace_s)
+        for r in self._runners.values():
+            r.stop()
+        self._writer.shutdown(wait=True)
         for sink in self.sinks:
             close = getattr(sink, "close", None)
             if close is not None:

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from ai_engine.engine import DecisionEngine, DecisionInputs
 from ai_engine.data.validate import iso_utc
+from ai_engine.engine import DecisionEngine, DecisionInputs
 from ai_engine.exceptions import DataError, TransientError
 from ai_engine.types import Candle, DecisionRecord
 
@@ -88,17 +88,19 @@ class CandleProcessor:
                 self.warmup += 1
                 continue
             rows.append((c, row.tabular, window))
-        if accepted:
+        records: list[DecisionRecord] = []
+        if rows:
+            inputs = DecisionInputs(
+                candles=[c for c, _, _ in rows],
+                tabular=np.stack([t for _, t, _ in rows]),
+                windows=np.stack([w for _, _, w in rows]) if seq else None,
+                arrived_at=arrived_at,
+            )
+            records = self.engine.decide(inputs)  # records the decided candles with their decisions
+        undecided = [c for c in accepted if not any(c is d for d, _, _ in rows)]
+        if undecided:  # warm-up candles: recorded after the decision, off its critical path
             try:
-                self.engine.store.record_candles(accepted)
+                self.engine.store.record_candles(undecided)
             except TransientError as exc:
                 log.error("candles not recorded yet: %s", exc)
-        if not rows:
-            return []
-        inputs = DecisionInputs(
-            candles=[c for c, _, _ in rows],
-            tabular=np.stack([t for _, t, _ in rows]),
-            windows=np.stack([w for _, _, w in rows]) if seq else None,
-            arrived_at=arrived_at,
-        )
-        return self.engine.decide(inputs)
+        return records

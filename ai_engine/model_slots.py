@@ -56,18 +56,14 @@ class ModelSlot:
 def resolve_model_path(settings: Settings, name: str) -> tuple[Path, str]:
     """The artifact path for ``name`` and where it came from (env var, registry, default)."""
     from ai_engine.agents import DEFAULT_ARTIFACT_NAME
+    from ai_engine.registry import current_artifact
 
     cfg = settings.models[name]
     if cfg.path is not None:
         return cfg.path, "env"
-    try:
-        from ai_engine.registry import current_artifact
-    except ImportError:
-        current_artifact = None
-    if current_artifact is not None:
-        current = current_artifact(settings.models_dir, name)
-        if current is not None:
-            return current, "registry"
+    current = current_artifact(settings.models_dir, name)
+    if current is not None:
+        return current, "registry"
     return settings.models_dir / DEFAULT_ARTIFACT_NAME[name], "default"
 
 

@@ -117,29 +117,30 @@ def replay_series(
     syms = sorted(frames)
     out = jsonl.open("w", encoding="utf-8") if jsonl else None
     try:
-        total = len(times)
-        for lo in range(0, total, chunk):
-            hi = min(lo + chunk, total)
-            cs, cr = sidx[lo:hi], ridx[lo:hi]
-            candles = [series[syms[si]].candle(int(ri)) for si, ri in zip(cs, cr, strict=True)]
-            tab = np.empty((hi - lo, len(frames[syms[0]].tabular[0])), dtype=np.float64)
-            win = None
-            for si in np.unique(cs):
-                pos = np.flatnonzero(cs == si)
-                frame = frames[syms[si]]
-                tab[pos] = frame.tabular[cr[pos]]
-                if seq_len:
-                    w = sequence_windows(frame.sequence, cr[pos], seq_len)
-                    if win is None:
-                        win = np.empty((hi - lo, seq_len, w.shape[2]), dtype=np.float32)
-                    win[pos] = w
-            records = engine.decide(DecisionInputs(candles=candles, tabular=tab, windows=win))
-            for rec in records:
-                summary.add(rec)
-                if out:
-                    out.write(json.dumps(rec.to_json(), separators=(",", ":")) + "\n")
-            if progress:
-                progress(hi, total)
+        with engine.pipelined():  # chunk k is written while chunk k+1 is decided
+            total = len(times)
+            for lo in range(0, total, chunk):
+                hi = min(lo + chunk, total)
+                cs, cr = sidx[lo:hi], ridx[lo:hi]
+                candles = [series[syms[si]].candle(int(ri)) for si, ri in zip(cs, cr, strict=True)]
+                tab = np.empty((hi - lo, len(frames[syms[0]].tabular[0])), dtype=np.float64)
+                win = None
+                for si in np.unique(cs):
+                    pos = np.flatnonzero(cs == si)
+                    frame = frames[syms[si]]
+                    tab[pos] = frame.tabular[cr[pos]]
+                    if seq_len:
+                        w = sequence_windows(frame.sequence, cr[pos], seq_len)
+                        if win is None:
+                            win = np.empty((hi - lo, seq_len, w.shape[2]), dtype=np.float32)
+                        win[pos] = w
+                records = engine.decide(DecisionInputs(candles=candles, tabular=tab, windows=win))
+                for rec in records:
+                    summary.add(rec)
+                    if out:
+                        out.write(json.dumps(rec.to_json(), separators=(",", ":")) + "\n")
+                if progress:
+                    progress(hi, total)
     finally:
         if out:
             out.close()

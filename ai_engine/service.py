@@ -5,7 +5,10 @@ which the interrupted thread might hold), so SIGTERM lets the decision in flight
 SIGHUP reloads between two candles (``load_settings`` on the env file, then the engine's
 all-or-nothing ``reload``): no candle is skipped or decided twice across a reload. The file source
 paces candles from CSVs and resumes after the last candle already decided in the store, priming the
-streaming features with the history before that point.
+streaming features with the history before that point. The live sources (Redis klines stream,
+Binance websocket) prime from the store's ``candles`` table (Binance: from a REST backfill when the
+store has none), read with short timeouts so signals are served within a second, skip candles the
+store already decided (redeliveries) and acknowledge a batch only once its decisions are recorded.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ from pathlib import Path
 
 from ai_engine.config import Settings, load_settings
 from ai_engine.envfile import write_atomic
-from ai_engine.exceptions import ConfigError
+from ai_engine.exceptions import ConfigError, DataError, TransientError
 from ai_engine.health import HealthServer, sd_notify
 from ai_engine.lifecycle import PID_FILE_NAME, read_pid
 from ai_engine.types import INTERVAL_MS, Candle
 
-__all__ = ["FileSource", "Service", "ServeOptions", "SOURCES"]
+__all__ = ["BinanceSource", "FileSource", "RedisSource", "Service", "ServeOptions", "SOURCES", "kline_group",
+           "store_cutoff", "store_history"]
 
 log = logging.getLogger("ai_engine.service")
 
@@ -40,12 +44,15 @@ class ServeOptions:
     """How ``serve`` runs.
 
     Attributes:
-        source: "file" (paced CSV replay); "redis" and "binance" need ``ai_engine.market``.
+        source: "file" (paced CSV replay), "redis" (``<prefix>:stream:market.klines``) or "binance".
         data_dir: CSV directory for the file source (default ``AI_ENGINE_DATA_DIR``).
         pace: seconds between two candle batches of the file source.
-        history: bars used to prime the features when the store has no decision for a symbol.
+        history: bars used to prime the features when the store has no decision for a symbol
+            (binance: bars fetched over REST when the store has none, or only older ones).
         exit_at_end: stop when the file source is exhausted instead of idling until SIGTERM.
         overrides: CLI overrides re-applied on every reload.
+        ws_url, rest_url: Binance websocket and REST bases (binance source).
+        group: Redis consumer group (default ``kline_group(settings)``, one per shard).
     """
 
     source: str = "file"
@@ -54,6 +61,48 @@ class ServeOptions:
     history: int = 500
     exit_at_end: bool = False
     overrides: dict[str, str] | None = None
+    ws_url: str = "wss://stream.binance.com:9443"
+    rest_url: str = "https://api.binance.com"
+    group: str | None = None
+
+
+def store_cutoff(store, symbols: tuple[str, ...], interval: str) -> dict[str, int | None]:
+    """Per symbol the last candle already handled: the last decided one, else the last recorded
+    one (still warming up), else None. A candle recorded after the last decision (a crash before
+    its decision was written) is not counted, so its redelivery is decided."""
+    out: dict[str, int | None] = {}
+    for sym in symbols:
+        last = store.last_decision_time(sym, interval)
+        if last is None:
+            last = store.connection.execute("SELECT MAX(open_time) FROM candles WHERE symbol=? AND interval=?",
+                                            (sym, interval)).fetchone()[0]
+        out[sym] = last
+    return out
+
+
+def store_history(store, cutoff: dict[str, int | None], interval: str) -> list[Candle]:
+    """The last ``BUFFER_BARS`` recorded candles up to each symbol's cutoff, in time order."""
+    from ai_engine.features import BUFFER_BARS
+
+    out: list[Candle] = []
+    for sym, last in cutoff.items():
+        if last is None:
+            continue
+        rows = store.connection.execute(
+            "SELECT open_time, open, high, low, close, volume, synthetic FROM candles "
+            "WHERE symbol=? AND interval=? AND open_time<=? ORDER BY open_time DESC LIMIT ?",
+            (sym, interval, last, BUFFER_BARS)).fetchall()
+        out += [Candle(sym, interval, t, o, h, lo, c, v, bool(syn)) for t, o, h, lo, c, v, syn in reversed(rows)]
+    out.sort(key=lambda c: (c.open_time, c.symbol))
+    return out
+
+
+def kline_group(settings: Settings) -> str:
+    """Consumer group on the klines stream: one per shard, so every shard sees every candle."""
+    if settings.shard is None:
+        return "ai-engine"
+    idx, count = settings.shard
+    return f"ai-engine-shard{idx}of{count}"
 
 
 class FileSource:
@@ -85,6 +134,95 @@ class FileSource:
         live = {s: ser.time_slice(self.cutoff[s] + INTERVAL_MS[self.interval], None) for s, ser in self.series.items()}
         return time_batches({s: ser for s, ser in live.items() if len(ser)})
 
+    def close(self) -> None:
+        """Nothing to release: the CSVs are read at start."""
+
+
+class RedisSource:
+    """Closed candles from ``<prefix>:stream:market.klines`` (consumer group); history from the store."""
+
+    def __init__(self, settings: Settings, store, group: str | None, block_ms: int = 500) -> None:
+        import redis
+
+        from ai_engine.market import RedisKlineSource
+
+        if not settings.redis_url:
+            raise ConfigError("--source redis needs REDIS_URL in the env file")
+        self._redis_error = redis.RedisError
+        self.symbols = settings.my_symbols()
+        self.interval = settings.interval
+        self.cutoff = store_cutoff(store, self.symbols, self.interval)
+        self._store = store
+        self.reader = RedisKlineSource(settings.redis_url, settings.redis_prefix, self.symbols, self.interval,
+                                       group=group or kline_group(settings), block_ms=block_ms,
+                                       grace_ms=min(500, block_ms))
+
+    def history(self) -> list[Candle]:
+        return store_history(self._store, self.cutoff, self.interval)
+
+    def poll(self) -> list:
+        """Batches now complete; blocks at most about a second. Raises TransientError."""
+        return self.reader.next_batches()
+
+    def ack(self, batch) -> None:
+        try:
+            batch.ack()
+        except self._redis_error as exc:
+            raise TransientError(f"XACK on {self.reader.stream} failed: {exc}") from None
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+class BinanceSource:
+    """Binance kline websocket with REST gap backfill; history from the store, else over REST."""
+
+    def __init__(self, settings: Settings, store, options: ServeOptions, poll_s: float = 0.5) -> None:
+        from ai_engine.market import KlineFeed, fetch_klines, rows_to_candles
+
+        self.symbols = settings.my_symbols()
+        self.interval = settings.interval
+        self.poll_s = poll_s
+        step = INTERVAL_MS[self.interval]
+        now = int(time.time() * 1000)
+        self.cutoff = store_cutoff(store, self.symbols, self.interval)
+        self._history = store_history(store, self.cutoff, self.interval)
+        for sym in self.symbols:
+            last = self.cutoff[sym]
+            if last is not None and last >= now - options.history * step:
+                continue
+            if last is not None:  # deciding on that many missed bars would act on stale prices
+                log.warning("%s: last handled candle %s is more than --history %d bars old; priming with the "
+                            "last %d bars over REST instead of deciding on the missed ones", sym,
+                            time.strftime("%Y-%m-%d %H:%M", time.gmtime(last / 1000)), options.history,
+                            options.history)
+                self._history = [c for c in self._history if c.symbol != sym]
+            rows = fetch_klines(sym, self.interval, (now // step - options.history) * step, base_url=options.rest_url,
+                                now_ms=now, retries=2)
+            if not rows:
+                raise DataError(f"{sym} {self.interval}: Binance REST {options.rest_url} returned no closed candles "
+                                "to prime the features")
+            fetched = rows_to_candles(sym, self.interval, rows)
+            store.record_candles(fetched)  # so that a restart primes from the store
+            self._history += fetched
+            self.cutoff[sym] = rows[-1].open_time
+        self._history.sort(key=lambda c: (c.open_time, c.symbol))
+        self.feed = KlineFeed(self.symbols, self.interval, ws_url=options.ws_url, rest_url=options.rest_url,
+                              start_after=self.cutoff)
+
+    def history(self) -> list[Candle]:
+        return self._history
+
+    def poll(self) -> list:
+        batch = self.feed.get(timeout=self.poll_s)
+        return [batch] if batch is not None else []
+
+    def ack(self, batch) -> None:
+        batch.ack()
+
+    def close(self) -> None:
+        self.feed.close()
+
 
 class Service:
     """``serve``: engine + source + health + signals + pid file."""
@@ -94,6 +232,8 @@ class Service:
             raise ConfigError(f"--source {options.source!r} is not valid: expected one of {', '.join(SOURCES)}")
         if options.pace < 0:
             raise ConfigError(f"--pace {options.pace} is negative; give seconds >= 0")
+        if options.history < 1:
+            raise ConfigError(f"--history {options.history} is not valid: give a number of bars >= 1")
         self.settings = settings
         self.options = options
         self.state = "starting"
@@ -196,17 +336,83 @@ class Service:
                 self._wake_r.recv(4096)
 
     def _open_source(self):
-        if self.options.source != "file":
-            try:
-                import ai_engine.market  # noqa: F401
-            except ImportError:
-                raise ConfigError(f"--source {self.options.source} needs ai_engine.market, which is not installed "
-                                  "in this build; use --source file") from None
-            raise ConfigError(f"--source {self.options.source} is not wired into serve yet; use --source file")
+        if self.options.source == "redis":
+            return RedisSource(self.settings, self.engine.store, self.options.group)
+        if self.options.source == "binance":
+            return BinanceSource(self.settings, self.engine.store, self.options)
         data_dir = self.options.data_dir or self.settings.data_dir
         if data_dir is None:
             raise ConfigError("--source file needs --data DIR or AI_ENGINE_DATA_DIR")
         return FileSource(self.settings, Path(data_dir), self.options.history, self.engine.store)
+
+    def _serve_file(self, source: FileSource) -> None:
+        for batch in source.batches():
+            if self._stop:
+                log.info("stop requested: finishing")
+                break
+            if self._reload:
+                self._apply_reload()
+            self.processor.process(batch)
+            self.candles_seen += len(batch)
+            self._pause(self.options.pace)
+        else:
+            log.info("file source exhausted after %d candles", self.candles_seen)
+            if not self.options.exit_at_end:
+                self.state = "idle"
+                while not self._stop:
+                    self._pause(3600.0)
+
+    def _serve_live(self, source) -> None:
+        """Decide on each batch, then acknowledge it once the store holds its decisions; candles at
+        or before the last one handled (redeliveries, replays) are acknowledged without deciding."""
+        last = {s: t for s, t in source.cutoff.items() if t is not None}
+        unacked: list = []
+        backoff, down_since = 0.5, None
+        while not self._stop:
+            if self._reload:
+                self._apply_reload()
+            try:
+                batches = source.poll()
+            except TransientError as exc:
+                if down_since is None:
+                    down_since = time.monotonic()
+                    log.error("%s; retrying with backoff", exc)
+                self._pause(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            if down_since is not None:
+                log.warning("%s source back after %.1fs", self.options.source, time.monotonic() - down_since)
+                down_since, backoff = None, 0.5
+            for batch in batches:
+                if self._stop:  # the rest stays unacknowledged: Redis redelivers it, Binance backfills it
+                    break
+                if self._reload:
+                    self._apply_reload()
+                fresh = [c for c in batch.candles if c.open_time > last.get(c.symbol, -1)]
+                if len(fresh) < len(batch.candles):
+                    log.info("%d candle(s) of %s already handled; not deciding them again",
+                             len(batch.candles) - len(fresh), time.strftime("%Y-%m-%d %H:%M", time.gmtime(
+                                 batch.candles[0].open_time / 1000)))
+                if fresh:
+                    self.processor.process(fresh)
+                    self.candles_seen += len(fresh)
+                    for c in fresh:
+                        last[c.symbol] = c.open_time
+                unacked.append(batch)
+                unacked = self._ack(source, unacked)
+        self._ack(source, unacked)
+
+    def _ack(self, source, batches: list) -> list:
+        """Acknowledge ``batches`` if the store has accepted every decision; returns those still owed."""
+        if self.engine.store.pending_writes:
+            return batches
+        for i, batch in enumerate(batches):
+            try:
+                source.ack(batch)
+            except TransientError as exc:
+                log.error("%s; acknowledging later", exc)
+                return batches[i:]
+        return []
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT (or the end of the file source with ``exit_at_end``)."""
@@ -226,28 +432,21 @@ class Service:
             self.engine = open_engine(self.settings)
             self.processor = CandleProcessor(self.engine, self.settings.interval)
             source = self._open_source()
-            primed = self.processor.prime(source.history())
-            log.info("primed features with %d history candles; resuming after %s", primed,
-                     {s: time.strftime("%Y-%m-%d %H:%M", time.gmtime(t / 1000)) for s, t in source.cutoff.items()})
-            self.state = "running"
-            sd_notify("READY=1")
-            log.info("serving %s (%s) from %s every %gs; pid %d", ",".join(source.series), self.settings.interval,
-                     self.options.source, self.options.pace, os.getpid())
-            for batch in source.batches():
-                if self._stop:
-                    log.info("stop requested: finishing")
-                    break
-                if self._reload:
-                    self._apply_reload()
-                self.processor.process(batch)
-                self.candles_seen += len(batch)
-                self._pause(self.options.pace)
-            else:
-                log.info("file source exhausted after %d candles", self.candles_seen)
-                if not self.options.exit_at_end:
-                    self.state = "idle"
-                    while not self._stop:
-                        self._pause(3600.0)
+            try:
+                primed = self.processor.prime(source.history())
+                log.info("primed features with %d history candles; resuming after %s", primed,
+                         {s: time.strftime("%Y-%m-%d %H:%M", time.gmtime(t / 1000)) if t is not None else "-"
+                          for s, t in source.cutoff.items()})
+                self.state = "running"
+                sd_notify("READY=1")
+                log.info("serving %s (%s) from %s; pid %d", ",".join(source.cutoff), self.settings.interval,
+                         self.options.source, os.getpid())
+                if isinstance(source, FileSource):
+                    self._serve_file(source)
+                else:
+                    self._serve_live(source)
+            finally:
+                source.close()
         finally:
             self.state = "stopping"
             sd_notify("STOPPING=1")

@@ -18,11 +18,14 @@ LogFile = typer.Option(None, "--log", help="service log file to check")
 
 def serve(
     env_file: str = EnvFile,
-    source: str = typer.Option("file", "--source", help="file (paced CSV replay), redis or binance"),
+    source: str = typer.Option("file", "--source", help="file (paced CSV replay), redis (klines stream) or binance"),
     data: Path = DataDir,
     pace: float = typer.Option(1.0, "--pace", help="seconds between candle batches of the file source"),
     history: int = typer.Option(500, "--history", help="bars that prime the features when the store is empty"),
     exit_at_end: bool = typer.Option(False, "--exit-at-end", help="stop when the file source is exhausted"),
+    ws_url: str = typer.Option("wss://stream.binance.com:9443", "--ws-url", help="Binance websocket base (binance source)"),
+    rest_url: str = typer.Option("https://api.binance.com", "--rest-url", help="Binance REST base (binance source)"),
+    group: str = typer.Option(None, "--group", help="Redis consumer group (redis source; default one per shard)"),
 ) -> None:
     """Run the engine in the foreground (systemd Type=notify): SIGHUP reloads, SIGTERM stops gracefully."""
     from ai_engine.config import load_settings
@@ -31,7 +34,8 @@ def serve(
 
     settings = load_settings(env_arg(env_file))
     setup_logging(settings.log_level)
-    opts = ServeOptions(source=source, data_dir=data, pace=pace, history=history, exit_at_end=exit_at_end)
+    opts = ServeOptions(source=source, data_dir=data, pace=pace, history=history, exit_at_end=exit_at_end,
+                        ws_url=ws_url, rest_url=rest_url, group=group)
     raise typer.Exit(Service(settings, opts).run())
 
 

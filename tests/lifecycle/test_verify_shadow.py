@@ -1,0 +1,140 @@
+"""`verify-shadow` on a store and log from a real `serve` with a staged PatchTST in shadow: every
+criterion passes, and each failure the spec names is provoked in a copy and detected (exit 1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+_LINE = re.compile(r"^(PASS|FAIL|SKIP|INFO) +([^:]+):", re.MULTILINE)
+
+
+@pytest.fixture
+def shadow_run(deployment, artifacts, cli):
+    """Stage a retrained PatchTST, put it in shadow, and serve 100 closes of the CSVs (log kept)."""
+    env_text = deployment.env.read_text().replace("SHADOW_LOG_INTERVAL_S=1\n", "SHADOW_LOG_INTERVAL_S=0\n")
+    deployment.env.write_text(env_text)
+    for args in (("models", "stage", str(artifacts.patchtst_new), "--model", "patchtst"),
+                 ("models", "shadow", "patchtst")):
+        res = cli(*args, "--env-file", str(deployment.env))
+        assert res.exit_code == 0, res.output
+    log = deployment.home.parent / "serve.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AI_ENGINE_", "NOTIFY_SOCKET", "REDIS_"))}
+    with log.open("w") as out:
+        rc = subprocess.run([sys.executable, "-m", "ai_engine.cli.main", "serve", "--env-file", str(deployment.env),
+                             "--data", str(deployment.data), "--pace", "0", "--history", "1100", "--exit-at-end"],
+                            env=env, stdout=out, stderr=subprocess.STDOUT, timeout=300).returncode
+    assert rc == 0, log.read_text()[-3000:]
+    return deployment, log
+
+
+def _verify(cli, env: Path, log: Path | None = None) -> tuple[int, dict[str, str]]:
+    args = ["verify-shadow", "--env-file", str(env), "--since", "10m"]
+    if log is not None:
+        args += ["--log", str(log)]
+    res = cli(*args)
+    assert res.exit_code in (0, 1), res.output
+    return res.exit_code, {name.strip(): status for status, name in _LINE.findall(res.output)}
+
+
+def _copy(dep, tmp_path: Path, name: str, edit) -> Path:
+    """An env file whose store is a copy of the run's store with ``edit(db)`` applied."""
+    store = tmp_path / f"{name}.sqlite"
+    with sqlite3.connect(dep.home / "telemetry.sqlite") as src, sqlite3.connect(store) as dst:
+        src.backup(dst)
+        edit(dst)
+    env = tmp_path / f"{name}.env"
+    env.write_text(dep.env.read_text() + f"AI_ENGINE_STORE={store}\n")
+    return env
+
+
+def _edit_decision(db: sqlite3.Connection, change) -> None:
+    event_id, payload = db.execute("SELECT event_id, payload FROM decisions ORDER BY candle_open_time LIMIT 1").fetchone()
+    d = json.loads(payload)
+    change(d)
+    db.execute("UPDATE decisions SET payload=? WHERE event_id=?", (json.dumps(d), event_id))
+
+
+def _counted_the_shadow(d: dict) -> None:
+    """What failure mode 2 wrote: the shadow's vote counted in consensus_count."""
+    d["model_breakdown"]["patchtst"]["action"] = d["action"]
+    d["consensus_count"] = 1 + sum(1 for e in d["model_breakdown"].values() if not e["shadow"]
+                                   and e["status"] == "ok" and e["action"] == d["action"])
+
+
+def _untagged(d: dict) -> None:
+    d["model_breakdown"]["patchtst"]["shadow"] = False
+
+
+def _log_with(src: Path, dest: Path, keep=lambda line: True, extra: list[str] = ()) -> Path:
+    lines = [ln for ln in src.read_text().splitlines() if keep(ln)]
+    dest.write_text("\n".join(lines + list(extra)) + "\n")
+    return dest
+
+
+def _now_line(text: str) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime()) + f",000 INFO ai_engine.test: {text}"
+
+
+def test_verify_shadow_passes_a_real_run_and_detects_each_failure(shadow_run, cli, tmp_path):
+    dep, log = shadow_run
+    with sqlite3.connect(dep.home / "telemetry.sqlite") as db:
+        decisions, intents = (db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("decisions", "intents"))
+        roles = dict(db.execute("SELECT DISTINCT model, role FROM predictions"))
+    assert decisions == 2 * 100 and roles["patchtst"] == "shadow"
+    assert "[SHADOW] PatchTST |" in log.read_text()
+
+    code, got = _verify(cli, dep.env, log)
+    assert code == 0
+    assert got == {"model loaded": "PASS", "shadow entry in every decision and intent": "PASS",
+                   "consensus_count excludes the shadow model": "PASS", "restarts in 24 h": "PASS",
+                   "publish rate": "INFO", "telemetry disk growth": "PASS", "shadow log lines": "PASS",
+                   "errors": "PASS", "log volume": "PASS"}, f"{intents} intents"
+
+    # without a log the log criteria are skipped, not passed
+    code, got = _verify(cli, dep.env)
+    assert code == 0 and got["shadow log lines"] == got["errors"] == got["log volume"] == "SKIP"
+
+    def fails(env: Path, log_file: Path | None = log) -> set[str]:
+        code, got = _verify(cli, env, log_file)
+        failed = {n for n, s in got.items() if s == "FAIL"}
+        assert (code == 1) == bool(failed)
+        return failed
+
+    # store evidence, each provoked in a copy of the store
+    assert fails(_copy(dep, tmp_path, "counted", lambda db: _edit_decision(db, _counted_the_shadow))) == {
+        "consensus_count excludes the shadow model"}
+    assert fails(_copy(dep, tmp_path, "untagged", lambda db: _edit_decision(db, _untagged))) == {
+        "shadow entry in every decision and intent"}
+
+    def wrong_checksum(db: sqlite3.Connection) -> None:
+        config_id, applied_at, payload = db.execute(
+            "SELECT config_id, applied_at, payload FROM configs ORDER BY applied_at DESC LIMIT 1").fetchone()
+        p = json.loads(payload)
+        p["models"]["patchtst"]["sha256"] = "0" * 64
+        db.execute("UPDATE configs SET payload=? WHERE config_id=? AND applied_at=?", (json.dumps(p), config_id,
+                                                                                      applied_at))
+
+    assert fails(_copy(dep, tmp_path, "checksum", wrong_checksum)) == {"model loaded"}
+
+    def restarts(db: sqlite3.Connection) -> None:
+        now = int(time.time() * 1000)
+        db.executemany("INSERT INTO configs SELECT config_id, ?, 'start', payload FROM configs LIMIT 1",
+                       [(now - 1000 * i,) for i in range(1, 4)])
+
+    assert fails(_copy(dep, tmp_path, "restarts", restarts)) == {"restarts in 24 h"}
+
+    # log evidence
+    assert fails(dep.env, _log_with(log, tmp_path / "noisy.log", extra=[_now_line(f"line {i}")
+                                                                        for i in range(10_001)])) == {"log volume"}
+    assert fails(dep.env, _log_with(log, tmp_path / "silent.log", keep=lambda ln: "[SHADOW]" not in ln)) == {
+        "shadow log lines"}
+    assert fails(dep.env, _log_with(log, tmp_path / "errors.log", extra=[_now_line("ERROR boom")] * 3)) == {"errors"}

@@ -1,0 +1,144 @@
+"""Fixtures for the reliability suite: small real models (trained once per session), a synthetic
+market, settings for a test engine, and a private redis-server."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+PREFIX = {"xgb": "XGB", "lgbm": "LGBM", "nhits": "NHITS", "patchtst": "PATCHTST"}
+TINY_TORCH = {
+    "nhits": {"seq_len": 16, "epochs": 1, "batch_size": 128,
+              "net_params": {"hidden_size": 16, "latent_horizon": 4, "pool_kernels": [4, 2, 1], "downsample": [4, 2, 1]}},
+    "patchtst": {"seq_len": 16, "epochs": 1, "batch_size": 128,
+                 "net_params": {"patch_len": 4, "stride": 4, "d_model": 8, "n_heads": 2, "n_layers": 1, "d_ff": 16}},
+}
+
+
+def tiny_torch_model(name: str, out: Path, seed: int = 0) -> Path:
+    """A small but real NHiTS/PatchTST fitted on random windows with the engine's channels."""
+    from ai_engine.agents import AGENT_CLASSES
+    from ai_engine.features import SEQUENCE_CHANNELS
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(300, 16, len(SEQUENCE_CHANNELS))).astype(np.float32)
+    y = np.digitize(X[:, -4:, 3].mean(axis=1) * 2, [-0.3, 0.3]).astype(np.int64)
+    agent = AGENT_CLASSES[name](**TINY_TORCH[name], seed=seed)
+    agent.fit(X[:240], y[:240], X_val=X[240:], y_val=y[240:], feature_names=SEQUENCE_CHANNELS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    agent.save(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory) -> dict[str, Path]:
+    """xgb and lgbm trained by the training code on a synthetic market, tiny nhits and patchtst."""
+    from ai_engine.training import TrainOptions, train_model
+
+    out = tmp_path_factory.mktemp("rel_models")
+    paths = {}
+    for name, ext in (("xgb", ".ubj"), ("lgbm", ".txt")):
+        paths[name] = out / f"{name}_model{ext}"
+        train_model(name, symbols=SYMBOLS, out_path=paths[name], synthetic=True, epochs=30, seed=0, threads=2,
+                    force=True, options=TrainOptions(synthetic_bars=1500))
+    for name in ("nhits", "patchtst"):
+        paths[name] = tiny_torch_model(name, out / f"{name}_model.pth")
+    return paths
+
+
+@pytest.fixture(scope="session")
+def series():
+    from ai_engine.data import synthetic_market
+
+    return synthetic_market(list(SYMBOLS), interval="1h", n_bars=260, seed=3)
+
+
+def copy_artifact(src: Path, dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dest)
+    shutil.copyfile(f"{src}.meta.json", f"{dest}.meta.json")
+    return dest
+
+
+def engine_env(home: Path, models: dict[str, Path], **env: str) -> dict[str, str]:
+    environ = {"AI_ENGINE_HOME": str(home), "AI_ENGINE_SYMBOLS": ",".join(SYMBOLS)}
+    environ |= {f"{PREFIX[m]}_MODEL_PATH": str(p) for m, p in models.items()}
+    return environ | env
+
+
+def settings_for(home: Path, models: dict[str, Path], *, release: bool = True, **env: str):
+    """Settings of a test engine in ``home``; the governor is released unless told otherwise."""
+    from ai_engine.config import load_settings
+    from ai_engine.enums import GovernorMode
+    from ai_engine.governor import FileGovernorBackend, GovernorState
+
+    settings = load_settings(None, environ=engine_env(home, models, **env))
+    if release:
+        FileGovernorBackend(settings.governor_state_file).write(GovernorState.new(False, GovernorMode.PAPER, "test"))
+    return settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrivateRedis:
+    """A redis-server of our own (optionally with ``--requirepass``) that a test may stop and restart."""
+
+    def __init__(self, workdir: Path, password: str | None = None) -> None:
+        self.port, self.workdir, self.password = free_port(), workdir, password
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self) -> PrivateRedis:
+        import redis
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+                "--dir", str(self.workdir)]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.2)
+        for _ in range(200):
+            try:
+                client.ping()
+                return self
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server on port {self.port} did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """Factory of private redis-servers, all stopped at the end of the test."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server binary not found; these tests start their own server")
+    servers: list[PrivateRedis] = []
+
+    def make(password: str | None = None) -> PrivateRedis:
+        servers.append(PrivateRedis(tmp_path / f"redis{len(servers)}", password).start())
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.stop()
