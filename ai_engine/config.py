@@ -141,7 +141,12 @@ def _convert(key: str, raw: str) -> Any:
     if spec.type is Path:
         if not raw:
             raise ConfigError(f"{key} is empty; give a path or remove the line")
-        return Path(raw).expanduser()
+        if "\x00" in raw:
+            raise ConfigError(f"{key}={raw!r} is not a valid path (NUL character)")
+        try:
+            return Path(raw).expanduser()
+        except RuntimeError:  # ~user of an unknown user
+            raise ConfigError(f"{key}={raw!r}: cannot expand {raw.split('/')[0]!r} (no such user)") from None
     try:
         value = TypeAdapter(spec.type).validate_python(raw) if spec.type is not str else raw
     except ValidationError:

@@ -20,7 +20,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_futures
@@ -210,17 +210,18 @@ class ModelRunner:
         self._jobs.put(None)
 
 
-def pin_inference_threads(slots: dict[str, ModelSlot]) -> None:
-    """One intra-op thread per model: models already run in parallel on their own threads, and on
-    small batches extra intra-op threads only fight over the cores (docs/performance.md)."""
+def pin_inference_threads(slots: dict[str, ModelSlot], threads: int = 1) -> None:
+    """Intra-op threads per model: 1, because the models already run in parallel on their own
+    threads, and on 2 cores more intra-op threads were slower both live (one row) and in replay
+    (512 rows) — docs/performance.md has the figures."""
     if any(s.active and s.agent.input_kind == "sequence" for s in slots.values()):
         import torch
 
-        torch.set_num_threads(1)
+        torch.set_num_threads(threads)
     for s in slots.values():
         set_threads = getattr(s.agent, "set_inference_threads", None)
         if s.active and set_threads is not None:
-            set_threads(1)
+            set_threads(threads)
 
 
 SHADOW_QUEUE = 64  # shadow calls that may wait behind a slow one before further rows are skipped
@@ -308,14 +309,32 @@ class DecisionEngine:
     # -- the decision path --------------------------------------------------------------------
     def decide(self, inputs: DecisionInputs) -> list[DecisionRecord]:
         with self._lock:
-            return self._decide(inputs)
+            return self._complete(self._begin(inputs))
 
-    def _decide(self, inputs: DecisionInputs) -> list[DecisionRecord]:
+    def decide_stream(self, batches: Iterable[DecisionInputs]) -> Iterator[list[DecisionRecord]]:
+        """``decide`` over batches in order, with the next batch's models started before the
+        previous batch's records are completed, so the shadow worker never idles between batches
+        (replay). The records are the same as from ``decide``, yielded in order."""
+        pending = None
+        for inputs in batches:
+            with self._lock:
+                started = self._begin(inputs)
+                done = self._complete(pending) if pending is not None else None
+            if done is not None:
+                yield done
+            pending = started
+        if pending is not None:
+            with self._lock:
+                done = self._complete(pending)
+            yield done
+
+    def _begin(self, inputs: DecisionInputs) -> tuple | None:
+        """Start every model on the batch; wait for the voters; decide and check with the governor."""
         st = self.state
         t0 = time.perf_counter()
         n = len(inputs.candles)
         if n == 0:
-            return []
+            return None
         settings = st.settings
         shadows = {name: s for name, s in st.slots.items() if s.role is ModelRole.SHADOW and s.active}
         # shadows first: they get a head start on the other core while the voters run
@@ -336,7 +355,14 @@ class DecisionEngine:
             decision = st.ensemble.decide([per_model[name][i] for name in st.slots if name in per_model])
             decisions.append(decision)
             verdicts.append(self.governor.check(decision, gov_state))
-        t_ready = time.perf_counter()
+        return st, inputs, t0, shadows, jobs, per_model, decisions, verdicts, time.perf_counter()
+
+    def _complete(self, started: tuple | None) -> list[DecisionRecord]:
+        """Wait for the shadows (up to the deadline), build the records, record them."""
+        if started is None:
+            return []
+        st, inputs, t0, shadows, jobs, per_model, decisions, verdicts, t_ready = started
+        settings, n = st.settings, len(inputs.candles)
         late: dict[str, Future] = {}
         shadow_deadline = None if self.wait_for_shadow else t0 + settings.shadow_deadline_ms / 1000.0
         for name, fut in ((k, v) for k, v in jobs.items() if k in shadows):
@@ -467,14 +493,20 @@ class DecisionEngine:
             if rec.published:
                 log_intent(rec)
 
+    def wait_idle(self, timeout: float | None = None, *, shadows_only: bool = False) -> int:
+        """Wait until the model calls in flight (late shadows, timed-out voters) return; returns
+        how many are still running after ``timeout`` seconds."""
+        futs = [f for r in self._runners.values() if r.max_pending > 1 or not shadows_only for f in r.pending()]
+        _, stuck = wait_futures(futs, timeout=timeout)
+        return len(stuck)
+
     def close(self, shadow_grace_s: float = 60.0) -> None:
         """Finish pending shadow work (so late results are joined), write what is queued, then let
         sinks deliver what they can (they keep the rest). A hung model is left behind, not waited on."""
-        shadow_futs = [f for r in self._runners.values() if r.max_pending > 1 for f in r.pending()]
-        _, stuck = wait_futures(shadow_futs, timeout=shadow_grace_s)
+        stuck = self.wait_idle(shadow_grace_s, shadows_only=True)
         if stuck:
             log.error("%d shadow call(s) still running after %.0f s at close; their late results are not joined",
-                      len(stuck), shadow_grace_s)
+                      stuck, shadow_grace_s)
         for r in self._runners.values():
             r.stop()
         self._writer.shutdown(wait=True)

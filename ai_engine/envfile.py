@@ -20,6 +20,7 @@ from ai_engine.exceptions import ConfigError
 __all__ = ["EnvLine", "parse_env_text", "read_env_file", "update_env_file", "write_atomic"]
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_UNWRITABLE_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")  # would split the line or be unreadable back
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,11 @@ def update_env_file(path: Path, set_values: dict[str, str] | None = None, unset:
     """Set and remove keys in place (comments and order kept). Returns True if the file changed."""
     path = Path(path)
     set_values = dict(set_values or {})
+    for key, value in set_values.items():
+        if not _KEY_RE.match(key):
+            raise ConfigError(f"{path}: invalid key {key!r}; nothing changed")
+        if _UNWRITABLE_RE.search(value):
+            raise ConfigError(f"{path}: value of {key} contains a line break or control character; nothing changed")
     old_text = path.read_text(encoding="utf-8") if path.exists() else ""
     lines = parse_env_text(old_text, str(path))
     out: list[str] = []

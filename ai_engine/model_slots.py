@@ -114,7 +114,24 @@ def load_slot(settings: Settings, name: str, *, strict: bool = False) -> ModelSl
         return slot
     mode = " (mode=SHADOW_ONLY)" if cfg.role is ModelRole.SHADOW else ""
     log.info("[%s] ✅ Model weights loaded from %s%s", disp, path.name, mode)
+    _warn_if_degenerate(disp, slot)
     return slot
+
+
+def _warn_if_degenerate(disp: str, slot: ModelSlot) -> None:
+    """A model saved with ``--force`` past the degeneracy guard still loads, but loudly."""
+    from ai_engine.training.guard import GuardConfig
+
+    report = (getattr(slot.agent, "metadata_", None) or {}).get("report") or {}
+    val = report.get("val") or {}
+    share, std = max(val.get("action_share") or [0.0]), val.get("confidence_std")
+    guard = GuardConfig()
+    if share > guard.max_action_share or (std is not None and std < guard.min_conf_std):
+        log.warning(
+            "[%s] ⚠ degenerate at training: validation put %.0f%% into one action, confidence std %s "
+            "(guard: ≤ %.0f%%, ≥ %.2f); it was saved with --force",
+            disp, 100 * share, f"{std:.4f}" if std is not None else "?", 100 * guard.max_action_share, guard.min_conf_std,
+        )
 
 
 def load_slots(settings: Settings, *, strict: bool = False) -> dict[str, ModelSlot]:

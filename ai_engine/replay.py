@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +83,28 @@ def _decision_order(frames: Mapping[str, object], seq_len: int, start_after: Map
     return t[order], s[order], r[order], warm
 
 
+def _chunks(frames, series, syms, sidx, ridx, seq_len: int, chunk: int) -> Iterator[DecisionInputs]:
+    """Engine batches of ``chunk`` rows in decision order, built lazily from the feature frames."""
+    from ai_engine.features import sequence_windows
+
+    for lo in range(0, len(sidx), chunk):
+        hi = min(lo + chunk, len(sidx))
+        cs, cr = sidx[lo:hi], ridx[lo:hi]
+        candles = [series[syms[si]].candle(int(ri)) for si, ri in zip(cs, cr, strict=True)]
+        tab = np.empty((hi - lo, len(frames[syms[0]].tabular[0])), dtype=np.float64)
+        win = None
+        for si in np.unique(cs):
+            pos = np.flatnonzero(cs == si)
+            frame = frames[syms[si]]
+            tab[pos] = frame.tabular[cr[pos]]
+            if seq_len:
+                w = sequence_windows(frame.sequence, cr[pos], seq_len)
+                if win is None:
+                    win = np.empty((hi - lo, seq_len, w.shape[2]), dtype=np.float32)
+                win[pos] = w
+        yield DecisionInputs(candles=candles, tabular=tab, windows=win)
+
+
 def replay_series(
     engine: DecisionEngine,
     series: Mapping[str, object],
@@ -98,7 +120,7 @@ def replay_series(
     Rows before ``start_ms`` only warm the features up; with ``resume``, rows already decided in the
     store are skipped (re-deciding them would be harmless: ids are deterministic).
     """
-    from ai_engine.features import compute_features, sequence_windows
+    from ai_engine.features import compute_features
 
     summary = ReplaySummary()
     frames = {sym: compute_features(s) for sym, s in series.items()}
@@ -116,31 +138,18 @@ def replay_series(
         summary.skipped_existing = sum(int(((frames[s].open_time <= t) & frames[s].valid).sum()) for s, t in start_after.items())
     syms = sorted(frames)
     out = jsonl.open("w", encoding="utf-8") if jsonl else None
+    done = 0
     try:
         with engine.pipelined():  # chunk k is written while chunk k+1 is decided
             total = len(times)
-            for lo in range(0, total, chunk):
-                hi = min(lo + chunk, total)
-                cs, cr = sidx[lo:hi], ridx[lo:hi]
-                candles = [series[syms[si]].candle(int(ri)) for si, ri in zip(cs, cr, strict=True)]
-                tab = np.empty((hi - lo, len(frames[syms[0]].tabular[0])), dtype=np.float64)
-                win = None
-                for si in np.unique(cs):
-                    pos = np.flatnonzero(cs == si)
-                    frame = frames[syms[si]]
-                    tab[pos] = frame.tabular[cr[pos]]
-                    if seq_len:
-                        w = sequence_windows(frame.sequence, cr[pos], seq_len)
-                        if win is None:
-                            win = np.empty((hi - lo, seq_len, w.shape[2]), dtype=np.float32)
-                        win[pos] = w
-                records = engine.decide(DecisionInputs(candles=candles, tabular=tab, windows=win))
+            for records in engine.decide_stream(_chunks(frames, series, syms, sidx, ridx, seq_len, chunk)):
                 for rec in records:
                     summary.add(rec)
                     if out:
                         out.write(json.dumps(rec.to_json(), separators=(",", ":")) + "\n")
+                done += len(records)
                 if progress:
-                    progress(hi, total)
+                    progress(done, total)
     finally:
         if out:
             out.close()

@@ -61,7 +61,7 @@ class LGBMAgent(TreeAgent):
         return lgb.Booster(model_str=booster.model_to_string(num_iteration=best)), best
 
     def _booster_proba(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(self.booster_.predict(X, num_threads=self.n_jobs), dtype=np.float64).reshape(-1, 3)
+        return np.asarray(self.booster_.predict(X, num_threads=self.inference_threads), dtype=np.float64).reshape(-1, 3)
 
     def _model_bytes(self) -> bytes:
         return self.booster_.model_to_string().encode()

@@ -193,7 +193,8 @@ class TorchAgent(BaseAgent):
     def _raw_logits(self, X: np.ndarray) -> np.ndarray:
         import torch
 
-        self.net_.eval()
+        if self.net_.training:  # eval() walks every submodule; skip it on the hot path when already set
+            self.net_.eval()
         out = []
         with torch.inference_mode():
             for start in range(0, X.shape[0], 4096):

@@ -118,6 +118,15 @@ class TreeAgent(BaseAgent):
     def _raw_logits(self, X: np.ndarray) -> np.ndarray:
         return log_probs(self._booster_proba(X))
 
+    @property
+    def inference_threads(self) -> int:
+        """Threads used by predict; ``n_jobs`` unless the engine pinned it (docs/performance.md)."""
+        return getattr(self, "inference_threads_", self.n_jobs)
+
+    def set_inference_threads(self, n: int) -> None:
+        """Threads for prediction only; training threads (``n_jobs``) and the artifact are unchanged."""
+        self.inference_threads_ = int(n)
+
     def _extra_meta(self) -> dict[str, Any]:
         return {"best_iteration": int(self.best_iteration_)}
 

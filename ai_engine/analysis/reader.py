@@ -158,7 +158,8 @@ def _load_series(db, symbol: str, interval: str, lo: int, hi: int) -> Series:
         "SELECT open_time, close FROM candles WHERE symbol=? AND interval=? AND open_time BETWEEN ? AND ?",
         (symbol, interval, lo, hi),
     ).fetchall()
-    last = db.execute("SELECT MAX(open_time) FROM candles WHERE symbol=? AND interval=?", (symbol, interval)).fetchone()[0]
+    last = db.execute("SELECT MAX(open_time) FROM candles WHERE symbol=? AND interval=? AND typeof(open_time)='integer'",
+                      (symbol, interval)).fetchone()[0]
     if not rows:
         return Series(symbol, interval, iv, lo, np.full(0, np.nan), last)
     arr = np.array(rows, dtype=np.float64)
@@ -282,6 +283,9 @@ def read_snapshot(
         db.execute("COMMIT")
     except sqlite3.DatabaseError as exc:
         raise DataError(f"telemetry store {path} cannot be read: {exc}") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a column holding what no writer of ours puts there
+        raise DataError(f"telemetry store {path} holds rows the analysis cannot read "
+                        f"({type(exc).__name__}: {exc}); was it edited by hand?") from None
     finally:
         store.close()
     return Snapshot(win, (int(agg[3] or 0), int(agg[4] or 0), int(agg[5] or 0)), series, rows)

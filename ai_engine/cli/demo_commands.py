@@ -13,7 +13,7 @@ from ai_engine.cli.options import DataDir
 
 console = Console()
 
-DEMO_EPOCHS = {"xgb": None, "lgbm": None, "nhits": 6, "patchtst": 6}
+DEMO_EPOCHS = {"xgb": None, "lgbm": None, "nhits": 4, "patchtst": 3}
 
 
 def demo(
@@ -21,7 +21,7 @@ def demo(
     symbols: str = typer.Option("BTCUSDT,ETHUSDT", "--symbols"),
     interval: str = typer.Option("1h", "--interval"),
     workdir: Path = typer.Option(None, "--workdir", help="where models, telemetry and env file go (default: $AI_ENGINE_HOME/demo)"),
-    bars: int = typer.Option(4000, "--bars", help="bars per symbol (synthetic market, or the last N real bars)"),
+    bars: int = typer.Option(3000, "--bars", help="bars per symbol (synthetic market, or the last N real bars)"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Train small models (synthetic market unless --data), replay with PatchTST in shadow, print a summary."""
@@ -88,5 +88,6 @@ def demo(
     from ai_engine.cli.engine_commands import print_summary
 
     print_summary(summary, settings.store_path, title="Demo replay (held-out 20%, PatchTST in shadow)")
-    console.print(f"env file: {env}\nnext: ai-engine analyze --env-file {env} --hours 10000")
+    hours = (summary.last_time - summary.first_time) // 3_600_000 + 1 if summary.decisions else 24
+    console.print(f"env file: {env}\nnext: ai-engine analyze --env-file {env} --hours {hours}")
     console.print(f"finished in {time.perf_counter() - t_start:.0f}s")

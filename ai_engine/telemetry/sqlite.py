@@ -4,11 +4,13 @@ Typed rows, not reprs (failure mode 1): one ``decisions`` row per decision, one 
 row per model per decision (shadow ones included), the published ``intents``, the ``candles``
 the decisions were made on (so outcomes are scored against the market, failure mode 16) and the
 applied ``configs``. Ids are deterministic, inserts are ``OR IGNORE``: a replay never duplicates.
-Nothing here is ever trimmed by the bus (failure mode 15).
+Nothing here is ever trimmed by the bus (failure mode 15); ``prune`` is the only deletion, and it
+removes delivered outbox rows, plus old decisions only when the operator asks for a retention.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -136,6 +138,43 @@ class TelemetryStore:
     def pending_writes(self) -> int:
         return len(self._pending)
 
+    def flush(self) -> int:
+        """Retry the writes kept after a failure now; returns the batches still pending."""
+        if self._pending:
+            with contextlib.suppress(TransientError):
+                self._write([])
+        return len(self._pending)
+
+    def prune(self, delivered_before_ms: int, *, decisions_before_ms: int | None = None) -> dict[str, int]:
+        """Bound the store's growth; returns rows deleted per table.
+
+        Deletes outbox rows delivered before ``delivered_before_ms`` (the bus has them; the decision
+        rows stay). Only when ``decisions_before_ms`` is given are decisions, predictions, intents
+        and candles with an open time before it deleted: keep that at least the observation window
+        the analysis needs (failure mode 15). Freed pages are reused, so the file stops growing.
+        """
+        ops = [("outbox", "DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?", delivered_before_ms)]
+        if decisions_before_ms is not None:
+            ops += [
+                ("predictions", "DELETE FROM predictions WHERE candle_open_time < ?", decisions_before_ms),
+                ("intents", "DELETE FROM intents WHERE candle_open_time < ?", decisions_before_ms),
+                ("decisions", "DELETE FROM decisions WHERE candle_open_time < ?", decisions_before_ms),
+                ("candles", "DELETE FROM candles WHERE open_time < ?", decisions_before_ms),
+            ]
+        deleted: dict[str, int] = {}
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                for table, sql, cutoff in ops:
+                    deleted[table] = self._db.execute(sql, (int(cutoff),)).rowcount
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise TransientError(f"telemetry store {self.path}: prune failed: {exc}") from None
+        log.info("pruned %s from %s", ", ".join(f"{n} {t}" for t, n in deleted.items()), self.path)
+        return deleted
+
     def record_candles(self, candles: Iterable[Candle]) -> None:
         rows = [
             (c.symbol, c.interval, c.open_time, c.open, c.high, c.low, c.close, c.volume, int(c.synthetic))
@@ -206,5 +245,10 @@ class TelemetryStore:
         return [json.loads(p) for (p,) in self._db.execute(sql)]
 
     def close(self) -> None:
+        """Write what is still pending, then close; what cannot be written is reported, never silent."""
+        if self.flush():
+            lost = sum(len(rows) for sql, rows in self._pending if sql.startswith("INSERT OR IGNORE INTO decisions"))
+            log.error("telemetry store %s: %d decisions in %d pending batches could not be written before close; "
+                      "`replay --resume` (or the live backfill) decides them again", self.path, lost, len(self._pending))
         with self._lock:
             self._db.close()

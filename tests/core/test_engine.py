@@ -200,3 +200,16 @@ def test_per_model_latency_and_versions_are_recorded(tmp_path, synthetic_models,
         assert entry["latency_ms"] is not None and entry["latency_ms"] >= 0
     assert np.all([d["decision_latency_ms"] >= 0 for d in decisions])
     assert ModelStatus.OK.value == "ok" and ModelRole.SHADOW.value == "shadow"
+
+
+def test_engine_warns_at_load_about_a_forced_degenerate_model(tmp_path, synthetic_models, caplog):
+    src = synthetic_models["xgb"]
+    dst = tmp_path / src.name
+    shutil.copy(src, dst)
+    meta = json.loads(src.with_name(src.name + ".meta.json").read_text())
+    meta["report"]["val"]["action_share"] = [0.98, 0.01, 0.01]
+    dst.with_name(dst.name + ".meta.json").write_text(json.dumps(meta))
+    settings, _ = make_settings(tmp_path, {**synthetic_models, "xgb": dst})
+    slots = load_slots(settings)
+    assert slots["xgb"].active
+    assert "[XGBoost] ⚠ degenerate at training: validation put 98% into one action" in caplog.text

@@ -1,0 +1,98 @@
+"""`serve` end to end under faults: a model missing at start, a hot reload onto a truncated file,
+the governor unreadable. The service keeps deciding and its health says what happened."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from conftest import SYMBOLS, copy_artifact, free_port
+
+SERVE = [sys.executable, "-c",
+         "import typer; from ai_engine.cli import service_commands as s; app = typer.Typer(); s.register(app); app()",
+         "serve"]
+
+
+def _health(port: int) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+            return json.loads(r.read())
+    except OSError:
+        return None
+
+
+def _wait(cond, what: str, timeout: float = 90.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _write_csvs(directory: Path, n_bars: int = 400) -> Path:
+    from ai_engine.data import synthetic_market
+
+    directory.mkdir(parents=True)
+    for sym, s in synthetic_market(list(SYMBOLS), "1h", n_bars=n_bars, seed=7).items():
+        rows = ["open_time,open,high,low,close,volume"]
+        rows += [f"{int(t)}," + ",".join(repr(float(x)) for x in rest)
+                 for t, *rest in zip(s.open_time, s.open, s.high, s.low, s.close, s.volume, strict=True)]
+        (directory / f"{sym}-1h.csv").write_text("\n".join(rows) + "\n")
+    return directory
+
+
+def test_serve_survives_a_missing_model_a_broken_reload_and_an_unreadable_governor(models, tmp_path):
+    home, port = tmp_path / "home", free_port()
+    for m in ("xgb", "lgbm", "nhits"):
+        copy_artifact(models[m], home / "models" / models[m].name)
+    env = tmp_path / "ai-engine.env"
+    lines = [f"AI_ENGINE_HOME={home}", f"AI_ENGINE_SYMBOLS={','.join(SYMBOLS)}", f"AI_ENGINE_HEALTH_PORT={port}",
+             "ENSEMBLE_MIN_CONSENSUS=2", "GOVERNOR_BACKEND=file"]
+    lines += [f"{p}_MODEL_PATH={home / 'models' / models[m].name}" for m, p in (("xgb", "XGB"), ("lgbm", "LGBM"), ("nhits", "NHITS"))]
+    lines.append(f"PATCHTST_MODEL_PATH={home / 'models' / 'patchtst_model.pth'}")  # not there
+    env.write_text("\n".join(lines) + "\n")
+    (home / "governor.json").write_text("{not json")  # unreadable from the start
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("AI_ENGINE_", "NOTIFY_SOCKET", "REDIS_"))}
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen([*SERVE, "--env-file", str(env), "--data", str(_write_csvs(tmp_path / "candles")),
+                             "--pace", "0.02", "--history", "150"], env=child_env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        snap = _wait(lambda: (h := _health(port)) and (h.get("decisions_made") or 0) > 5 and h, "first decisions")
+        config_id = snap["config_id"]
+        # a hot reload onto a truncated PatchTST is refused; the old configuration keeps deciding
+        bad = home / "models" / "patchtst_trunc.pth"
+        copy_artifact(models["patchtst"], bad)
+        bad.write_bytes(bad.read_bytes()[:1000])
+        env.write_text(env.read_text().replace("patchtst_model.pth", "patchtst_trunc.pth"))
+        proc.send_signal(signal.SIGHUP)
+        snap = _wait(lambda: (h := _health(port)) and h["reloads"]["refused"] >= 1 and h, "refused reload")
+        made = snap["decisions_made"]
+        snap = _wait(lambda: (h := _health(port)) and h["decisions_made"] > made + 5 and h, "decisions after the reload")
+        assert snap["config_id"] == config_id and snap["state"] == "running"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+    text = (tmp_path / "serve.log").read_text()
+    assert "Traceback" not in text
+    assert "[PatchTST] ❌ model not loaded" in text and "reload refused" in text
+    with sqlite3.connect(home / "telemetry.sqlite") as db:
+        statuses = {r[0] for r in db.execute("SELECT DISTINCT status FROM predictions WHERE model='patchtst'")}
+        blocked = db.execute("SELECT COUNT(*), SUM(blocked_reason LIKE 'governor state unreadable%') FROM decisions "
+                             "WHERE actionable=1").fetchone()
+        assert db.execute("SELECT COUNT(*) FROM intents").fetchone()[0] == 0
+        assert {r[0] for r in db.execute("SELECT DISTINCT config_id FROM decisions")} == {config_id}
+    assert statuses == {"inactive"}
+    assert blocked[0] > 0 and blocked[0] == blocked[1]
