@@ -6,7 +6,8 @@ implementation of the rule.
 
 Every model runs on its own worker thread (one call in flight at most, so a hung model never piles
 up threads): voters in parallel with each other, each bounded by ``model_timeout_ms``; shadow
-models concurrently with them. ``decision_latency_ms`` runs from the candle's arrival to the voters'
+models as soon as the voters are done, concurrently with the ensemble, the governor and (in replay)
+the next batch's voters. ``decision_latency_ms`` runs from the candle's arrival to the voters'
 decision and the governor verdict; the record then waits for shadow results at most
 ``shadow_deadline_ms`` (fully in replay) and a late shadow result is joined to the stored record
 when it arrives. Nothing a shadow model does can reach the vote: its results carry role ``shadow``
@@ -206,8 +207,12 @@ class ModelRunner:
     def pending(self) -> list[Future]:
         return [f for f in self._pending if not f.done()]
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the worker after the calls queued so far; wait for it unless a call is hung (a
+        worker left inside native code at interpreter exit can abort the process)."""
         self._jobs.put(None)
+        if not self.pending():
+            self._thread.join(timeout)
 
 
 def pin_inference_threads(slots: dict[str, ModelSlot], threads: int = 1) -> None:
@@ -257,6 +262,7 @@ class DecisionEngine:
         self._runners: dict[tuple[str, str | None, ModelRole], ModelRunner] = {}
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="telemetry")
         self._pipelined = False
+        self._write_errors: list[Exception] = []
         self._lock = threading.Lock()  # held for a whole decision batch; reload swaps between batches
         self.shadow_logger = ShadowLogger(settings.shadow_log_interval_s)
         self.flatline = FlatlineMonitor(settings.flatline_window, settings.flatline_min_std)
@@ -337,8 +343,7 @@ class DecisionEngine:
             return None
         settings = st.settings
         shadows = {name: s for name, s in st.slots.items() if s.role is ModelRole.SHADOW and s.active}
-        # shadows first: they get a head start on the other core while the voters run
-        jobs: dict[str, Future | None] = {name: self._runner(s).submit(run_slot, s, inputs) for name, s in shadows.items()}
+        jobs: dict[str, Future | None] = {}
         per_model: dict[str, list[ModelResult]] = {}
         for name, slot in st.slots.items():
             if slot.active and slot.role is ModelRole.VOTER:
@@ -355,7 +360,13 @@ class DecisionEngine:
             decision = st.ensemble.decide([per_model[name][i] for name in st.slots if name in per_model])
             decisions.append(decision)
             verdicts.append(self.governor.check(decision, gov_state))
-        return st, inputs, t0, shadows, jobs, per_model, decisions, verdicts, time.perf_counter()
+        t_ready = time.perf_counter()
+        # Shadows start once the voters are done: on 2 cores, running them alongside slowed the
+        # voters (p99 1.57x at 1 symbol, docs/performance.md). In replay, decide_stream still
+        # overlaps this batch's shadow with the next batch's voters.
+        for name, s in shadows.items():
+            jobs[name] = self._runner(s).submit(run_slot, s, inputs)
+        return st, inputs, t0, shadows, jobs, per_model, decisions, verdicts, t_ready
 
     def _complete(self, started: tuple | None) -> list[DecisionRecord]:
         """Wait for the shadows (up to the deadline), build the records, record them."""
@@ -364,7 +375,7 @@ class DecisionEngine:
         st, inputs, t0, shadows, jobs, per_model, decisions, verdicts, t_ready = started
         settings, n = st.settings, len(inputs.candles)
         late: dict[str, Future] = {}
-        shadow_deadline = None if self.wait_for_shadow else t0 + settings.shadow_deadline_ms / 1000.0
+        shadow_deadline = None if self.wait_for_shadow else t_ready + settings.shadow_deadline_ms / 1000.0
         for name, fut in ((k, v) for k, v in jobs.items() if k in shadows):
             per_model[name], is_late = self._shadow_results(st.slots[name], fut, n, shadow_deadline)
             if is_late:
@@ -404,11 +415,11 @@ class DecisionEngine:
         self.decisions_made += n
         self.last_decision_at = decided_at
         if self._pipelined:
-            self._writer.submit(self._record, records, inputs.candles)
+            self._writer.submit(self._guarded, self._record, records, inputs.candles)
         else:
             self._record(records, inputs.candles)
         for name, fut in late.items():
-            fut.add_done_callback(lambda f, s=st.slots[name], r=records: self._writer.submit(self._join_late, s, r, f))
+            fut.add_done_callback(lambda f, s=st.slots[name], r=records: self._writer.submit(self._guarded, self._join_late, s, r, f))
         self._observe(st, records, per_model)
         return records
 
@@ -477,9 +488,20 @@ class DecisionEngine:
                 self._pipelined = False
             self.flush()
 
+    def _guarded(self, fn: Callable, *args) -> None:
+        """Run a writer task; an unexpected failure is kept and raised by ``flush``, never lost."""
+        try:
+            fn(*args)
+        except Exception as exc:
+            log.error("telemetry writer failed: %s: %s", type(exc).__name__, exc)
+            self._write_errors.append(exc)
+
     def flush(self) -> None:
-        """Wait until every decision handed to the writer is in the store."""
+        """Wait until every decision handed to the writer is in the store; raise what failed."""
         self._writer.submit(lambda: None).result()
+        if self._write_errors:
+            exc, self._write_errors = self._write_errors[0], []
+            raise exc
 
     def _observe(self, st: EngineState, records: list[DecisionRecord], per_model: dict[str, list[ModelResult]]) -> None:
         for name, results in per_model.items():

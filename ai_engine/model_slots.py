@@ -86,6 +86,7 @@ def _bind_inputs(slot: ModelSlot) -> None:
 def load_slot(settings: Settings, name: str, *, strict: bool = False) -> ModelSlot:
     """Load one model. With ``strict`` a load failure raises instead of giving an inactive slot."""
     from ai_engine.agents import load_agent
+    from ai_engine.registry import registry_sha256
 
     cfg = settings.models[name]
     disp = DISPLAY_NAMES[name]
@@ -98,7 +99,7 @@ def load_slot(settings: Settings, name: str, *, strict: bool = False) -> ModelSl
         log.info("[%s] Using %s model path: %s", disp, origin, path)
     slot = ModelSlot(name, cfg.role, cfg.weight, path)
     try:
-        slot.agent = load_agent(name, path)
+        slot.agent = load_agent(name, path, expected_sha256=registry_sha256(settings.models_dir, path))
         _bind_inputs(slot)
     except ModelLoadError as exc:
         slot.agent, slot.reason = None, str(exc)

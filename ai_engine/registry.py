@@ -216,3 +216,22 @@ def current_artifact(models_dir: Path, name: str) -> Path | None:
     if version is None:
         return None
     return reg.get(name, version).path
+
+
+def registry_sha256(models_dir: Path, path: Path) -> str | None:
+    """The sha256 the registry recorded for ``path`` (a staged version or a baseline), if any.
+
+    The engine passes it to the loader so a staged file swapped together with its sidecar is
+    still refused: the registry, not the file next to the artifact, is the reference.
+    """
+    reg = Registry(models_dir)
+    if not reg.index_path.is_file():
+        return None
+    staged = reg.find_by_path(path)
+    if staged is not None:
+        return staged.sha256
+    resolved = Path(path).resolve()
+    for b in reg.baselines().values():
+        if Path(b["file"]).resolve() == resolved:
+            return b["sha256"]
+    return None

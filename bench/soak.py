@@ -203,8 +203,9 @@ def main() -> int:
     print(json.dumps(figures, indent=2))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
-    ok = (not errors and returned == decisions == expected and left == 0 and refused == 0
-          and publisher.delivered == decisions + intents and max_lines <= 1000
+    kept_dec, kept_int = decisions + pruned["decisions"], intents + pruned["intents"]  # retention deletes some
+    ok = (not errors and returned == kept_dec == expected and left == 0 and refused == 0
+          and publisher.delivered == kept_dec + kept_int and max_lines <= 1000
           and (figures["rss_growth_pct"] is None or figures["rss_growth_pct"] <= 5.0))
     print("SOAK", "PASS" if ok else "FAIL")
     if args.workdir is None:

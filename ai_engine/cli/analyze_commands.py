@@ -38,10 +38,10 @@ def start_analyze(
     redis_prefix: Annotated[str, typer.Option("--redis-prefix", help="key prefix of the streams")] = "quantum",
 ) -> None:
     """Analyse shadow metrics over the last N hours and judge the four evaluation gates."""
+    import tempfile
+
     from ai_engine.analysis import Thresholds, analyze, render_text, to_json, write_html
     from ai_engine.exceptions import AIEngineError
-
-    import tempfile
 
     tmp = tempfile.TemporaryDirectory(prefix="ai-engine-analyze-") if redis else None
     try:

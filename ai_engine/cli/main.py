@@ -68,10 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("ai_engine").debug("error", exc_info=True)
         print(f"error: {exc}", file=sys.stderr)
         return code
-    except Exception as exc:  # click usage errors carry their own exit code and message
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:  # click usage errors (typer bundles click) carry their own message and code
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             return exc.exit_code
         raise

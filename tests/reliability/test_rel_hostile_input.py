@@ -120,8 +120,6 @@ def test_cli_never_tracebacks(cli_env, cmd, args):
         assert result.output.strip(), f"exit {result.exit_code} without a message for {argv}"
 
 
-@pytest.mark.xfail(strict=True, reason="cli/main.py catches usage errors with `import click`, but typer 0.29 "
-                   "vendors click as typer._click: every usage error through the real entry point is a traceback")
 def test_usage_errors_through_the_entry_point_are_one_clear_line(cli_env, capsys):
     from ai_engine.cli.main import main
 

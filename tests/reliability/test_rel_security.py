@@ -99,8 +99,6 @@ def test_tampered_registry_file_is_refused_at_load(models, tmp_path):
     assert slot.path == staged.path and not slot.active and "checksum mismatch" in slot.reason
 
 
-@pytest.mark.xfail(strict=True, reason="model_slots.load_slot does not pass the registry's sha256 to load_agent "
-                   "(expected_sha256=...), so a file replaced together with its sidecar loads")
 def test_registry_checksum_is_verified_even_when_the_sidecar_was_replaced_too(models, tmp_path):
     settings = settings_for(tmp_path / "home", {k: v for k, v in models.items() if k != "xgb"})
     staged = _stage_current(settings, models["xgb"])
