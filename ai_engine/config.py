@@ -66,6 +66,7 @@ KEYS: dict[str, Key] = {
     "AI_ENGINE_HEALTH_PORT": Key(int, 0, "HTTP health endpoint port on 127.0.0.1 (0 = off)", 0, 65535),
     "AI_ENGINE_REDIS_PREFIX": Key(str, "quantum", "key prefix of the Redis streams and governor keys"),
     "AI_ENGINE_STREAM_MAXLEN": Key(int, 100_000, "approximate MAXLEN of the Redis streams", 1, None),
+    "AI_ENGINE_RETENTION_DAYS": Key(float, 0.0, "keep decisions this many days of market time (0 = keep all; else ≥ 7, the observation window)", 0.0, None),
     "REDIS_URL": Key(str, "", "Redis URL (redis:// or rediss://, may carry a password); empty = no bus"),
     "ENSEMBLE_MIN_CONSENSUS": Key(int, 3, "voters that must agree for an actionable decision", 1, 4),
     "ENSEMBLE_CONFIDENCE_BOOST": Key(float, 1.1, "confidence factor when all four models vote and agree", 1.0, 2.0),
@@ -109,6 +110,7 @@ class Settings:
     redis_url: str
     redis_prefix: str
     stream_maxlen: int
+    retention_days: float
     min_consensus: int
     confidence_boost: float
     confidence_cap: float
@@ -211,6 +213,15 @@ def _validate_interval(interval: str) -> None:
         raise ConfigError(f"AI_ENGINE_INTERVAL={interval!r} is not valid: expected one of {', '.join(INTERVAL_MS)}")
 
 
+def _validate_retention(days: float) -> float:
+    if 0 < days < 7:
+        raise ConfigError(
+            f"AI_ENGINE_RETENTION_DAYS={days:g} would delete decisions inside the 7-day observation window "
+            "the analysis needs; use 0 (keep everything) or at least 7"
+        )
+    return days
+
+
 def _parse_shard(raw: str) -> tuple[int, int] | None:
     if not raw.strip():
         return None
@@ -301,6 +312,7 @@ def load_settings(
         redis_url=get("REDIS_URL"),
         redis_prefix=get("AI_ENGINE_REDIS_PREFIX"),
         stream_maxlen=get("AI_ENGINE_STREAM_MAXLEN"),
+        retention_days=_validate_retention(get("AI_ENGINE_RETENTION_DAYS")),
         min_consensus=get("ENSEMBLE_MIN_CONSENSUS"),
         confidence_boost=get("ENSEMBLE_CONFIDENCE_BOOST"),
         confidence_cap=get("ENSEMBLE_CONFIDENCE_CAP"),

@@ -247,6 +247,7 @@ class Service:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_w.setblocking(False)
         self._pid_path = settings.home / PID_FILE_NAME
+        self._last_prune = 0.0
 
     # -- signals --------------------------------------------------------------------------------
     def _wake(self) -> None:
@@ -354,6 +355,7 @@ class Service:
                 self._apply_reload()
             self.processor.process(batch)
             self.candles_seen += len(batch)
+            self._maybe_prune()
             self._pause(self.options.pace)
         else:
             log.info("file source exhausted after %d candles", self.candles_seen)
@@ -400,7 +402,23 @@ class Service:
                         last[c.symbol] = c.open_time
                 unacked.append(batch)
                 unacked = self._ack(source, unacked)
+            self._maybe_prune()
         self._ack(source, unacked)
+
+    def _maybe_prune(self, every_s: float = 3600.0) -> None:
+        """Hourly: drop bus-delivered outbox rows older than a day and, with a retention set,
+        decisions older than ``AI_ENGINE_RETENTION_DAYS`` of market time. Failure is logged only."""
+        now = time.monotonic()
+        if now - self._last_prune < every_s:
+            return
+        self._last_prune = now
+        days = self.settings.retention_days
+        newest = self.engine.store.connection.execute("SELECT MAX(candle_open_time) FROM decisions").fetchone()[0]
+        cutoff = int(newest - days * 86_400_000) if days and newest is not None else None
+        try:
+            self.engine.store.prune(int(time.time() * 1000) - 86_400_000, decisions_before_ms=cutoff)
+        except TransientError as exc:
+            log.error("%s; retrying next hour", exc)
 
     def _ack(self, source, batches: list) -> list:
         """Acknowledge ``batches`` if the store has accepted every decision; returns those still owed."""

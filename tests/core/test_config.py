@@ -85,3 +85,20 @@ def test_update_env_file_is_keyed_idempotent_and_keeps_comments(tmp_path):
 def test_bad_values_name_the_key(key, value):
     with pytest.raises(ConfigError, match=key):
         load_settings(None, environ={key: value})
+
+
+def test_retention_never_cuts_into_the_observation_window():
+    assert load_settings(None, environ={"AI_ENGINE_RETENTION_DAYS": "30"}).retention_days == 30
+    with pytest.raises(ConfigError, match="7-day observation window"):
+        load_settings(None, environ={"AI_ENGINE_RETENTION_DAYS": "2"})
+
+
+def test_env_example_documents_every_key_and_loads():
+    from pathlib import Path
+
+    from ai_engine.config import KEYS
+
+    example = Path(__file__).resolve().parents[2] / "deploy" / "ai-engine.env.example"
+    text = example.read_text()
+    assert [k for k in KEYS if f"{k}=" not in text] == []
+    load_settings(example, environ={})
