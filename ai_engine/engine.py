@@ -74,10 +74,23 @@ class EngineState:
     config_id: str
     config_payload: dict
 
+    def _seq_lens(self, voters_only: bool) -> list[int]:
+        return [s.agent.seq_len_ for s in self.slots.values()
+                if s.active and s.agent.input_kind == "sequence" and (s.role is ModelRole.VOTER or not voters_only)]
+
     @property
     def seq_len(self) -> int:
-        lens = [s.agent.seq_len_ for s in self.slots.values() if s.active and s.agent.input_kind == "sequence"]
-        return max(lens, default=0)
+        """Length of the windows handed to the models: the longest sequence model's, shadow included."""
+        return max(self._seq_lens(False), default=0)
+
+    @property
+    def decide_len(self) -> int:
+        """History a row needs before it can be decided: the longest *voting* sequence model's window.
+
+        A shadow model with a longer window never delays a decision: until its window is full of
+        valid history its rows hold NaN, and it reports an error for them instead of a prediction.
+        """
+        return max(self._seq_lens(True), default=0)
 
 
 def _state_for(settings: Settings, slots: dict[str, ModelSlot]) -> EngineState:
@@ -150,7 +163,7 @@ def run_slot(slot: ModelSlot, inputs: DecisionInputs) -> list[ModelResult]:
         )
     for i in range(n):
         if results[i] is None:
-            reason = error if finite[i] else "non-finite input features; row not fed to the model"
+            reason = error if finite[i] else "non-finite input (window not yet full of valid history, or bad features); row not fed to the model"
             results[i] = ModelResult(status=ModelStatus.ERROR, reason=reason, latency_ms=latency, **base)
     return results  # type: ignore[return-value]
 

@@ -23,6 +23,15 @@ __all__ = ["CandleProcessor"]
 log = logging.getLogger("ai_engine.live")
 
 
+def _window(history: np.ndarray, seq_len: int) -> np.ndarray:
+    """The last ``seq_len`` rows, front-padded with NaN when less history is held (a warming-up
+    shadow model then reports an error for the row; it never delays the voters)."""
+    if len(history) >= seq_len:
+        return history[-seq_len:]
+    pad = np.full((seq_len - len(history), history.shape[1]), np.nan, dtype=history.dtype)
+    return np.concatenate([pad, history])
+
+
 class CandleProcessor:
     """Validates candles, keeps per-symbol streaming features and feeds decidable rows to the engine."""
 
@@ -62,7 +71,7 @@ class CandleProcessor:
         with symbol and time and never reach a model."""
         arrived_at = time.perf_counter() if arrived_at is None else arrived_at
         rows, accepted = [], []
-        seq = self.engine.state.seq_len
+        seq, need = self.engine.state.seq_len, self.engine.state.decide_len
         for c in candles:
             feats, validator = self._feat(c.symbol)
             verdict = validator.check(c)
@@ -82,12 +91,10 @@ class CandleProcessor:
             if row is None:
                 self.warmup += 1
                 continue
-            try:
-                window = row.sequence_window(seq) if seq else None
-            except DataError:  # not enough real history yet for the sequence models
-                self.warmup += 1
+            if need and (len(row.history) < need or not np.isfinite(row.history[-need:]).all()):
+                self.warmup += 1  # not enough real history yet for the voting sequence models
                 continue
-            rows.append((c, row.tabular, window))
+            rows.append((c, row.tabular, _window(row.history, seq) if seq else None))
         records: list[DecisionRecord] = []
         if rows:
             inputs = DecisionInputs(

@@ -62,8 +62,12 @@ class ReplaySummary:
         self.last_time = rec.candle_open_time if self.last_time is None else max(self.last_time, rec.candle_open_time)
 
 
-def _decision_order(frames: Mapping[str, object], seq_len: int, start_after: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """(times, symbol index, row index) of every decidable row, sorted by (time, symbol)."""
+def _decision_order(
+    frames: Mapping[str, object], seq_len: int, start_after: Mapping[str, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(times, symbol index, row index) of every decidable row, sorted by (time, symbol).
+
+    ``seq_len`` is the history the voters need (``EngineState.decide_len``)."""
     syms = sorted(frames)
     t_all, s_all, r_all, warm = [], [], [], 0
     for si, sym in enumerate(syms):
@@ -83,10 +87,18 @@ def _decision_order(frames: Mapping[str, object], seq_len: int, start_after: Map
     return t[order], s[order], r[order], warm
 
 
+def _masked_sequence(frame, seq_len: int) -> np.ndarray:
+    """The frame's sequence rows with invalid (warm-up) rows as NaN, front-padded by ``seq_len``
+    NaN rows: windows over it equal the streaming path's, which never holds warm-up values."""
+    seq = np.where(frame.valid[:, None], frame.sequence, np.nan).astype(np.float32)
+    return np.concatenate([np.full((seq_len, seq.shape[1]), np.nan, dtype=np.float32), seq])
+
+
 def _chunks(frames, series, syms, sidx, ridx, seq_len: int, chunk: int) -> Iterator[DecisionInputs]:
     """Engine batches of ``chunk`` rows in decision order, built lazily from the feature frames."""
     from ai_engine.features import sequence_windows
 
+    padded = {si: _masked_sequence(frames[sym], seq_len) for si, sym in enumerate(syms)} if seq_len else {}
     for lo in range(0, len(sidx), chunk):
         hi = min(lo + chunk, len(sidx))
         cs, cr = sidx[lo:hi], ridx[lo:hi]
@@ -98,7 +110,7 @@ def _chunks(frames, series, syms, sidx, ridx, seq_len: int, chunk: int) -> Itera
             frame = frames[syms[si]]
             tab[pos] = frame.tabular[cr[pos]]
             if seq_len:
-                w = sequence_windows(frame.sequence, cr[pos], seq_len)
+                w = sequence_windows(padded[si], cr[pos] + seq_len, seq_len)
                 if win is None:
                     win = np.empty((hi - lo, seq_len, w.shape[2]), dtype=np.float32)
                 win[pos] = w
@@ -133,7 +145,7 @@ def replay_series(
             if last is not None:
                 start_after[sym] = max(last, start_after.get(sym, last))
     seq_len = engine.state.seq_len
-    times, sidx, ridx, summary.warmup_rows = _decision_order(frames, seq_len, start_after)
+    times, sidx, ridx, summary.warmup_rows = _decision_order(frames, engine.state.decide_len, start_after)
     if resume:
         summary.skipped_existing = sum(int(((frames[s].open_time <= t) & frames[s].valid).sum()) for s, t in start_after.items())
     syms = sorted(frames)

@@ -13,7 +13,7 @@ from ai_engine.cli.options import DataDir
 
 console = Console()
 
-DEMO_EPOCHS = {"xgb": None, "lgbm": None, "nhits": 4, "patchtst": 3}
+DEMO_EPOCHS = {"xgb": None, "lgbm": None, "nhits": 6, "patchtst": 6}
 
 
 def demo(
@@ -21,7 +21,7 @@ def demo(
     symbols: str = typer.Option("BTCUSDT,ETHUSDT", "--symbols"),
     interval: str = typer.Option("1h", "--interval"),
     workdir: Path = typer.Option(None, "--workdir", help="where models, telemetry and env file go (default: $AI_ENGINE_HOME/demo)"),
-    bars: int = typer.Option(3000, "--bars", help="bars per symbol (synthetic market, or the last N real bars)"),
+    bars: int = typer.Option(4000, "--bars", help="bars per symbol (synthetic market, or the last N real bars)"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Train small models (synthetic market unless --data), replay with PatchTST in shadow, print a summary."""

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import copy_artifact, settings_for
 
 from ai_engine.agents.artifacts import meta_path_for, sha256_file
 from ai_engine.live import CandleProcessor
 from ai_engine.runtime import open_engine
+from tests.reliability.conftest import copy_artifact, settings_for
 
 FAULTS = {
     # fault: the reason the engine must give (a regex over the slot's reason)

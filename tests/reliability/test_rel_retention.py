@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from conftest import settings_for
 
 from ai_engine.engine import DecisionEngine
 from ai_engine.exceptions import TransientError
 from ai_engine.governor import FileGovernorBackend, Governor
 from ai_engine.replay import replay_series
 from ai_engine.telemetry.sqlite import TelemetryStore
+from tests.reliability.conftest import settings_for
 
 
 @pytest.fixture

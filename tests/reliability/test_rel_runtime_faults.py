@@ -14,12 +14,12 @@ import threading
 import time
 
 import pytest
-from conftest import engine_env, settings_for
 
 from ai_engine.data import time_batches
 from ai_engine.live import CandleProcessor
 from ai_engine.runtime import open_engine
 from ai_engine.types import Candle
+from tests.reliability.conftest import engine_env, settings_for
 
 
 class Misbehaving:

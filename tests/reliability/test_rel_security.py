@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import redis
 import torch
-from conftest import engine_env, settings_for
 
 from ai_engine.agents.artifacts import meta_path_for, sha256_file
 from ai_engine.exceptions import ModelLoadError
 from ai_engine.runtime import open_engine
+from tests.reliability.conftest import engine_env, settings_for
 
 SECRET = "s3cret-Pa55"
 

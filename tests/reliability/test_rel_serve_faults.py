@@ -13,7 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import SYMBOLS, copy_artifact, free_port
+from tests.reliability.conftest import SYMBOLS, copy_artifact, free_port
 
 SERVE = [sys.executable, "-c",
          "import typer; from ai_engine.cli import service_commands as s; app = typer.Typer(); s.register(app); app()",

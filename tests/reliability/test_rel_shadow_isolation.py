@@ -8,7 +8,6 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from conftest import SYMBOLS, settings_for
 
 from ai_engine.engine import DecisionEngine
 from ai_engine.governor import FileGovernorBackend, Governor
@@ -16,6 +15,7 @@ from ai_engine.model_slots import load_slots
 from ai_engine.replay import replay_series
 from ai_engine.telemetry.sqlite import TelemetryStore
 from ai_engine.types import Prediction
+from tests.reliability.conftest import SYMBOLS, settings_for
 
 N_BARS = 1500
 COMPARED = ("event_id", "action", "confidence", "consensus_count", "total_models", "actionable", "published",
@@ -121,8 +121,6 @@ def test_broken_shadows_change_no_voter_decision_on_real_candles(runs):
             assert all(d["model_breakdown"]["patchtst"]["reason"] for d in got)
 
 
-@pytest.mark.xfail(strict=True, reason="a shadow sequence model's window (seq_len) delays the voters' first "
-                   "decisions; the engine should decide the voters and mark the shadow 'warming up'")
 def test_a_shadow_model_delays_no_decision_at_warm_up(runs):
     _, none, _ = runs["none"]
     _, healthy, _ = runs["healthy"]
