@@ -7,6 +7,12 @@ from pathlib import Path
 
 import pytest
 
+# The Redis the tests may use moves to TEST_REDIS_URL, so that no engine under test (in process or
+# in a subprocess, which inherits the environment) talks to it by accident with the production key
+# prefix. Redis tests read TEST_REDIS_URL and pass it explicitly with their own prefix.
+if "REDIS_URL" in os.environ:
+    os.environ["TEST_REDIS_URL"] = os.environ.pop("REDIS_URL")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("AI_ENGINE_SHARED", REPO_ROOT.parent / "shared"))
 CANDLES_DIR = SHARED / "data" / "candles"

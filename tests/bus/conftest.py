@@ -20,12 +20,12 @@ DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    """The shared Redis. When REDIS_URL is set (CI) an unreachable server fails the tests."""
-    url = os.environ.get("REDIS_URL") or DEFAULT_URL
+    """The shared Redis. When REDIS_URL is set (CI; tests/conftest.py moves it to TEST_REDIS_URL) an unreachable server fails the tests."""
+    url = os.environ.get("TEST_REDIS_URL") or DEFAULT_URL
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
     except redis.RedisError as exc:
-        if os.environ.get("REDIS_URL"):
+        if os.environ.get("TEST_REDIS_URL"):
             pytest.fail(f"REDIS_URL={url} is set but unreachable: {exc}")
         pytest.skip(f"no Redis at {url} ({exc}); set REDIS_URL or start redis-server")
     return url

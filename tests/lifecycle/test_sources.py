@@ -36,12 +36,12 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT")
 @pytest.fixture
 def bus(deployment):
     """The real Redis with a fresh key prefix (deleted afterwards), configured in the deployment."""
-    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    url = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
     client = redis.Redis.from_url(url, socket_connect_timeout=2)
     try:
         client.ping()
     except redis.RedisError as exc:
-        if os.environ.get("REDIS_URL"):
+        if os.environ.get("TEST_REDIS_URL"):
             pytest.fail(f"REDIS_URL={url} is set but unreachable: {exc}")
         pytest.skip(f"no Redis at {url} ({exc})")
     prefix = f"test:{uuid.uuid4().hex[:12]}"
