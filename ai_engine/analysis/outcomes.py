@@ -13,6 +13,7 @@ import numpy as np
 
 from ai_engine.analysis.labels import LabelSpec
 from ai_engine.analysis.reader import ModelRows, Series
+from ai_engine.training.labels import rolling_sigma
 
 __all__ = ["Outcomes", "score_outcomes", "OUTCOME_STATES", "VOL_COVERAGE"]
 
@@ -39,28 +40,14 @@ class Outcomes:
 
 
 def _vol_band(close: np.ndarray, spec: LabelSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Band per grid row and whether it fell back to the fixed band (same sigma as training)."""
+    """Band per grid row and whether it fell back to the fixed band (the training labels' sigma;
+    the vol band needs ``VOL_COVERAGE`` of its window recorded, else the fixed band is used)."""
     n = close.size
     if spec.mode == "fixed":
         return np.full(n, spec.fixed_band), np.zeros(n, dtype=bool)
-    r1 = np.full(n, np.nan)
-    if n > 1:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r1[1:] = np.diff(np.log(close))
-    valid = np.isfinite(r1)
-    filled = np.where(valid, r1, 0.0)
-    c1 = np.concatenate([[0.0], np.cumsum(filled)])
-    c2 = np.concatenate([[0.0], np.cumsum(filled * filled)])
-    cn = np.concatenate([[0], np.cumsum(valid)])
-    hi = np.arange(1, n + 1)
-    lo = np.maximum(hi - spec.vol_window, 0)
-    cnt = cn[hi] - cn[lo]
-    s1, s2 = c1[hi] - c1[lo], c2[hi] - c2[lo]
+    sigma, cnt = rolling_sigma(close, spec.vol_window, spec.horizon)
     ok = cnt >= max(2, math.ceil(VOL_COVERAGE * spec.vol_window))
-    var = np.zeros(n)
-    var[ok] = np.maximum(s2[ok] - s1[ok] ** 2 / cnt[ok], 0.0) / (cnt[ok] - 1)
-    sigma = np.sqrt(var) * math.sqrt(spec.horizon)
-    return np.where(ok, np.maximum(spec.fee_band, spec.k * sigma), spec.fixed_band), ~ok
+    return np.where(ok, np.maximum(spec.fee_band, spec.k * np.nan_to_num(sigma)), spec.fixed_band), ~ok
 
 
 def score_outcomes(rows: ModelRows, series: tuple[Series, ...], mask: np.ndarray) -> Outcomes:

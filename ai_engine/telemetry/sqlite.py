@@ -93,6 +93,9 @@ class TelemetryStore:
                 if not self.path.is_file():
                     raise DataError(f"telemetry store {self.path} does not exist")
                 self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+                # Readers scan millions of rows and join on the decision key: a larger page cache
+                # keeps the b-tree pages they revisit (analysis of 10M predictions, issue 3).
+                self._db.execute("PRAGMA cache_size=-262144")
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)

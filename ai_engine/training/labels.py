@@ -14,7 +14,7 @@ import numpy as np
 
 from ai_engine.exceptions import ConfigError, DataError
 
-__all__ = ["LabelConfig", "UNLABELLED", "make_labels", "volatility_band"]
+__all__ = ["LabelConfig", "UNLABELLED", "make_labels", "rolling_sigma", "volatility_band"]
 
 UNLABELLED = -1  # label of rows whose forward return is unknown (tail, gaps)
 
@@ -72,37 +72,42 @@ class LabelConfig:
         return f"h={self.horizon}, band=max({self.fee_band:g}, {self.k:g}·σ[{self.vol_window}]·√h)"
 
 
-def volatility_band(close: np.ndarray, cfg: LabelConfig) -> np.ndarray:
-    """Half-width of the no-trade band per row, using only closes up to that row.
+def rolling_sigma(close: np.ndarray, vol_window: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sigma, count) per row, from closes up to that row only.
 
-    ``sigma_t`` is the std of the last ``vol_window`` one-bar log returns ending at ``t``,
-    scaled by sqrt(horizon). Rows with fewer than two past returns get the fee band.
+    ``sigma_t`` is the std of the last ``vol_window`` one-bar log returns ending at ``t`` (missing
+    returns skipped), scaled by sqrt(horizon); NaN where fewer than two returns are available.
+    ``count`` is how many returns it used. Training labels and the shadow analysis both use it.
     """
     close = np.asarray(close, dtype=np.float64)
     n = close.shape[0]
-    fee = np.full(n, cfg.fee_band)
-    if cfg.mode == "fixed" or n < 3:
-        return fee
     r1 = np.full(n, np.nan)
-    r1[1:] = np.diff(np.log(close))  # r1[t] = log(c_t / c_{t-1}), known at t
-    sigma = np.full(n, np.nan)
-    w = cfg.vol_window
-    filled = np.nan_to_num(r1)
-    valid = (~np.isnan(r1)).astype(np.float64)
+    if n > 1:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r1[1:] = np.diff(np.log(close))  # r1[t] = log(c_t / c_{t-1}), known at t
+    valid = np.isfinite(r1)
+    filled = np.where(valid, r1, 0.0)
     c1 = np.concatenate([[0.0], np.cumsum(filled)])
     c2 = np.concatenate([[0.0], np.cumsum(filled * filled)])
-    cn = np.concatenate([[0.0], np.cumsum(valid)])
+    cn = np.concatenate([[0], np.cumsum(valid)])
     hi = np.arange(1, n + 1)
-    lo = np.maximum(hi - w, 0)
+    lo = np.maximum(hi - vol_window, 0)
     cnt = cn[hi] - cn[lo]
-    s1 = c1[hi] - c1[lo]
-    s2 = c2[hi] - c2[lo]
+    s1, s2 = c1[hi] - c1[lo], c2[hi] - c2[lo]
     ok = cnt >= 2
-    var = np.zeros(n)
-    var[ok] = np.maximum(s2[ok] - s1[ok] ** 2 / cnt[ok], 0.0) / (cnt[ok] - 1)
-    sigma[ok] = np.sqrt(var[ok]) * np.sqrt(cfg.horizon)
-    band = np.where(ok, np.maximum(cfg.fee_band, cfg.k * np.nan_to_num(sigma)), cfg.fee_band)
-    return band
+    sigma = np.full(n, np.nan)
+    sigma[ok] = np.sqrt(np.maximum(s2[ok] - s1[ok] ** 2 / cnt[ok], 0.0) / (cnt[ok] - 1)) * np.sqrt(horizon)
+    return sigma, cnt
+
+
+def volatility_band(close: np.ndarray, cfg: LabelConfig) -> np.ndarray:
+    """Half-width of the no-trade band per row, using only closes up to that row:
+    ``max(fee_band, k * sigma_t)`` (see :func:`rolling_sigma`); the fee band where sigma is unknown."""
+    n = np.asarray(close).shape[0]
+    if cfg.mode == "fixed" or n < 3:
+        return np.full(n, cfg.fee_band)
+    sigma, cnt = rolling_sigma(close, cfg.vol_window, cfg.horizon)
+    return np.where(cnt >= 2, np.maximum(cfg.fee_band, cfg.k * np.nan_to_num(sigma)), cfg.fee_band)
 
 
 def make_labels(
