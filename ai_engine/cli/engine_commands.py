@@ -116,9 +116,12 @@ def governor_status(env_file: str = EnvFile, as_json: bool = typer.Option(False,
     elif st is None:
         console.print(f"[red]BLOCKING[/red]: {err}")
     else:
+        from ai_engine.data.validate import iso_utc
+
         allowed = not st.kill and st.mode.value != "HALT"
+        when = iso_utc(st.updated_at) if st.updated_at else "?"
         console.print(f"backend: {gov.backend.describe()}\nkill: {int(st.kill)}  mode: {st.mode.value}  "
-                      f"set by {st.updated_by or '?'} at {st.updated_at}  reason: {st.reason or '-'}\n"
+                      f"set by {st.updated_by or '?'} at {when}  reason: {st.reason or '-'}\n"
                       + ("[green]intents allowed[/green]" if allowed else "[red]intents BLOCKED[/red]"))
     raise typer.Exit(0 if st is not None and not st.kill and st.mode.value != "HALT" else 1)
 

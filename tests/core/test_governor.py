@@ -43,3 +43,22 @@ def test_kill_release_and_halt(tmp_path):
 def test_hold_needs_no_verdict(tmp_path):
     v = Governor(FileGovernorBackend(tmp_path / "none.json")).check(HOLD)
     assert not v.allowed and v.reason is None
+
+
+def test_governor_commands_round_trip(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from ai_engine.cli.main import app
+
+    env = tmp_path / "e.env"
+    env.write_text(f"AI_ENGINE_HOME={tmp_path}\n")
+    run = lambda *a: CliRunner().invoke(app, [*a, "--env-file", str(env)])  # noqa: E731
+    missing = run("governor", "status")
+    assert missing.exit_code == 1 and "BLOCKING" in missing.stdout and "missing" in missing.stdout
+    assert run("governor", "release", "--mode", "LIVE").exit_code == 0
+    ok = run("governor", "status")
+    assert ok.exit_code == 0 and "mode: LIVE" in ok.stdout and "intents allowed" in ok.stdout
+    assert run("governor", "kill", "--reason", "drill").exit_code == 0
+    killed = run("governor", "status")
+    assert killed.exit_code == 1 and "kill: 1" in killed.stdout and "drill" in killed.stdout
+    assert run("governor", "release", "--mode", "YOLO").exit_code == 2
