@@ -7,14 +7,6 @@ from pathlib import Path
 import redis
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def bus_env(home: Path, artifacts: dict[str, Path], redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
     """Engine settings: xgb + lgbm vote (consensus 2), nhits disabled, patchtst in shadow."""
     env = {

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
+
+from tests.helpers import RedisServer, free_port  # noqa: F401  (free_port re-used by bus tests)
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
@@ -43,53 +41,11 @@ def prefix(redis_url: str):
     client.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class OwnRedis:
-    """A private redis-server (AOF on, so a stop/start keeps the streams) that a test may stop."""
-
-    port: int
-    workdir: Path
-    proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-             "--appendfsync", "always", "--dir", str(self.workdir), "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        for _ in range(100):
-            try:
-                client.ping()
-                return
-            except redis.RedisError:
-                time.sleep(0.05)
-        raise RuntimeError(f"own redis-server on port {self.port} did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
-
 @pytest.fixture
 def own_redis(tmp_path: Path, redis_url: str):
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server binary not found; the outage tests start their own server")
-    server = OwnRedis(free_port(), tmp_path / "redis")
-    server.workdir.mkdir()
-    server.start()
+    server = RedisServer(tmp_path / "redis").start()
     yield server
     server.stop()
 

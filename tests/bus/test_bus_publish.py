@@ -142,7 +142,7 @@ def test_redis_governor_fails_closed(redis_url, prefix):
     client.set(f"{prefix}:mode", "PAPER")
     client.set(f"{prefix}:governor:execution", "{not json")
     assert "not valid JSON" in gov.state()[1]
-    from bus_helpers import free_port
+    from tests.helpers import free_port
 
     down = Governor(RedisGovernorBackend(f"redis://127.0.0.1:{free_port()}/0", prefix, timeout_s=0.5))
     st, err = down.state()

@@ -9,29 +9,12 @@ import socket
 import sqlite3
 import tempfile
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
 from ai_engine.audit import read_audit
-
-
-def _health(port: int) -> dict | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-            return json.loads(r.read())
-    except OSError:
-        return None
-
-
-def _wait(cond, what: str, timeout: float = 60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+from ai_engine.health import fetch_health
+from tests.helpers import wait_for
 
 
 def _db(dep) -> sqlite3.Connection:
@@ -44,7 +27,7 @@ def _next_decision_roles(dep, config_id: str) -> dict[str, tuple[str, float, str
         with _db(dep) as db:
             return db.execute("SELECT event_id FROM decisions WHERE config_id=? ORDER BY decided_at LIMIT 1",
                               (config_id,)).fetchone()
-    (event_id,) = _wait(first, f"a decision on config {config_id}")
+    (event_id,) = wait_for(first, f"a decision on config {config_id}")
     with _db(dep) as db:
         rows = db.execute("SELECT model, role, weight, sha256 FROM predictions WHERE event_id=?", (event_id,))
         return {m: (r, w, s) for m, r, w, s in rows}
@@ -52,11 +35,11 @@ def _next_decision_roles(dep, config_id: str) -> dict[str, tuple[str, float, str
 
 def _apply(cli, dep, pid: int, *args: str) -> dict[str, tuple[str, float, str]]:
     """Run a command against the live service; return the roles of the first decision on the new config."""
-    old = _health(dep.port)["config_id"]
+    old = fetch_health(dep.port)["config_id"]
     res = cli(*args, "--env-file", str(dep.env))
     assert res.exit_code == 0, res.output
     assert f"pid {pid}" in res.output  # the running service was told to reload
-    snap = _wait(lambda: (h := _health(dep.port)) and h["config_id"] != old and h["state"] == "running" and h,
+    snap = wait_for(lambda: (h := fetch_health(dep.port)) and h["config_id"] != old and h["state"] == "running" and h,
                  f"reload after {args}")
     assert snap["pid"] == pid and snap["reloads"]["refused"] == 0
     return _next_decision_roles(dep, snap["config_id"])
@@ -78,11 +61,11 @@ def test_lifecycle_commands_reach_the_next_decisions_without_restart(deployment,
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
     proc = start_serve(pace=0.25, NOTIFY_SOCKET=f"{sock_dir}/notify")
-    _wait(lambda: messages, "READY=1")
+    wait_for(lambda: messages, "READY=1")
     assert messages[0] == b"READY=1"
     pid = proc.pid
     assert (deployment.home / "ai-engine.pid").read_text().strip() == str(pid)
-    snap = _wait(lambda: (h := _health(deployment.port)) and h.get("decisions_made") and h, "first decisions")
+    snap = wait_for(lambda: (h := fetch_health(deployment.port)) and h.get("decisions_made") and h, "first decisions")
     assert snap["roles"] == {"xgb": "voter", "lgbm": "voter", "nhits": "voter", "patchtst": "voter"}
     assert snap["governor"]["mode"] == "PAPER" and snap["last_decision_at"]
     # the health endpoint is read-only
@@ -124,7 +107,7 @@ def test_lifecycle_commands_reach_the_next_decisions_without_restart(deployment,
     _apply(cli, deployment, pid, "models", "rollback", "--nuclear")
     backup_env = next(deployment.env.parent.glob("ai-engine.env.backup.*"))
     assert deployment.env.read_bytes() == backup_env.read_bytes()
-    snap = _health(deployment.port)
+    snap = fetch_health(deployment.port)
     assert snap["roles"]["patchtst"] == "voter" and snap["pid"] == pid
 
     # a refused change does nothing to the running service
@@ -174,12 +157,12 @@ def test_resume_after_restart_neither_skips_nor_repeats(deployment, start_serve)
                 return 0
 
     proc = start_serve(pace=0.05)
-    _wait(lambda: decided() >= 6, "some decisions")
+    wait_for(lambda: decided() >= 6, "some decisions")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     n_first = decided()
     proc = start_serve(pace=0.05)
-    _wait(lambda: decided() >= n_first + 6, "decisions after restart")
+    wait_for(lambda: decided() >= n_first + 6, "decisions after restart")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     with _db(deployment) as db:

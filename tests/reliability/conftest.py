@@ -4,13 +4,12 @@ market, settings for a test engine, and a private redis-server."""
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.helpers import RedisServer, free_port  # noqa: F401  (free_port re-used by reliability tests)
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 PREFIX = {"xgb": "XGB", "lgbm": "LGBM", "nhits": "NHITS", "patchtst": "PATCHTST"}
@@ -85,58 +84,15 @@ def settings_for(home: Path, models: dict[str, Path], *, release: bool = True, *
     return settings
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PrivateRedis:
-    """A redis-server of our own (optionally with ``--requirepass``) that a test may stop and restart."""
-
-    def __init__(self, workdir: Path, password: str | None = None) -> None:
-        self.port, self.workdir, self.password = free_port(), workdir, password
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
-
-    def start(self) -> PrivateRedis:
-        import redis
-
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-                "--dir", str(self.workdir)]
-        if self.password:
-            args += ["--requirepass", self.password]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.2)
-        for _ in range(200):
-            try:
-                client.ping()
-                return self
-            except redis.RedisError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server on port {self.port} did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
-
 @pytest.fixture
 def private_redis(tmp_path):
     """Factory of private redis-servers, all stopped at the end of the test."""
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server binary not found; these tests start their own server")
-    servers: list[PrivateRedis] = []
+    servers: list[RedisServer] = []
 
-    def make(password: str | None = None) -> PrivateRedis:
-        servers.append(PrivateRedis(tmp_path / f"redis{len(servers)}", password).start())
+    def make(password: str | None = None) -> RedisServer:
+        servers.append(RedisServer(tmp_path / f"redis{len(servers)}", password).start())
         return servers[-1]
 
     yield make

@@ -130,11 +130,10 @@ def test_usage_errors_through_the_entry_point_are_one_clear_line(cli_env, capsys
 # -- telemetry readers ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def good_store(models, tmp_path_factory):
-    from conftest import settings_for
-
     from ai_engine.data import synthetic_market
     from ai_engine.replay import replay_series
     from ai_engine.runtime import open_engine
+    from tests.reliability.conftest import settings_for
 
     home = tmp_path_factory.mktemp("reader_home")
     settings = settings_for(home, models, PATCHTST_SHADOW_ONLY="true", ENSEMBLE_MIN_CONSENSUS="2")

@@ -3,16 +3,15 @@ the governor unreadable. The service keeps deciding and its health says what hap
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
+from ai_engine.health import fetch_health
+from tests.helpers import wait_for
 from tests.reliability.conftest import SYMBOLS, copy_artifact, free_port
 
 SERVE = [sys.executable, "-c",
@@ -20,22 +19,6 @@ SERVE = [sys.executable, "-c",
          "serve"]
 
 
-def _health(port: int) -> dict | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-            return json.loads(r.read())
-    except OSError:
-        return None
-
-
-def _wait(cond, what: str, timeout: float = 90.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _write_csvs(directory: Path, n_bars: int = 400) -> Path:
@@ -66,7 +49,7 @@ def test_serve_survives_a_missing_model_a_broken_reload_and_an_unreadable_govern
     proc = subprocess.Popen([*SERVE, "--env-file", str(env), "--data", str(_write_csvs(tmp_path / "candles")),
                              "--pace", "0.02", "--history", "150"], env=child_env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        snap = _wait(lambda: (h := _health(port)) and (h.get("decisions_made") or 0) > 5 and h, "first decisions")
+        snap = wait_for(lambda: (h := fetch_health(port)) and (h.get("decisions_made") or 0) > 5 and h, "first decisions")
         config_id = snap["config_id"]
         # a hot reload onto a truncated PatchTST is refused; the old configuration keeps deciding
         bad = home / "models" / "patchtst_trunc.pth"
@@ -74,9 +57,9 @@ def test_serve_survives_a_missing_model_a_broken_reload_and_an_unreadable_govern
         bad.write_bytes(bad.read_bytes()[:1000])
         env.write_text(env.read_text().replace("patchtst_model.pth", "patchtst_trunc.pth"))
         proc.send_signal(signal.SIGHUP)
-        snap = _wait(lambda: (h := _health(port)) and h["reloads"]["refused"] >= 1 and h, "refused reload")
+        snap = wait_for(lambda: (h := fetch_health(port)) and h["reloads"]["refused"] >= 1 and h, "refused reload")
         made = snap["decisions_made"]
-        snap = _wait(lambda: (h := _health(port)) and h["decisions_made"] > made + 5 and h, "decisions after the reload")
+        snap = wait_for(lambda: (h := fetch_health(port)) and h["decisions_made"] > made + 5 and h, "decisions after the reload")
         assert snap["config_id"] == config_id and snap["state"] == "running"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
