@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -63,15 +64,36 @@ class GovernorBackend(Protocol):
 
 
 class FileGovernorBackend:
-    """Governor state in a JSON file, replaced atomically on every change."""
+    """Governor state in a JSON file, replaced atomically on every change.
 
-    def __init__(self, path: Path) -> None:
+    ``read`` runs on every decision batch, so the parsed state is kept together with the file's
+    identity (device, inode, size, mtime and ctime in ns) and only re-read when ``stat`` shows a
+    different file: an atomic replace gives a new inode, an in-place edit a new mtime/ctime. As in
+    git's "racy clean" rule, a file changed less than ``stable_after_s`` before it was read is not
+    cached (a second edit within one timestamp tick would look unchanged). A failed ``stat`` is a
+    failed read (blocks); a file that fails to parse is never cached.
+    """
+
+    def __init__(self, path: Path, stable_after_s: float = 2.0) -> None:
         self.path = Path(path)
+        self.stable_ns = int(stable_after_s * 1e9)
+        self._cached: tuple[tuple[int, ...], GovernorState] | None = None
 
     def describe(self) -> str:
         return f"file {self.path}"
 
     def read(self) -> GovernorState | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self._cached = None
+            return None
+        except OSError as exc:
+            raise DataError(f"governor state {self.path} cannot be read: {exc}") from None
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        cached = self._cached
+        if cached is not None and cached[0] == key:
+            return cached[1]
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -82,7 +104,10 @@ class FileGovernorBackend:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise DataError(f"governor state {self.path} is not valid JSON: {exc}") from None
-        return GovernorState.from_json(data, str(self.path))
+        state = GovernorState.from_json(data, str(self.path))
+        stable = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > self.stable_ns
+        self._cached = (key, state) if stable else None
+        return state
 
     def write(self, state: GovernorState) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ import numpy as np
 from ai_engine.data.validate import iso_utc
 from ai_engine.engine import DecisionEngine, DecisionInputs
 from ai_engine.exceptions import DataError, TransientError
+from ai_engine.features.streaming import update_many
 from ai_engine.types import Candle, DecisionRecord
 
 __all__ = ["CandleProcessor"]
@@ -30,6 +31,22 @@ def _window(history: np.ndarray, seq_len: int) -> np.ndarray:
         return history[-seq_len:]
     pad = np.full((seq_len - len(history), history.shape[1]), np.nan, dtype=history.dtype)
     return np.concatenate([pad, history])
+
+
+def _features_of(states: list, candles: list[Candle]) -> list:
+    """``update_many`` over the candles in order: the symbols closing together in one pass, a
+    symbol that appears again (a backfilled run of bars) in the next pass."""
+    out: list = []
+    start = 0
+    while start < len(candles):
+        seen: set[int] = set()
+        end = start
+        while end < len(candles) and id(states[end]) not in seen:
+            seen.add(id(states[end]))
+            end += 1
+        out.extend(update_many(states[start:end], candles[start:end]))
+        start = end
+    return out
 
 
 class CandleProcessor:
@@ -70,7 +87,7 @@ class CandleProcessor:
         """Decide on candles that closed together (one per symbol). Rejected candles are logged
         with symbol and time and never reach a model."""
         arrived_at = time.perf_counter() if arrived_at is None else arrived_at
-        rows, accepted = [], []
+        rows, accepted, states = [], [], []
         seq, need = self.engine.state.seq_len, self.engine.state.decide_len
         for c in candles:
             feats, validator = self._feat(c.symbol)
@@ -81,13 +98,15 @@ class CandleProcessor:
                 continue
             if verdict.reason:
                 log.warning("%s %s: %s", c.symbol, iso_utc(c.open_time), verdict.reason)
-            try:
-                row = feats.update(c)
-            except DataError as exc:  # the validator should have caught it; never feed it to a model
-                self.quarantined["invalid"] += 1
-                log.warning("rejected candle: %s", exc)
-                continue
             accepted.append(c)
+            states.append(feats)
+        taken = []
+        for c, row in zip(accepted, _features_of(states, accepted), strict=True):
+            if isinstance(row, DataError):  # the validator should have caught it; never feed it to a model
+                self.quarantined["invalid"] += 1
+                log.warning("rejected candle: %s", row)
+                continue
+            taken.append(c)
             if row is None:
                 self.warmup += 1
                 continue
@@ -95,6 +114,7 @@ class CandleProcessor:
                 self.warmup += 1  # not enough real history yet for the voting sequence models
                 continue
             rows.append((c, row.tabular, _window(row.history, seq) if seq else None))
+        accepted = taken
         records: list[DecisionRecord] = []
         if rows:
             inputs = DecisionInputs(

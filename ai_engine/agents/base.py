@@ -219,9 +219,9 @@ class BaseAgent(abc.ABC):
     def predict(self, X: Any) -> list[Prediction]:
         """One Prediction per row; the action is the arg-max class."""
         logits = self.predict_logits(X)
-        probs = softmax(logits)
+        probs = softmax(logits).tolist()  # Python floats once, not numpy scalars per value
         if self.passes_logits:
-            return [Prediction.from_probs(p, z) for p, z in zip(probs, logits, strict=True)]
+            return [Prediction.from_probs(p, z) for p, z in zip(probs, logits.tolist(), strict=True)]
         return [Prediction.from_probs(p) for p in probs]
 
     def check_features(self, names: Sequence[str]) -> None:

@@ -8,7 +8,13 @@ from ai_engine.features.indicators import (
     SEQUENCE_CHANNELS,
     WARMUP_BARS,
 )
-from ai_engine.features.streaming import BUFFER_BARS, MIN_BUFFER_BARS, FeatureRow, StreamingFeatures
+from ai_engine.features.streaming import (
+    BUFFER_BARS,
+    MIN_BUFFER_BARS,
+    FeatureRow,
+    StreamingFeatures,
+    update_many,
+)
 
 __all__ = [
     "CANDLE_FEATURES",
@@ -23,4 +29,5 @@ __all__ = [
     "StreamingFeatures",
     "compute_features",
     "sequence_windows",
+    "update_many",
 ]

@@ -10,11 +10,10 @@ TRIX) depend on all history; their dependence on bars older than ``n`` shrinks l
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 
 import numpy as np
 import talib
-from numpy.lib.stride_tricks import sliding_window_view
 
 __all__ = [
     "CANDLE_FEATURES",
@@ -89,173 +88,302 @@ WARMUP_BARS: int = 49
 SLOWEST_DECAY: float = 13 / 14
 
 
-def _shift(x: np.ndarray, k: int) -> np.ndarray:
-    out = np.full_like(x, np.nan)
-    if k < len(x):
-        out[k:] = x[:-k]
-    return out
+# Bars before a row that its windowed and elementwise features read (SMA50 is the longest window).
+_CONTEXT = 49
 
+# Rows per pass of _rows over a long history: keeps its (rows, window) temporaries in cache.
+_BLOCK = 2048
 
-def _rolling(
-    x: np.ndarray, w: int, fn: Callable[[np.ndarray], np.ndarray], start: int
-) -> np.ndarray:
-    """``fn`` of each trailing window of ``w`` values, for rows >= ``start`` only (NaN elsewhere).
+# Bar series that _rows derives over its bars, ordered so that each group it takes together (a
+# log, a window reduction, a subtraction) is one slice.
+_O, _H, _L, _C, _TP, _LV, _SV, _V, _UP, _DOWN, _BUY, _TR, _RET = range(13)
 
-    A row's value depends only on its own window, never on earlier rows, so streaming (one row)
-    and batch (all rows) agree bit for bit.
-    """
-    out = np.full(len(x), np.nan)
-    first = max(start, w - 1, 0)
-    if first == len(x) - 1:  # one window (streaming): skip the cost of building a strided view
-        out[first:] = fn(x[None, -w:])
-    elif first < len(x):
-        out[first:] = fn(sliding_window_view(x[first - w + 1 :], w))
-    return out
-
-
-def _sum(win: np.ndarray) -> np.ndarray:
-    return win.sum(axis=1)
-
-
-def _mean(win: np.ndarray) -> np.ndarray:
-    return win.sum(axis=1) / win.shape[1]
-
-
-def _std(win: np.ndarray) -> np.ndarray:
-    """Population std, two-pass (no cancellation of large squared prices)."""
-    dev = win - _mean(win)[:, None]
-    return np.sqrt((dev * dev).sum(axis=1) / win.shape[1])
-
-
-def _mad(win: np.ndarray) -> np.ndarray:
-    return np.abs(win - _mean(win)[:, None]).sum(axis=1) / win.shape[1]
-
-
-def _max(win: np.ndarray) -> np.ndarray:
-    return win.max(axis=1)
-
-
-def _min(win: np.ndarray) -> np.ndarray:
-    return win.min(axis=1)
-
+# _rows computes features into a scratch stack, ordered so that neighbours are computed in one
+# call, then gathers FEATURE_NAMES and SEQUENCE_CHANNELS from it by name.
+_TALIB = (  # "close" is the close as TA-Lib saw it (scaled), to normalise MACD and ATR
+    "rsi_14",
+    "macd",
+    "macd_hist",
+    "atr",
+    "adx_14",
+    "plus_di",
+    "minus_di",
+    "willr_14",
+    "roc_10",
+    "aroonosc_14",
+    "trix_15",
+    "ema_12",
+    "ema_26",
+    "close",
+)
+_RATIOS = (  # taken in one pass (%b, fast %K and MFI are finished in place), and their value
+    # where the denominator is 0: a flat window is neutral, not undefined
+    ("body_ratio", 0.0),
+    ("upper_wick", 0.0),
+    ("lower_wick", 0.0),
+    ("bb_pctb_20", 0.0),
+    ("cci_20", 0.0),
+    ("vol_z_20", 0.0),
+    ("obv_slope_norm", 0.0),
+    ("fast_k", 0.5),
+    ("mfi_14", 0.5),
+    ("ult_14", 0.5),
+    ("ult_7", 0.5),
+    ("ult_28", 0.5),
+)
+_SCRATCH = (
+    *_TALIB,
+    *(name for name, _ in _RATIOS),
+    "open_ret",
+    "high_ret",
+    "low_ret",
+    "ret_1",
+    "ret_4",
+    "ret_24",
+    "vol_chg_1",
+    "hl_range",
+    "high_24",
+    "low_24",
+    "dist_high_24",
+    "dist_low_24",
+    "macd_norm",
+    "macd_hist_norm",
+    "atr_14_norm",
+    "bb_width_20",
+    "di_diff_14",
+    "stoch_k",
+    "stoch_d",
+    "ultosc",
+    "linreg_slope_14_norm",
+    "ema_ratio_12_26",
+    "sma_ratio_50",
+    "rvol_24",
+    "rsi_14_centered",
+)
+_R = {name: k for k, name in enumerate(_SCRATCH)}
+_TAKE_TABULAR = np.array([_R[name] for name in FEATURE_NAMES])
+_TAKE_SEQUENCE = np.array([_R["ret_1" if n == "close_ret" else n] for n in SEQUENCE_CHANNELS])
+_RATIO_ROWS = slice(len(_TALIB), len(_TALIB) + len(_RATIOS))
+_WHEN_ZERO = np.array([value for _, value in _RATIOS])[:, None, None]
+# Factors of the %b, CCI and volume-z denominators (close std, typical-price mean deviation,
+# log-volume std), and the ultimate oscillator's weights of its 14, 7 and 28-bar ratios.
+_SPREAD_SCALE = np.array([4.0, 0.015, 1.0])[:, None, None]
+_ULT_WEIGHTS = np.array([2.0, 4.0, 1.0])[:, None, None]
 
 _X14 = np.arange(14.0) - 6.5
 _SLOPE14 = _X14 / (_X14 @ _X14)  # least-squares slope weights over a 14-bar window
 
 
-def _slope14(win: np.ndarray) -> np.ndarray:
-    return (win * _SLOPE14).sum(axis=1)
+def _span(first: str, last: str) -> slice:
+    """The scratch rows from ``first`` to ``last``."""
+    return slice(_R[first], _R[last] + 1)
 
 
-def _ratio(num: np.ndarray, den: np.ndarray, when_zero: float) -> np.ndarray:
-    """num / den, with ``when_zero`` where den is 0 (a flat window is neutral, not undefined)."""
-    out = np.divide(num, den, out=np.full_like(num, when_zero), where=den != 0)
-    out[np.isnan(num) | np.isnan(den)] = np.nan
+def _windows(x: np.ndarray, w: int, rows: int) -> np.ndarray:
+    """The last ``rows`` trailing windows of ``w`` values along the last axis of C-contiguous ``x``.
+
+    A (..., rows, w) strided view like ``sliding_window_view``, at a twentieth of its per-call cost
+    (which dominates when streaming computes one row). Each window is reduced on its own, so a row
+    depends only on its window.
+    """
+    step = x.itemsize
+    offset = (x.shape[-1] - rows - w + 1) * step
+    return np.ndarray(x.shape[:-1] + (rows, w), x.dtype, x, offset, x.strides[:-1] + (step, step))
+
+
+def _sum(win: np.ndarray) -> np.ndarray:
+    """Sum over the last axis (numpy's pairwise summation, as every window sum here)."""
+    return np.add.reduce(win, axis=-1)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray, when_zero: np.ndarray, out: np.ndarray) -> None:
+    """out = num / den, with ``when_zero`` where den is 0 and NaN where either is NaN."""
+    np.divide(num, den, out=out)
+    flat = den == 0
+    if np.count_nonzero(flat):
+        np.copyto(out, np.where(np.isnan(num), np.nan, when_zero), where=flat)
+
+
+def _talib(h: np.ndarray, low: np.ndarray, c: np.ndarray, rows: int, tail: int) -> np.ndarray:
+    """TA-Lib outputs for the last ``rows`` bars of each symbol ((S, T) inputs): (len(_TALIB), S,
+    rows), in _TALIB order; the last, "close", is the close as scaled for TA-Lib.
+
+    The recursive indicators read the whole history; WILLR, ROC and AROONOSC are windowed and read
+    only the last ``tail`` bars.
+    """
+    out = np.empty((len(_TALIB), len(c), rows))
+    for s, (hi, lo, cl) in enumerate(zip(h, low, c, strict=True)):
+        # TA-Lib compares some intermediates with an absolute epsilon (1e-8), which would make tiny
+        # prices behave differently. Scaling by a power of two is exact, so bring prices near 1.
+        scale = 2.0 ** -math.frexp(cl[0])[1]
+        hi, lo, cl = hi * scale, lo * scale, cl * scale
+        macd, _, hist = talib.MACD(cl, 12, 26, 9)
+        ht, lt, ct = hi[-tail:], lo[-tail:], cl[-tail:]
+        out[:, s] = [
+            x[-rows:]
+            for x in (
+                talib.RSI(cl, 14),
+                macd,
+                hist,
+                talib.ATR(hi, lo, cl, 14),
+                talib.ADX(hi, lo, cl, 14),
+                talib.PLUS_DI(hi, lo, cl, 14),
+                talib.MINUS_DI(hi, lo, cl, 14),
+                talib.WILLR(ht, lt, ct, 14),
+                talib.ROC(ct, 10),
+                talib.AROONOSC(ht, lt, 14),
+                talib.TRIX(cl, 15),
+                talib.EMA(cl, 12),
+                talib.EMA(cl, 26),
+                cl,
+            )
+        ]
     return out
 
 
 def compute_arrays(
     o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray, start: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Features of rows ``start..T-1`` of one OHLCV history (T bars, oldest first).
+    """Features of rows ``start..T-1`` of an OHLCV history (T bars, oldest first), of one symbol
+    ((T,) arrays) or of S symbols at once ((S, T) arrays).
 
-    Streaming passes ``start=T-1`` to pay for windowed features of the newest row only; the
-    recursive TA-Lib indicators always run over the whole history given.
+    Only the recursive TA-Lib indicators read the whole history; every other feature reads at most
+    ``_CONTEXT`` bars before its row, so streaming (``start=T-1``) computes those over 50 bars.
 
     Returns:
-        ``(tabular, sequence)``: (T-start, len(FEATURE_NAMES)) float64 and
-        (T-start, len(SEQUENCE_CHANNELS)) float32; NaN where a feature is not yet defined.
+        ``(tabular, sequence)``: (..., T-start, len(FEATURE_NAMES)) float64 and
+        (..., T-start, len(SEQUENCE_CHANNELS)) float32; NaN where a feature is not yet defined.
     """
-    n = len(c)
-    # TA-Lib compares some intermediates with an absolute epsilon (1e-8), which would make tiny
-    # prices behave differently. Scaling by a power of two is exact, so bring prices near 1.
-    _, exp = np.frexp(c[0])
-    hs, ls, cs = (np.ldexp(x, -int(exp)) for x in (h, low, c))
+    shape = np.shape(c)
+    n = shape[-1]
+    if not 0 <= start < n:
+        raise ValueError(f"start must be in [0, {n}), got {start}")
+    bars = [np.asarray(x, dtype=np.float64).reshape(-1, n) for x in (o, h, low, c, v)]
+    _, h, low, c, _ = bars
+    rows = n - start
+    tabular = np.empty((len(c), rows, len(FEATURE_NAMES)))
+    sequence = np.empty((len(c), rows, len(SEQUENCE_CHANNELS)), dtype=np.float32)
+    ta = _talib(h, low, c, rows, rows + _CONTEXT)
     with np.errstate(divide="ignore", invalid="ignore"):
-        logc = np.log(c)
-        logc_prev = _shift(logc, 1)
-        c_prev = _shift(c, 1)
-        ret_1 = logc - logc_prev
-        lv = np.log1p(v)
-        vol_chg = lv - _shift(lv, 1)
-        rng = h - low
-        rsi = talib.RSI(cs, 14)
-        macd, _, macd_hist = talib.MACD(cs, 12, 26, 9)
-        atr_norm = talib.ATR(hs, ls, cs, 14) / cs
-        mid = _rolling(c, 20, _mean, start)
-        sd = _rolling(c, 20, _std, start)
-        tp = (h + low + c) / 3.0
-        tp_prev = _shift(tp, 1)
-        mf = tp * v
-        up_mf = np.where(tp > tp_prev, mf, 0.0)
-        down_mf = np.where(tp < tp_prev, mf, 0.0)
-        up_mf[:1] = down_mf[:1] = np.nan  # the first bar has no direction
-        pos_mf = _rolling(up_mf, 14, _sum, start)
-        neg_mf = _rolling(down_mf, 14, _sum, start)
-        hh14 = _rolling(h, 14, _max, start - 4)
-        ll14 = _rolling(low, 14, _min, start - 4)
-        fast_k = 100.0 * _ratio(c - ll14, hh14 - ll14, 0.5)
-        slow_k = _rolling(fast_k, 3, _mean, start - 2)
-        true_low = np.fmin(low, c_prev)
-        buying = c - true_low
-        true_range = np.fmax(h, c_prev) - true_low
-        buying[0] = true_range[0] = np.nan
-        ult = sum(
-            wt * _ratio(_rolling(buying, k, _sum, start), _rolling(true_range, k, _sum, start), 0.5)
-            for wt, k in ((4.0, 7), (2.0, 14), (1.0, 28))
-        )
-        signed_v = np.sign(ret_1) * v
-        lv_sd = _rolling(lv, 20, _std, start)
-        columns = [
-            ret_1,
-            logc - _shift(logc, 4),
-            logc - _shift(logc, 24),
-            np.log(h / low),
-            _ratio(c - o, rng, 0.0),
-            _ratio(h - np.maximum(o, c), rng, 0.0),
-            _ratio(np.minimum(o, c) - low, rng, 0.0),
-            vol_chg,
-            rsi,
-            macd / cs,
-            macd_hist / cs,
-            atr_norm,
-            _ratio(c - mid, 4.0 * sd, 0.0) + 0.5,
-            4.0 * sd / mid,
-            talib.ADX(hs, ls, cs, 14),
-            talib.PLUS_DI(hs, ls, cs, 14) - talib.MINUS_DI(hs, ls, cs, 14),
-            _ratio(tp - _rolling(tp, 20, _mean, start), 0.015 * _rolling(tp, 20, _mad, start), 0.0),
-            100.0 * _ratio(pos_mf, pos_mf + neg_mf, 0.5),
-            slow_k,
-            _rolling(slow_k, 3, _mean, start),
-            talib.WILLR(hs, ls, cs, 14),
-            talib.ROC(cs, 10),
-            talib.AROONOSC(hs, ls, 14),
-            100.0 / 7.0 * ult,
-            talib.TRIX(cs, 15),
-            _rolling(c, 14, _slope14, start) / c,
-            talib.EMA(cs, 12) / talib.EMA(cs, 26) - 1.0,
-            c / _rolling(c, 50, _mean, start) - 1.0,
-            _ratio(_rolling(signed_v, 20, _sum, start), _rolling(v, 20, _sum, start), 0.0),
-            _ratio(lv - _rolling(lv, 20, _mean, start), lv_sd, 0.0),
-            _rolling(ret_1, 24, _std, start),
-            logc - np.log(_rolling(h, 24, _max, start)),
-            logc - np.log(_rolling(low, 24, _min, start)),
-        ]
-        tabular = np.empty((n - start, len(FEATURE_NAMES)))
-        for j, col in enumerate(columns):
-            tabular[:, j] = col[start:]
-        sequence = np.empty((n - start, len(SEQUENCE_CHANNELS)), dtype=np.float32)
-        for j, col in enumerate(
-            (
-                np.log(o) - logc_prev,
-                np.log(h) - logc_prev,
-                np.log(low) - logc_prev,
-                ret_1,
-                vol_chg,
-                (rsi - 50.0) / 50.0,
-                columns[FEATURE_NAMES.index("bb_pctb_20")],
-                atr_norm,
-            )
-        ):
-            sequence[:, j] = col[start:]
-    return tabular, sequence
+        for first in range(start, n, _BLOCK):
+            end = min(first + _BLOCK, n)
+            part = slice(first - start, end - start)
+            _rows(bars, first, end, ta[..., part], tabular[:, part], sequence[:, part])
+    return tabular.reshape(*shape[:-1], rows, -1), sequence.reshape(*shape[:-1], rows, -1)
+
+
+def _rows(
+    bars: list[np.ndarray],
+    first: int,
+    end: int,
+    ta: np.ndarray,
+    tabular: np.ndarray,
+    sequence: np.ndarray,
+) -> None:
+    """Fill rows ``first..end-1`` of ``tabular`` and ``sequence`` ((S, rows, columns)), given the
+    TA-Lib outputs ``ta`` of those rows and all ``bars`` (open, high, low, close, volume: (S, T)),
+    of which it reads bars ``first - _CONTEXT`` to ``end - 1``.
+
+    Per-call overhead, not arithmetic, is the cost of a streaming row, hence window reductions and
+    ratios taken together, and results written in place.
+    """
+    symbols, rows, m = ta.shape[1], end - first, end - first + _CONTEXT
+    ext = rows + 4  # rows of the ratios: fast %K is smoothed twice over 3 bars
+    # The m bars, NaN before the first bar of the history: a window reaching there is NaN, as a
+    # row not yet defined. The first bar here has no previous one.
+    pad = max(_CONTEXT - first, 0)
+    b = np.empty((13, symbols, m))
+    b[..., : pad + 1] = np.nan
+    for k, x in zip((_O, _H, _L, _C, _V), bars, strict=True):
+        b[k, :, pad:] = x[:, end + pad - m : end]
+    c, v, tp = b[_C], b[_V], b[_TP]
+    logs = np.log(b[_O : _C + 1])
+    logc = logs[_C]
+    np.subtract(logc[:, 1:], logc[:, :-1], out=b[_RET, :, 1:])
+    np.log1p(v, out=b[_LV])
+    np.add(b[_H], b[_L], out=tp)
+    tp += c
+    tp /= 3.0
+    np.multiply(np.sign(b[_RET, :, 1:]), v[:, 1:], out=b[_SV, :, 1:])
+    np.greater(tp[:, 1:], tp[:, :-1], out=b[_UP, :, 1:])
+    np.less(tp[:, 1:], tp[:, :-1], out=b[_DOWN, :, 1:])
+    b[_UP : _DOWN + 1, :, 1:] *= (tp * v)[:, 1:]  # money flow of rising / falling bars, else 0
+    c_prev = c[:, :-1]
+    true_low = np.fmin(b[_L, :, 1:], c_prev)
+    np.subtract(c[:, 1:], true_low, out=b[_BUY, :, 1:])
+    np.subtract(np.fmax(b[_H, :, 1:], c_prev), true_low, out=b[_TR, :, 1:])
+    if pad:  # the first bar has no direction
+        b[_UP : _TR + 1, :, : pad + 1] = np.nan
+
+    w = np.empty((len(_SCRATCH), symbols, ext))
+    now = w[..., -rows:]  # the rows asked for
+    now[: len(_TALIB)] = ta
+    # Ratios: nd[k] is (numerator, denominator) of _RATIOS[k], body 0, wicks 1-2, %b / CCI /
+    # volume z 3-5, OBV 6, fast %K 7, MFI / ultimate 14 8-9, ultimate 7 and 28 10-11.
+    nd = np.empty((len(_RATIOS), 2, symbols, ext))
+    win20 = _windows(b[_C : _V + 1], 20, ext)  # close, typical price, log volume, OBV, volume
+    sum20 = _sum(win20)
+    mean20 = sum20[:3] / 20
+    dev20 = win20[:3] - mean20[..., None]
+    np.abs(dev20[1], out=dev20[1])  # mean absolute deviation of typical price, std of the others
+    np.multiply(dev20[::2], dev20[::2], out=dev20[::2])
+    spread = _sum(dev20)
+    spread /= 20
+    np.sqrt(spread[::2], out=spread[::2])
+    np.multiply(spread, _SPREAD_SCALE, out=nd[3:6, 1])
+    np.subtract(b[_C : _LV + 1, :, -ext:], mean20, out=nd[3:6, 0])
+    nd[6] = sum20[3:]
+    hl14 = _windows(b[_H : _L + 1], 14, ext)
+    low14 = np.minimum.reduce(hl14[1], axis=-1)
+    np.subtract(b[_C, :, -ext:], low14, out=nd[7, 0])
+    np.subtract(np.maximum.reduce(hl14[0], axis=-1), low14, out=nd[7, 1])
+    # 14-bar sums of up / down money flow and of buying pressure / true range
+    np.add.reduce(
+        _windows(b[_UP : _TR + 1], 14, ext), axis=-1, out=nd[8:10].reshape(4, symbols, ext)
+    )
+    nd[8, 1] += nd[8, 0]
+    np.add.reduce(_windows(b[_BUY : _TR + 1], 7, ext), axis=-1, out=nd[10])
+    np.add.reduce(_windows(b[_BUY : _TR + 1], 28, ext), axis=-1, out=nd[11])
+    o, h, low, c = b[_O : _C + 1, :, -ext:]
+    np.subtract(c, o, out=nd[0, 0])
+    np.subtract(h, np.maximum(o, c), out=nd[1, 0])
+    np.subtract(np.minimum(o, c), low, out=nd[2, 0])
+    np.subtract(h, low, out=nd[0, 1])
+    nd[1:3, 1] = nd[0, 1]
+    _ratio(nd[:, 0], nd[:, 1], _WHEN_ZERO, w[_RATIO_ROWS])
+    w[_R["bb_pctb_20"]] += 0.5
+    w[_span("fast_k", "mfi_14")] *= 100.0
+    np.divide(_sum(_windows(w[_R["fast_k"]], 3, rows + 2)), 3, out=w[_R["stoch_k"], :, 2:])
+    np.divide(_sum(_windows(w[_R["stoch_k"]], 3, rows)), 3, out=now[_R["stoch_d"]])
+    ult = np.add.reduce(w[_span("ult_14", "ult_28")] * _ULT_WEIGHTS, axis=0)  # (a + b) + c
+    np.multiply(100.0 / 7.0, ult, out=w[_R["ultosc"]])
+
+    c, logc = c[:, -rows:], logc[:, -rows:]
+    np.subtract(logs[..., -rows:], logs[_C, :, -rows - 1 : -1], out=now[_span("open_ret", "ret_1")])
+    np.subtract(logc, logs[_C, :, -rows - 4 : -4], out=now[_R["ret_4"]])
+    np.subtract(logc, logs[_C, :, -rows - 24 : -24], out=now[_R["ret_24"]])
+    np.subtract(b[_LV, :, -rows:], b[_LV, :, -rows - 1 : -1], out=now[_R["vol_chg_1"]])
+    np.divide(h[:, -rows:], low[:, -rows:], out=now[_R["hl_range"]])
+    hl24 = _windows(b[_H : _L + 1], 24, rows)
+    np.maximum.reduce(hl24[0], axis=-1, out=now[_R["high_24"]])
+    np.minimum.reduce(hl24[1], axis=-1, out=now[_R["low_24"]])
+    extremes = now[_span("hl_range", "low_24")]
+    np.log(extremes, out=extremes)
+    np.subtract(logc, extremes[1:], out=now[_span("dist_high_24", "dist_low_24")])
+    np.divide(
+        now[_span("macd", "atr")], now[_R["close"]], out=now[_span("macd_norm", "atr_14_norm")]
+    )
+    np.divide(nd[3, 1, :, -rows:], mean20[0, :, -rows:], out=now[_R["bb_width_20"]])  # 4 std / mean
+    np.subtract(now[_R["plus_di"]], now[_R["minus_di"]], out=now[_R["di_diff_14"]])
+    slope = _sum(_windows(b[_C], 14, rows) * _SLOPE14)
+    np.divide(slope, c, out=now[_R["linreg_slope_14_norm"]])
+    np.divide(now[_R["ema_12"]], now[_R["ema_26"]], out=now[_R["ema_ratio_12_26"]])
+    np.divide(c, _sum(_windows(b[_C], 50, rows)) / 50, out=now[_R["sma_ratio_50"]])
+    now[_span("ema_ratio_12_26", "sma_ratio_50")] -= 1.0
+    ret24 = _windows(b[_RET], 24, rows)
+    dev24 = ret24 - (_sum(ret24) / 24)[..., None]
+    np.sqrt(_sum(dev24 * dev24) / 24, out=now[_R["rvol_24"]])
+    np.divide(now[_R["rsi_14"]] - 50.0, 50.0, out=now[_R["rsi_14_centered"]])
+
+    tabular[...] = now[_TAKE_TABULAR].transpose(1, 2, 0)
+    sequence[...] = now[_TAKE_SEQUENCE].transpose(1, 2, 0)

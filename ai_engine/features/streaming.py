@@ -5,11 +5,15 @@ Windowed features only see their window, so they match batch values exactly. Rec
 difference from the batch value is bounded by about ``SLOWEST_DECAY ** (n - WARMUP_BARS)``
 relative, which at the default 1000 bars is ~1e-31, far below float64 precision.
 ``MIN_BUFFER_BARS`` is the smallest buffer for which that bound is below 1e-16.
+
+Symbols that close a bar together go through :func:`update_many`: one computation for all of
+them (a single update is mostly per-call overhead), the same rows.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +28,7 @@ from ai_engine.features.indicators import (
 )
 from ai_engine.types import Candle
 
-__all__ = ["BUFFER_BARS", "MIN_BUFFER_BARS", "FeatureRow", "StreamingFeatures"]
+__all__ = ["BUFFER_BARS", "MIN_BUFFER_BARS", "FeatureRow", "StreamingFeatures", "update_many"]
 
 BUFFER_BARS: int = 1000
 # Smallest buffer whose recursive-indicator error bound SLOWEST_DECAY ** (n - WARMUP_BARS) < 1e-16.
@@ -125,6 +129,13 @@ class StreamingFeatures:
         Raises:
             DataError: the candle is for another symbol/interval, not after the last one, or invalid.
         """
+        self._append(candle)
+        bars = self._ohlcv.tail()
+        tab, seq = compute_arrays(*bars.T, start=len(bars) - 1)
+        return self._row(candle.open_time, tab[-1], seq[-1], _finite(tab, seq))
+
+    def _append(self, candle: Candle) -> None:
+        """Validate ``candle`` and buffer it (the instance is unchanged when it raises DataError)."""
         if (candle.symbol, candle.interval) != (self.symbol, self.interval):
             raise DataError(
                 f"candle {candle.symbol} {candle.interval} fed to the features of {self.symbol} {self.interval}"
@@ -143,16 +154,60 @@ class StreamingFeatures:
         self._ohlcv.append(np.array(row))
         self._last_open_time = candle.open_time
         self._seen += 1
-        o, h, low, c, v = (np.ascontiguousarray(col) for col in self._ohlcv.tail().T)
-        tab, seq = compute_arrays(o, h, low, c, v, start=len(c) - 1)
-        if self._seen <= WARMUP_BARS or not (
-            np.isfinite(tab[-1]).all() and np.isfinite(seq[-1]).all()
-        ):
+
+    def _row(
+        self, open_time: int, tab: np.ndarray, seq: np.ndarray, finite: bool
+    ) -> FeatureRow | None:
+        """The FeatureRow of the newest bar from its computed values, or None while warming up."""
+        if self._seen <= WARMUP_BARS or not finite:
             self._seq.append(np.nan)  # windows may span valid rows only, as in batch valid_windows
             return None
-        self._seq.append(seq[-1])
+        self._seq.append(seq)
         history = self._seq.tail().copy()
         history.setflags(write=False)
-        tabular = tab[-1].copy()
+        tabular = tab.copy()
         tabular.setflags(write=False)
-        return FeatureRow(self.symbol, candle.open_time, tabular, history)
+        return FeatureRow(self.symbol, open_time, tabular, history)
+
+
+def _finite(tab: np.ndarray, seq: np.ndarray) -> np.ndarray:
+    """Whether the last row of each (..., T, F) tabular / sequence pair is all finite."""
+    return np.isfinite(tab[..., -1, :]).all(axis=-1) & np.isfinite(seq[..., -1, :]).all(axis=-1)
+
+
+def update_many(
+    features: Sequence[StreamingFeatures], candles: Sequence[Candle]
+) -> list[FeatureRow | DataError | None]:
+    """``features[i].update(candles[i])`` for each i (e.g. the symbols closing a bar together), with
+    the buffers of equal length computed in one pass of :func:`compute_arrays`.
+
+    Per-call overhead dominates a single update, so one pass over S symbols costs far less than S
+    updates; the rows are the same.
+
+    Returns:
+        For each pair, what ``update`` returns, or the DataError it would raise: that instance is
+        left unchanged and the others are updated.
+
+    Raises:
+        ValueError: ``features`` and ``candles`` differ in length, or an instance appears twice.
+    """
+    if len(features) != len(candles):
+        raise ValueError(f"{len(features)} feature states for {len(candles)} candles")
+    if len({id(f) for f in features}) != len(features):
+        raise ValueError("a StreamingFeatures instance appears twice; give it one candle per call")
+    out: list[FeatureRow | DataError | None] = [None] * len(features)
+    by_length: dict[int, list[int]] = {}
+    for i, (f, candle) in enumerate(zip(features, candles, strict=True)):
+        try:
+            f._append(candle)
+        except DataError as exc:
+            out[i] = exc
+            continue
+        by_length.setdefault(len(f._ohlcv.tail()), []).append(i)
+    for n, group in by_length.items():
+        bars = np.stack([features[i]._ohlcv.tail() for i in group])  # (S, n, 5)
+        tab, seq = compute_arrays(*bars.transpose(2, 0, 1), start=n - 1)
+        finite = _finite(tab, seq)
+        for k, i in enumerate(group):
+            out[i] = features[i]._row(candles[i].open_time, tab[k, -1], seq[k, -1], finite[k])
+    return out

@@ -161,6 +161,34 @@ def test_streaming_path_decides_like_replay(tmp_path, synthetic_models, syntheti
             assert a["model_breakdown"][m]["action"] == b["model_breakdown"][m]["action"]
 
 
+
+def test_a_backfilled_run_of_bars_in_one_call_decides_like_one_bar_at_a_time(tmp_path, synthetic_models, synthetic_series):
+    """A source may hand over several bars of a symbol at once (a gap backfill): each bar still gets
+    its own features, in order, and the same decision as when the bars arrive one by one."""
+    from ai_engine.data import time_batches
+
+    batches = list(time_batches(synthetic_series))
+    runs = {}
+    for name, merged in (("single", False), ("merged", True)):
+        settings, _ = make_settings(tmp_path / name, synthetic_models, PATCHTST_ROLE="disabled")
+        engine = open_engine(settings, wait_for_shadow=True)
+        proc = CandleProcessor(engine, "1h")
+        k = 0
+        while k < len(batches):
+            if merged and k % 3 == 0 and k + 2 < len(batches):  # three bars of every symbol in one call
+                proc.process([c for b in batches[k:k + 3] for c in b])
+                k += 3
+            else:
+                proc.process(batches[k])
+                k += 1
+        engine.close()
+        runs[name] = engine.store.decisions_json()
+    assert len(runs["merged"]) == len(runs["single"]) > 300
+    key = lambda d: d["event_id"]  # noqa: E731
+    for a, b in zip(sorted(runs["merged"], key=key), sorted(runs["single"], key=key), strict=True):
+        assert (a["event_id"], a["action"], a["consensus_count"]) == (b["event_id"], b["action"], b["consensus_count"])
+        assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-9)
+
 def cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "ai_engine.cli.main", *args], capture_output=True, text=True,
                           env=env, timeout=600)

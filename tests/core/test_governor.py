@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 from ai_engine.enums import Action, GovernorMode
 from ai_engine.governor import FileGovernorBackend, Governor, GovernorState
 from ai_engine.types import EnsembleDecision
@@ -62,3 +65,30 @@ def test_governor_commands_round_trip(tmp_path, monkeypatch):
     killed = run("governor", "status")
     assert killed.exit_code == 1 and "kill: 1" in killed.stdout and "drill" in killed.stdout
     assert run("governor", "release", "--mode", "YOLO").exit_code == 2
+
+
+def test_one_backend_sees_every_change_to_the_file(tmp_path):
+    """The file backend keeps the parsed state between decisions; every way the file can change
+    (atomic replace by the CLI, an editor writing in place, deletion, corruption) is seen by the
+    next check, and a broken file is never served from the cache."""
+    p = tmp_path / "g.json"
+    be = FileGovernorBackend(p, stable_after_s=0.05)
+    gov = Governor(be)
+    be.write(GovernorState.new(False, GovernorMode.LIVE))
+    time.sleep(0.1)
+    assert gov.check(ACTIONABLE).allowed and be.read() is be.read()  # unchanged file: parsed once
+    be.write(GovernorState.new(True, GovernorMode.LIVE, "drill"))  # atomic replace, new inode
+    assert "kill switch on" in gov.check(ACTIONABLE).reason
+    be.write(GovernorState.new(False, GovernorMode.LIVE))
+    for mode in ("HALT", "LIVE"):  # in place, same inode and same size, twice in a row
+        with p.open("r+", encoding="utf-8") as fh:
+            text = re.sub(r'"mode": "\w+"', f'"mode": "{mode}"', fh.read())
+            fh.seek(0)
+            fh.write(text)
+            fh.truncate()
+        assert gov.check(ACTIONABLE).allowed is (mode == "LIVE")
+    p.write_text("{not json")
+    assert "not valid JSON" in gov.check(ACTIONABLE).reason
+    assert "not valid JSON" in gov.check(ACTIONABLE).reason  # still blocking, not a cached good state
+    p.unlink()
+    assert "missing" in gov.check(ACTIONABLE).reason

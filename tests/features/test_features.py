@@ -1,4 +1,5 @@
-"""Batch features: names, warm-up, scale-freedom, no look-ahead, column selection, windows."""
+"""Batch features: names, warm-up, scale-freedom, no look-ahead, column selection, windows, rows
+from a start row and many symbols in one pass."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ai_engine.features import (
     compute_features,
     sequence_windows,
 )
+from ai_engine.features.indicators import compute_arrays
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +163,37 @@ def test_short_and_empty_series(market):
     f = compute_features(market.slice(0, 10))
     assert len(f) == 10 and not f.valid.any()
     assert compute_features(market.slice(0, 0)).tabular.shape == (0, len(FEATURE_NAMES))
+
+
+def ohlcv(s: CandleSeries) -> tuple[np.ndarray, ...]:
+    return s.open, s.high, s.low, s.close, s.volume
+
+
+@pytest.mark.parametrize("start", [0, 1, 3, 24, 48, 49, 50, 777, 1499])
+def test_rows_from_start_equal_the_full_computation(market, start):
+    """What streaming relies on: the rows from ``start`` on, computed from a short tail where they
+    can be, equal those of the whole computation bit for bit."""
+    tab, seq = compute_arrays(*ohlcv(market))
+    tab_s, seq_s = compute_arrays(*ohlcv(market), start=start)
+    np.testing.assert_array_equal(tab_s, tab[start:])
+    np.testing.assert_array_equal(seq_s, seq[start:])
+
+
+def test_many_symbols_at_once_equal_one_at_a_time():
+    """Equal-length histories of several symbols, computed in one pass (leading axis), give each
+    symbol's own rows bit for bit, over the whole history and for the newest row."""
+    market = synthetic_market(["AAA", "BBB", "CCC"], n_bars=700, seed=3)
+    stacked = [np.stack(arrays) for arrays in zip(*map(ohlcv, market.values()), strict=True)]
+    for start in (0, 699):
+        tab, seq = compute_arrays(*stacked, start=start)
+        assert tab.shape == (3, 700 - start, len(FEATURE_NAMES))
+        assert seq.shape == (3, 700 - start, len(SEQUENCE_CHANNELS))
+        for k, series in enumerate(market.values()):
+            tab_k, seq_k = compute_arrays(*ohlcv(series), start=start)
+            np.testing.assert_array_equal(tab[k], tab_k)
+            np.testing.assert_array_equal(seq[k], seq_k)
+
+
+def test_start_must_name_a_row(market):
+    with pytest.raises(ValueError, match=r"start must be in \[0, 1500\), got 1500"):
+        compute_arrays(*ohlcv(market), start=1500)

@@ -13,9 +13,11 @@ from ai_engine.features import (
     BUFFER_BARS,
     MIN_BUFFER_BARS,
     WARMUP_BARS,
+    FeatureRow,
     StreamingFeatures,
     compute_features,
     sequence_windows,
+    update_many,
 )
 from ai_engine.features.indicators import SLOWEST_DECAY
 from ai_engine.types import Candle
@@ -30,7 +32,7 @@ def stream_vs_batch(series, buffer_bars=BUFFER_BARS):
     return rows, compute_features(series)
 
 
-@pytest.mark.parametrize("symbol", ["BTCUSDT", "ETHUSDT"])
+@pytest.mark.parametrize("symbol", ["BTCUSDT", "ETHUSDT", "DOGEUSDT"])  # DOGE: ~0.06 USD
 def test_streaming_equals_batch_on_real_candles(candles_dir, symbol):
     series = load_csv(candles_dir / f"{symbol}-1h.csv").slice(0, N)
     rows, batch = stream_vs_batch(series)
@@ -99,3 +101,57 @@ def test_sequence_window_comes_from_real_history_only():
     with pytest.raises(DataError, match="only 64 bars of history held"):
         last.sequence_window(65)
     assert last.history.flags.writeable is False and last.tabular.flags.writeable is False
+
+
+def states(symbols, **kw):
+    return {s: StreamingFeatures(s, "1h", **kw) for s in symbols}
+
+
+def test_update_many_equals_update_per_symbol():
+    """Symbols closing together, computed in one pass, get the rows each would get alone; buffers
+    of different lengths (a symbol that started later) are computed apart and still match."""
+    market = synthetic_market(["AAA", "BBB", "CCC"], n_bars=MIN_BUFFER_BARS + 150, seed=4)
+    late = 60  # CCC starts later: its buffer is shorter until all are full
+    alone, together = (states(market, buffer_bars=MIN_BUFFER_BARS, seq_len_max=32) for _ in "12")
+    compared = 0
+    for i in range(len(market["AAA"])):
+        names = [s for s in market if s != "CCC" or i >= late]
+        candles = [market[s].candle(i) for s in names]
+        got = update_many([together[s] for s in names], candles)
+        for s, c, row in zip(names, candles, got, strict=True):
+            want = alone[s].update(c)
+            if want is None:
+                assert row is None
+                continue
+            assert isinstance(row, FeatureRow) and row.open_time == c.open_time
+            np.testing.assert_array_equal(row.tabular, want.tabular)
+            np.testing.assert_array_equal(row.history, want.history)
+            compared += 1
+    assert compared == 3 * (len(market["AAA"]) - WARMUP_BARS) - late
+
+
+def test_update_many_reports_bad_candles_per_symbol():
+    """A refused candle takes the place of its row as the DataError update would raise, and leaves
+    its symbol unchanged; the other symbols are updated."""
+    symbols = ("AAA", "BBB", "CCC")
+    alone, together = (states(symbols) for _ in "12")
+    first = [candle(3_600_000, symbol=s) for s in symbols]
+    update_many(list(together.values()), first)
+    for c in first:
+        alone[c.symbol].update(c)
+    bad = Candle("BBB", "1h", 7_200_000, 100.0, 99.0, 98.0, 100.0, 1.0)
+    second = [candle(7_200_000), bad, candle(3_600_000, symbol="CCC")]
+    got = update_many(list(together.values()), second)
+    assert got[0] is None  # still warming up
+    for c, err in zip(second[1:], got[1:], strict=True):
+        with pytest.raises(DataError) as refused:
+            alone[c.symbol].update(c)
+        assert isinstance(err, DataError) and str(err) == str(refused.value)
+    assert [f.bars_seen for f in together.values()] == [2, 1, 1]
+    third = [candle(10_800_000, symbol=s) for s in symbols]
+    assert update_many(list(together.values()), third) == [None] * 3
+    assert [f.bars_seen for f in together.values()] == [3, 2, 2]
+    with pytest.raises(ValueError, match="2 feature states for 1 candles"):
+        update_many(list(together.values())[:2], [candle(14_400_000)])
+    with pytest.raises(ValueError, match="appears twice"):
+        update_many([together["AAA"]] * 2, [candle(14_400_000), candle(18_000_000)])
