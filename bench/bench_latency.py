@@ -6,7 +6,8 @@ Small models (xgb, lgbm, nhits, patchtst) are trained once on a synthetic market
 batch alternately (so machine load hits both alike): one with PatchTST in shadow, one with it
 disabled; the three voters are the same. Between batches the voters' bare forwards (the library
 call on a ready input: xgboost ``inplace_predict``, lightgbm ``predict``, the torch net under
-``inference_mode``; one thread each) are timed at the same batch size. Figures are medians/p99 over
+``inference_mode``; one thread each) are timed at the same batch size, once each, as the engine runs
+them (after other work, caches cold); the same forwards in a tight loop (warm) are printed too. Figures are medians/p99 over
 the run; the load average is printed beside them. Asserts nothing.
 
     python bench/bench_latency.py [--batches 300] [--symbols 1,30] [--json out.json]
@@ -139,6 +140,9 @@ def run_symbols(models: dict[str, Path], n_symbols: int, batches: int) -> dict:
         inputs = seen[-1]  # the same rows through the bare forwards, side by side with the engine
         for m in MODELS:
             fwd[m].append(time_call(fns[m], forward_inputs(slots[m], inputs.tabular, inputs.windows)))
+    # the same forwards in a tight loop (caches warm): what the models cost with nothing between calls
+    warm = {m: float(np.median([time_call(fns[m], x) for _ in range(200)]))
+            for m, x in ((m, forward_inputs(slots[m], inputs.tabular, inputs.windows)) for m in MODELS)}
     for e in engines.values():
         e.close()
     med = {m: float(np.median(v)) for m, v in fwd.items()}
@@ -150,6 +154,7 @@ def run_symbols(models: dict[str, Path], n_symbols: int, batches: int) -> dict:
         "load_after": load_average(),
         "forward_ms": med,
         "voters_forward_sum_ms": voters_sum,
+        "forward_warm_ms": warm,
         "shadow_late_rows": late,
     }
     for k in ("on", "off"):
@@ -185,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"     bare forwards (ms) {', '.join(f'{m} {v:.3f}' for m, v in r['forward_ms'].items())}; "
               f"voters' sum {r['voters_forward_sum_ms']:.3f} ms; p50 latency / sum = {r['p50_ratio_to_voters_forward']:.3f}"
               f"; load {r['load_before']} -> {r['load_after']}")
+        print(f"     same forwards in a tight loop (warm caches, ms) "
+              f"{', '.join(f'{m} {v:.3f}' for m, v in r['forward_warm_ms'].items())}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

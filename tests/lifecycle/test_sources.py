@@ -4,7 +4,6 @@ decides nothing twice."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -13,7 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -24,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bus"))
 from binance_fake import FakeKlineSocket, FakeRest, kline_event  # noqa: E402
 
 from ai_engine.data import synthetic_market  # noqa: E402
+from ai_engine.health import fetch_health  # noqa: E402
 from ai_engine.market import kline_entry  # noqa: E402
 from ai_engine.service import kline_group  # noqa: E402
 from ai_engine.telemetry.sqlite import TelemetryStore  # noqa: E402
@@ -116,14 +115,6 @@ def _decisions(dep) -> list[tuple[str, int]]:
         return []
 
 
-def _health(port: int) -> dict | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-            return json.loads(r.read())
-    except OSError:
-        return None
-
-
 def _wait(cond, what: str, proc: Serve, timeout: float = 60.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -163,7 +154,7 @@ def test_redis_source_primes_from_store_acks_after_deciding_and_never_decides_tw
     with deployment.env.open("a") as fh:
         fh.write("PATCHTST_SHADOW_ONLY=true\n")
     first.proc.send_signal(signal.SIGHUP)
-    _wait(lambda: (h := _health(deployment.port)) and h["reloads"]["applied"] == 1 and h["state"] == "running",
+    _wait(lambda: (h := fetch_health(deployment.port)) and h["reloads"]["applied"] == 1 and h["state"] == "running",
           "the reload", first)
     for i in range(4, 7):
         push(i)
