@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -229,10 +230,17 @@ class ModelRunner:
             self._thread.join(timeout)
 
 
+GIL_SWITCH_INTERVAL_S = 0.001
+
+
 def pin_inference_threads(slots: dict[str, ModelSlot], threads: int = 1) -> None:
     """Intra-op threads per model: 1, because the models already run in parallel on their own
     threads, and on 2 cores more intra-op threads were slower both live (one row) and in replay
-    (512 rows) — docs/performance.md has the figures."""
+    (512 rows). Also a 1 ms GIL switch interval (CPython's default is 5 ms): torch gives the GIL
+    up around each op, and while another thread runs Python it waited up to the whole interval to
+    get it back, which stretched the shadow's batched forwards in replay (one year: 39.0 s → 34.5 s;
+    live latency unchanged). docs/performance.md has the figures."""
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     if any(s.active and s.agent.input_kind == "sequence" for s in slots.values()):
         import torch
 

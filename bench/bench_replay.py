@@ -77,7 +77,7 @@ def run(data: Path, models: dict[str, Path], chunk: int) -> dict:
     for m in MODELS:
         X = forward_inputs(slots[m], inputs.tabular, inputs.windows)
         fn = bare_forward(slots[m].agent, threads)
-        fwd[m] = float(np.median([time_call(fn, X) for _ in range(7)]))
+        fwd[m] = float(np.median([time_call(fn, X) for _ in range(15)]))
     rows = len(inputs.candles)
     limit = rows / (sum(fwd.values()) / 1000.0)
     throughput = summary.decisions / t_replay
