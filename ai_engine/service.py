@@ -282,6 +282,7 @@ class Service:
             "models": models,
             "last_decision_at": eng.last_decision_at,
             "decisions_made": eng.decisions_made,
+            "store": {"pending_writes": eng.store.pending_writes, "dropped_decisions": eng.store.dropped_decisions},
             "governor": gov.to_json() | {"error": None} if gov is not None else {"error": err},
         }
 

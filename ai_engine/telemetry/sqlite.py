@@ -80,12 +80,29 @@ def _prediction_row(rec: DecisionRecord, r: ModelResult) -> tuple:
     )
 
 
-class TelemetryStore:
-    """Append-only decision store. Thread-safe; writes that fail are kept and retried, never dropped."""
+_DECISIONS_INSERT = "INSERT OR IGNORE INTO decisions"
 
-    def __init__(self, path: Path | str, *, readonly: bool = False, outbox: bool = False) -> None:
+
+def _decisions_in(ops: Sequence[tuple[str, Sequence]]) -> int:
+    return sum(len(rows) for sql, rows in ops if sql.startswith(_DECISIONS_INSERT))
+
+
+class TelemetryStore:
+    """Append-only decision store. Thread-safe; writes that fail are kept and retried in order.
+
+    What is kept for retry is bounded by ``max_pending_rows``: a store that stays unwritable (disk
+    full, locked) for long would otherwise grow the process without limit. Past the bound, new
+    writes are not kept; each such decision is counted in ``dropped_decisions`` and logged, and is
+    decided again by ``replay --resume`` or the live backfill (event ids are deterministic).
+    """
+
+    def __init__(self, path: Path | str, *, readonly: bool = False, outbox: bool = False,
+                 max_pending_rows: int = 200_000) -> None:
         self.path = Path(path)
         self.outbox = outbox
+        self.max_pending_rows = max_pending_rows
+        self.dropped_decisions = 0
+        self._dropping = 0  # decisions not kept since the store last accepted a write
         self._lock = threading.Lock()
         self._pending: list[tuple[str, Sequence]] = []
         try:
@@ -132,10 +149,22 @@ class TelemetryStore:
             except sqlite3.Error as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                self._pending = batch
-                log.error("telemetry write to %s failed (%s); %d batches kept for retry", self.path, exc, len(batch))
+                if sum(len(rows) for _, rows in batch) <= self.max_pending_rows:
+                    self._pending = batch
+                    log.error("telemetry write to %s failed (%s); %d batches kept for retry", self.path, exc, len(batch))
+                else:
+                    lost = _decisions_in(ops)
+                    self._dropping += lost
+                    self.dropped_decisions += lost
+                    log.error("telemetry write to %s failed (%s); retry buffer full (%d rows kept): %d decisions "
+                              "not kept (%d since the store last accepted a write); `replay --resume` or the live "
+                              "backfill decides them again", self.path, exc, self.max_pending_rows, lost, self._dropping)
                 raise TransientError(f"telemetry store {self.path}: {exc}") from None
             self._pending = []
+            if self._dropping:
+                log.error("telemetry store %s accepts writes again; %d decisions were not kept while it could not",
+                          self.path, self._dropping)
+                self._dropping = 0
 
     @property
     def pending_writes(self) -> int:
@@ -250,7 +279,7 @@ class TelemetryStore:
     def close(self) -> None:
         """Write what is still pending, then close; what cannot be written is reported, never silent."""
         if self.flush():
-            lost = sum(len(rows) for sql, rows in self._pending if sql.startswith("INSERT OR IGNORE INTO decisions"))
+            lost = _decisions_in(self._pending)
             log.error("telemetry store %s: %d decisions in %d pending batches could not be written before close; "
                       "`replay --resume` (or the live backfill) decides them again", self.path, lost, len(self._pending))
         with self._lock:

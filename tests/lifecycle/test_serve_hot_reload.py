@@ -68,6 +68,7 @@ def test_lifecycle_commands_reach_the_next_decisions_without_restart(deployment,
     snap = wait_for(lambda: (h := fetch_health(deployment.port)) and h.get("decisions_made") and h, "first decisions")
     assert snap["roles"] == {"xgb": "voter", "lgbm": "voter", "nhits": "voter", "patchtst": "voter"}
     assert snap["governor"]["mode"] == "PAPER" and snap["last_decision_at"]
+    assert snap["store"] == {"pending_writes": 0, "dropped_decisions": 0}
     # the health endpoint is read-only
     req = urllib.request.Request(f"http://127.0.0.1:{deployment.port}/health", data=b"{}", method="POST")
     try:

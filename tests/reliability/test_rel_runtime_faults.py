@@ -127,6 +127,40 @@ def test_full_disk_keeps_decisions_and_flushes_them_when_space_returns(models, s
     assert engine.store.pending_writes == 0 and engine.store.count("decisions") == len(ids) == 92
 
 
+
+def test_retry_buffer_is_bounded_and_what_it_drops_is_reported(models, series, tmp_path, caplog):
+    """A store that stays unwritable must not grow the process without limit: past the bound new
+    writes are not kept, every such decision is counted and logged, and the kept ones are still
+    written in order, once, when the store accepts writes again."""
+    settings = settings_for(tmp_path, models, ENSEMBLE_MIN_CONSENSUS="2")
+    engine = open_engine(settings)
+    store = engine.store
+    store.max_pending_rows = 60
+    store.connection.execute("PRAGMA busy_timeout=20")
+    other = None
+    try:
+        proc, before = run_stream(engine, series, 120, 122)
+        other = sqlite3.connect(settings.store_path, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        caplog.set_level(logging.ERROR)
+        _, during = run_stream(engine, series, 122, 140, proc)
+        kept_rows = sum(len(rows) for _, rows in store._pending)
+        assert 0 < kept_rows <= 60 and store.dropped_decisions > 0
+        assert "retry buffer full" in caplog.text and "decides them again" in caplog.text
+        other.execute("ROLLBACK")
+        _, after = run_stream(engine, series, 140, 141, proc)
+    finally:
+        if other is not None:
+            other.close()
+        engine.close()
+    assert "accepts writes again" in caplog.text
+    with sqlite3.connect(settings.store_path) as db:
+        stored = {row[0] for row in db.execute("SELECT event_id FROM decisions")}
+    made = {r.event_id for r in before + during + after}
+    assert len(made) == len(before + during + after)
+    assert {r.event_id for r in before + after} <= stored <= made
+    assert len(made - stored) == store.dropped_decisions
+
 def test_pending_writes_are_flushed_or_reported_at_close(models, series, tmp_path, caplog):
     settings = settings_for(tmp_path, models, ENSEMBLE_MIN_CONSENSUS="2")
     engine = open_engine(settings)
