@@ -367,14 +367,14 @@ class DecisionEngine:
         shadows = {name: s for name, s in st.slots.items() if s.role is ModelRole.SHADOW and s.active}
         jobs: dict[str, Future | None] = {}
         per_model: dict[str, list[ModelResult]] = {}
-        voters = [(name, s) for name, s in st.slots.items() if s.active and s.role is ModelRole.VOTER]
+        voters = {name: s for name, s in st.slots.items() if s.active and s.role is ModelRole.VOTER}
         for name, slot in st.slots.items():
-            if name not in shadows and not (slot.active and slot.role is ModelRole.VOTER):
+            if name not in shadows and name not in voters:
                 per_model[name] = run_slot(slot, inputs)  # disabled/inactive: a reason per row, no work
-        for name, slot in voters:
+        for name, slot in voters.items():
             jobs[name] = self._runner(slot).submit(run_slot, slot, inputs)
         deadline = t0 + settings.model_timeout_ms / 1000.0
-        for name, slot in voters:
+        for name, slot in voters.items():
             per_model[name] = self._voter_results(slot, jobs[name], n, deadline)
         decisions = [st.ensemble.decide([per_model[name][i] for name in st.slots if name in per_model])
                      for i in range(n)]
