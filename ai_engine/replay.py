@@ -53,10 +53,12 @@ class ReplaySummary:
         if rec.blocked_reason:
             self.blocked[rec.blocked_reason] += 1
         for r in d.results:
-            self.model_roles[r.model] = r.role.value
-            self.model_status.setdefault(r.model, Counter())[r.status.value] += 1
+            if r.model not in self.model_status:
+                self.model_roles[r.model] = r.role.value
+                self.model_status[r.model], self.model_actions[r.model] = Counter(), Counter()
+            self.model_status[r.model][r.status] += 1
             if r.prediction is not None and r.status is ModelStatus.OK:
-                self.model_actions.setdefault(r.model, Counter())[r.prediction.action.value] += 1
+                self.model_actions[r.model][r.prediction.action] += 1
         self.synthetic |= rec.synthetic
         self.first_time = rec.candle_open_time if self.first_time is None else min(self.first_time, rec.candle_open_time)
         self.last_time = rec.candle_open_time if self.last_time is None else max(self.last_time, rec.candle_open_time)

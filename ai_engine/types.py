@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
 
@@ -31,6 +32,12 @@ INTERVAL_MS: dict[str, int] = {
 }
 
 _EVENT_NAMESPACE = uuid.UUID("6f1c2a52-3d0e-4c56-9b1e-7a0f6f1d2c11")
+
+# Plain-string values of the enums, for the serialisers: a dict lookup instead of the enum's
+# ``.value`` property, which is a Python-level call and was a third of a record's JSON cost.
+_TEXT: dict[object, str] = {m: m.value for e in (Action, ModelRole, ModelStatus) for m in e}
+_CLASS_INDEX: dict[object, int] = {a: k for k, a in enumerate(CLASS_ORDER)}
+_SELL, _HOLD, _BUY = (a.value for a in CLASS_ORDER)
 
 
 def event_id_for(kind: str, symbol: str, interval: str, open_time: int) -> str:
@@ -69,20 +76,24 @@ class Prediction:
     @classmethod
     def from_probs(cls, probs, logits=None) -> Prediction:
         """Build from a probability row (and optional logit row); the action is the arg-max class."""
-        p = tuple(float(x) for x in probs)
-        k = max(range(3), key=p.__getitem__)
+        if len(probs) != 3:
+            raise ValueError(f"expected 3 class probabilities, got {len(probs)}")
+        p = (float(probs[0]), float(probs[1]), float(probs[2]))
+        k = 0  # the first of equal maxima, as max() would pick; unrolled: this runs per row per model
+        if p[1] > p[0]:
+            k = 1
+        if p[2] > p[k]:
+            k = 2
         logit = float(logits[k]) if logits is not None else _logit(p[k])
         return cls(action=CLASS_ORDER[k], confidence=p[k], probs=p, logit=logit)  # type: ignore[arg-type]
 
     @property
     def prob(self) -> float:
         """Probability of the predicted action (the spec's ``prob``)."""
-        return self.probs[CLASS_ORDER.index(self.action)]
+        return self.probs[_CLASS_INDEX[self.action]]
 
 
 def _logit(p: float) -> float:
-    import math
-
     p = min(max(p, 1e-12), 1 - 1e-12)
     return math.log(p / (1 - p))
 
@@ -116,22 +127,28 @@ class ModelResult:
 
     def to_json(self) -> dict:
         p = self.prediction
-        return {
-            "model": self.display_name,
-            "role": self.role.value,
-            "shadow": self.shadow,
-            "status": self.status.value,
-            "action": p.action.value if p else None,
-            "confidence": round(p.confidence, 6) if p else None,
-            "prob": round(p.prob, 6) if p else None,
-            "logit": round(p.logit, 6) if p else None,
-            "probs": {a.value: round(x, 6) for a, x in zip(CLASS_ORDER, p.probs, strict=True)} if p else None,
+        shadow = self.role is ModelRole.SHADOW
+        out = {
+            "model": f"{self.model}_shadow" if shadow else self.model,
+            "role": _TEXT[self.role],
+            "shadow": shadow,
+            "status": _TEXT[self.status],
+            "action": None,
+            "confidence": None,
+            "prob": None,
+            "logit": None,
+            "probs": None,
             "weight": self.weight,
             "version": self.version,
             "sha256": self.sha256,
             "latency_ms": round(self.latency_ms, 3) if self.latency_ms is not None else None,
             "reason": self.reason,
         }
+        if p is not None:
+            sell, hold, buy = p.probs
+            out.update(action=_TEXT[p.action], confidence=round(p.confidence, 6), prob=round(p.prob, 6),
+                       logit=round(p.logit, 6), probs={_SELL: round(sell, 6), _HOLD: round(hold, 6), _BUY: round(buy, 6)})
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +208,7 @@ class DecisionRecord:
             "interval": self.interval,
             "candle_open_time": self.candle_open_time,
             "decided_at": self.decided_at,
-            "action": d.action.value,
+            "action": _TEXT[d.action],
             "confidence": round(d.confidence, 6),
             "consensus_count": d.consensus_count,
             "total_models": d.total_models,
@@ -206,19 +223,20 @@ class DecisionRecord:
             "model_breakdown": self.model_breakdown(),
         }
 
-    def intent_payload(self) -> dict:
-        """The ``trade.intent`` payload (spec fields); only for actionable, allowed decisions."""
+    def intent_payload(self, breakdown: dict[str, dict] | None = None) -> dict:
+        """The ``trade.intent`` payload (spec fields); only for actionable, allowed decisions.
+        ``breakdown``: this record's ``model_breakdown()`` when the caller has built it already."""
         d = self.decision
         return {
             "event_id": self.intent_event_id,
             "decision_event_id": self.event_id,
             "symbol": self.symbol,
             "interval": self.interval,
-            "side": d.action.value,
+            "side": _TEXT[d.action],
             "confidence": round(d.confidence, 6),
             "consensus_count": d.consensus_count,
             "total_models": d.total_models,
-            "model_breakdown": self.model_breakdown(),
+            "model_breakdown": self.model_breakdown() if breakdown is None else breakdown,
             "timestamp": self.candle_open_time,
             "decided_at": self.decided_at,
             "entry_price": self.entry_price,

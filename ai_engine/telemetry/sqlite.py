@@ -26,7 +26,30 @@ __all__ = ["TelemetryStore", "SCHEMA_VERSION"]
 
 log = logging.getLogger("ai_engine.telemetry")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Keyed by (model, time) first: new rows land at the end of each model's range instead of at
+# random places in the table (the event id is a hash), so a batch dirties a few pages, and the
+# analysis reads a model's window as one range of the key. Version 1 keyed by (event_id, model)
+# and cost replay twice the writer time (docs/performance.md).
+_PREDICTIONS = """CREATE TABLE IF NOT EXISTS {name} (
+    event_id TEXT NOT NULL, model TEXT NOT NULL, symbol TEXT NOT NULL, candle_open_time INTEGER NOT NULL,
+    role TEXT NOT NULL, status TEXT NOT NULL, action TEXT, confidence REAL, prob REAL, logit REAL,
+    p_sell REAL, p_hold REAL, p_buy REAL, weight REAL, version TEXT, sha256 TEXT, latency_ms REAL, reason TEXT,
+    PRIMARY KEY (model, candle_open_time, event_id)
+) WITHOUT ROWID;
+"""
+
+# Upgrades of a store written by an earlier version, to SCHEMA_VERSION; rows are kept.
+_MIGRATIONS = {
+    1: _PREDICTIONS.format(name="predictions_v2") + """
+INSERT OR IGNORE INTO predictions_v2 SELECT * FROM predictions;
+DROP TABLE predictions;
+ALTER TABLE predictions_v2 RENAME TO predictions;
+""",
+}
+# Versions a read-only reader (the analysis) can read as they are: the columns are the same.
+_READABLE = (1, SCHEMA_VERSION)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS candles (
@@ -46,14 +69,7 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 CREATE INDEX IF NOT EXISTS decisions_time ON decisions (candle_open_time);
 CREATE INDEX IF NOT EXISTS decisions_symbol_time ON decisions (symbol, candle_open_time);
-CREATE TABLE IF NOT EXISTS predictions (
-    event_id TEXT NOT NULL, model TEXT NOT NULL, symbol TEXT NOT NULL, candle_open_time INTEGER NOT NULL,
-    role TEXT NOT NULL, status TEXT NOT NULL, action TEXT, confidence REAL, prob REAL, logit REAL,
-    p_sell REAL, p_hold REAL, p_buy REAL, weight REAL, version TEXT, sha256 TEXT, latency_ms REAL, reason TEXT,
-    PRIMARY KEY (event_id, model)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS predictions_model_time ON predictions (model, candle_open_time);
-CREATE TABLE IF NOT EXISTS intents (
+{predictions}CREATE TABLE IF NOT EXISTS intents (
     event_id TEXT PRIMARY KEY, decision_event_id TEXT NOT NULL, symbol TEXT NOT NULL,
     candle_open_time INTEGER NOT NULL, payload TEXT NOT NULL
 );
@@ -67,14 +83,14 @@ CREATE TABLE IF NOT EXISTS configs (
     config_id TEXT NOT NULL, applied_at INTEGER NOT NULL, reason TEXT NOT NULL, payload TEXT NOT NULL,
     PRIMARY KEY (config_id, applied_at)
 );
-"""
+""".replace("{predictions}", _PREDICTIONS.format(name="predictions"))
 
 
 def _prediction_row(rec: DecisionRecord, r: ModelResult) -> tuple:
-    p = r.prediction
+    p = r.prediction  # enum members bind as their text (StrEnum), without the slow ``.value``
     return (
-        rec.event_id, r.model, rec.symbol, rec.candle_open_time, r.role.value, r.status.value,
-        p.action.value if p else None, p.confidence if p else None, p.prob if p else None,
+        rec.event_id, r.model, rec.symbol, rec.candle_open_time, r.role, r.status,
+        p.action if p else None, p.confidence if p else None, p.prob if p else None,
         p.logit if p else None, *(p.probs if p else (None, None, None)),
         r.weight, r.version, r.sha256, r.latency_ms, r.reason,
     )
@@ -125,12 +141,17 @@ class TelemetryStore:
 
     def _migrate(self, readonly: bool) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version == SCHEMA_VERSION:
+        if version == SCHEMA_VERSION or (readonly and version in _READABLE):
             return
-        if readonly or version not in (0,):
+        if readonly or (version != 0 and version not in _MIGRATIONS):
             raise DataError(f"telemetry store {self.path} has schema version {version}, expected {SCHEMA_VERSION}")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if version == 0:
+            self._db.executescript(_SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};")
+            return
+        rows = self._db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+        log.warning("telemetry store %s: upgrading schema %d to %d (%d prediction rows re-keyed by model and time; once)",
+                    self.path, version, SCHEMA_VERSION, rows)
+        self._db.executescript(f"BEGIN IMMEDIATE;{_MIGRATIONS[version]}PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -228,13 +249,13 @@ class TelemetryStore:
                 rec.event_id, rec.symbol, rec.interval, rec.candle_open_time, rec.decided_at,
                 d.action.value, d.confidence, d.consensus_count, d.total_models, int(d.actionable),
                 int(d.boosted), int(rec.published), rec.blocked_reason, rec.entry_price, rec.config_id,
-                rec.decision_latency_ms, int(rec.synthetic), json.dumps(rec.to_json(), separators=(",", ":")),
+                rec.decision_latency_ms, int(rec.synthetic), json.dumps(doc := rec.to_json(), separators=(",", ":")),
             ))
             pred.extend(_prediction_row(rec, r) for r in d.results)
             if self.outbox:
                 out.append(("ai.decision", rec.event_id, "ai.decision", dec[-1][-1], now))
             if rec.published:
-                payload = json.dumps(rec.intent_payload(), separators=(",", ":"))
+                payload = json.dumps(rec.intent_payload(doc["model_breakdown"]), separators=(",", ":"))
                 intents.append((rec.intent_event_id, rec.event_id, rec.symbol, rec.candle_open_time, payload))
                 if self.outbox:
                     out.append(("trade.intent", rec.intent_event_id, "trade.intent", payload, now))
