@@ -6,7 +6,8 @@ is replayed end to end through the small cached models (bench_latency.py trains 
 not timed): batch features, every decision through the engine with PatchTST in shadow, every
 decision and candle written to a fresh SQLite store. The limit is the four models' bare forwards
 (library calls, one intra-op thread each as in the engine) on a replay chunk of the same size, run back to back: rows/s a
-replay doing nothing but those forwards would reach. Asserts nothing.
+replay doing nothing but those forwards would reach. The forwards are timed before and after the replay (medians of
+both together), so a machine that speeds up or slows down during the run moves the limit with it. Asserts nothing.
 
     python bench/bench_replay.py [--data ../shared/data/candles] [--chunk 512] [--json out.json]
 """
@@ -44,6 +45,17 @@ YEAR_FROM = 1640995200000  # 2022-01-01
 YEAR_TO = 1672531200000  # 2023-01-01
 
 
+def _last_rows(series, seq_len: int, n: int):
+    """The last ``n`` rows of one symbol as engine inputs (for timing the forwards before the replay)."""
+    from ai_engine.engine import DecisionInputs
+    from ai_engine.features import compute_features, sequence_windows
+
+    frame = compute_features(series)
+    rows = np.arange(len(frame.tabular) - n, len(frame.tabular))
+    windows = sequence_windows(frame.sequence, rows, seq_len).astype(np.float32)
+    return DecisionInputs(candles=[None] * n, tabular=np.asarray(frame.tabular[rows]), windows=windows)
+
+
 def run(data: Path, models: dict[str, Path], chunk: int) -> dict:
     from ai_engine.data import load_dir
     from ai_engine.replay import replay_series
@@ -65,19 +77,23 @@ def run(data: Path, models: dict[str, Path], chunk: int) -> dict:
             yield b
 
     engine.decide_stream = lambda batches: stream(spy(batches))
+    slots = engine.state.slots
+    threads = int(os.environ.get("BENCH_THREADS", "1"))  # the engine's setting (pin_inference_threads)
+    fns = {m: bare_forward(slots[m].agent, threads) for m in MODELS}
+
+    def time_forwards(inputs, calls: int) -> dict[str, list[float]]:
+        xs = {m: forward_inputs(slots[m], inputs.tabular, inputs.windows) for m in MODELS}
+        return {m: [time_call(fns[m], xs[m]) for _ in range(calls)] for m in MODELS}
+
+    before = time_forwards(_last_rows(series["BTCUSDT"], engine.state.seq_len, chunk), 8)
     t1 = time.perf_counter()
     summary = replay_series(engine, series, start_ms=YEAR_FROM, chunk=chunk)
     t_replay = time.perf_counter() - t1
     engine.close()
     stored = engine.store.count("decisions")
-    slots = engine.state.slots
     inputs = seen[0]
-    threads = int(os.environ.get("BENCH_THREADS", "1"))  # the engine's setting (pin_inference_threads)
-    fwd = {}
-    for m in MODELS:
-        X = forward_inputs(slots[m], inputs.tabular, inputs.windows)
-        fn = bare_forward(slots[m].agent, threads)
-        fwd[m] = float(np.median([time_call(fn, X) for _ in range(15)]))
+    after = time_forwards(inputs, 8)
+    fwd = {m: float(np.median(before[m] + after[m])) for m in MODELS}
     rows = len(inputs.candles)
     limit = rows / (sum(fwd.values()) / 1000.0)
     throughput = summary.decisions / t_replay
