@@ -76,6 +76,7 @@ KEYS: dict[str, Key] = {
     "SHADOW_LOG_INTERVAL_S": Key(float, 30.0, "seconds between [SHADOW] log lines per model", 0.0, None),
     "SHADOW_DEADLINE_MS": Key(float, 250.0, "how long a decision waits for a shadow result", 0.0, None),
     "MODEL_TIMEOUT_MS": Key(float, 2000.0, "a voter slower than this is excluded from that decision", 1.0, None),
+    "SHADOW_ISOLATION": Key(str, "process", "where shadow models run: process (a child process each) or thread"),
     "FLATLINE_WINDOW": Key(int, 200, "recent outputs examined by the flat-line detector", 10, None),
     "FLATLINE_MIN_STD": Key(float, 0.005, "confidence std below which a model is flagged flat", 0.0, 1.0),
 }
@@ -117,6 +118,7 @@ class Settings:
     shadow_log_interval_s: float
     shadow_deadline_ms: float
     model_timeout_ms: float
+    shadow_isolation: str
     flatline_window: int
     flatline_min_std: float
     models: dict[str, ModelConfig]
@@ -294,6 +296,9 @@ def load_settings(
     backend = get("GOVERNOR_BACKEND").lower()
     if backend not in ("auto", "file", "redis"):
         raise ConfigError(f"GOVERNOR_BACKEND={backend!r} is not valid: expected auto, file or redis")
+    isolation = get("SHADOW_ISOLATION").lower()
+    if isolation not in ("process", "thread"):
+        raise ConfigError(f"SHADOW_ISOLATION={isolation!r} is not valid: expected process or thread")
     level = get("AI_ENGINE_LOG_LEVEL").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"AI_ENGINE_LOG_LEVEL={level!r} is not valid: expected DEBUG, INFO, WARNING or ERROR")
@@ -319,6 +324,7 @@ def load_settings(
         shadow_log_interval_s=get("SHADOW_LOG_INTERVAL_S"),
         shadow_deadline_ms=get("SHADOW_DEADLINE_MS"),
         model_timeout_ms=get("MODEL_TIMEOUT_MS"),
+        shadow_isolation=isolation,
         flatline_window=get("FLATLINE_WINDOW"),
         flatline_min_std=get("FLATLINE_MIN_STD"),
         models=models,

@@ -35,7 +35,14 @@ from ai_engine.ensemble_manager import EnsembleManager
 from ai_engine.enums import ModelRole, ModelStatus
 from ai_engine.exceptions import TransientError
 from ai_engine.governor import Governor
-from ai_engine.model_slots import DISPLAY_NAMES, ModelSlot, applied_config, load_slots, log_applied
+from ai_engine.model_slots import (
+    DISPLAY_NAMES,
+    ModelSlot,
+    applied_config,
+    isolate_shadows,
+    load_slots,
+    log_applied,
+)
 from ai_engine.monitor import FlatlineMonitor
 from ai_engine.telemetry.shadow_log import ShadowLogger, log_intent
 from ai_engine.telemetry.sqlite import TelemetryStore
@@ -265,6 +272,8 @@ class DecisionEngine:
             publisher, which drains the store's outbox); they must not block.
         wait_for_shadow: wait for shadow results without a deadline (replay), instead of
             ``settings.shadow_deadline_ms`` (live).
+        slots: preloaded slots, used as they are; by default the engine loads them, with shadows
+            in their own processes when ``SHADOW_ISOLATION=process``.
     """
 
     def __init__(
@@ -288,7 +297,10 @@ class DecisionEngine:
         self._lock = threading.Lock()  # held for a whole decision batch; reload swaps between batches
         self.shadow_logger = ShadowLogger(settings.shadow_log_interval_s)
         self.flatline = FlatlineMonitor(settings.flatline_window, settings.flatline_min_std)
-        self.state = _state_for(settings, slots if slots is not None else load_slots(settings))
+        if slots is None:  # slots handed in are used as they are (tests hold their agents)
+            slots = load_slots(settings)
+            isolate_shadows(settings, slots)
+        self.state = _state_for(settings, slots)
         pin_inference_threads(self.state.slots)
         self._announce("start")
         self.last_decision_at: int | None = None
@@ -308,6 +320,7 @@ class DecisionEngine:
         fails to load, the previous configuration stays in force and the reason is logged."""
         try:
             slots = load_slots(settings, strict=True)
+            isolate_shadows(settings, slots, self.state.slots, strict=True)
         except Exception as exc:
             log.error("reload refused, previous configuration %s stays in force: %s", self.state.config_id, exc)
             return False
@@ -553,6 +566,9 @@ class DecisionEngine:
                       stuck, shadow_grace_s)
         for r in self._runners.values():
             r.stop()
+        for slot in self.state.slots.values():
+            if getattr(slot.agent, "isolated", False) and not stuck:
+                slot.agent.close()
         self._writer.shutdown(wait=True)
         for sink in self.sinks:
             close = getattr(sink, "close", None)

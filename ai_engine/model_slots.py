@@ -16,7 +16,7 @@ from ai_engine.config import MODEL_ENV_PREFIX, Settings, config_id_for
 from ai_engine.enums import ModelRole
 from ai_engine.exceptions import FeatureMismatchError, ModelLoadError
 
-__all__ = ["ModelSlot", "load_slots", "applied_config", "DISPLAY_NAMES", "resolve_model_path"]
+__all__ = ["ModelSlot", "load_slots", "isolate_shadows", "applied_config", "DISPLAY_NAMES", "resolve_model_path"]
 
 log = logging.getLogger("ai_engine.models")
 
@@ -137,6 +137,32 @@ def _warn_if_degenerate(disp: str, slot: ModelSlot) -> None:
 
 def load_slots(settings: Settings, *, strict: bool = False) -> dict[str, ModelSlot]:
     return {name: load_slot(settings, name, strict=strict) for name in settings.models}
+
+
+def isolate_shadows(settings: Settings, slots: dict[str, ModelSlot], previous: dict[str, ModelSlot] | None = None,
+                    *, strict: bool = False) -> None:
+    """With ``SHADOW_ISOLATION=process``, serve each active shadow from its own process
+    (``agents.isolated``). The process of the same artifact in ``previous`` is kept, so a reload
+    that leaves the shadow as it is starts nothing. A process that does not start leaves the slot
+    inactive with the reason (``strict``: raises)."""
+    from ai_engine.agents.isolated import IsolatedAgent
+
+    if settings.shadow_isolation != "process":
+        return
+    for name, slot in slots.items():
+        if slot.role is not ModelRole.SHADOW or not slot.active or getattr(slot.agent, "isolated", False):
+            continue
+        old = (previous or {}).get(name)
+        if old is not None and getattr(old.agent, "isolated", False) and old.sha256 == slot.sha256 and old.path == slot.path:
+            slot.agent = old.agent
+            continue
+        try:
+            slot.agent = IsolatedAgent(slot.agent, slot.path)
+        except ModelLoadError as exc:
+            if strict:
+                raise
+            slot.agent, slot.reason = None, str(exc)
+            log.error("[%s] ❌ model not loaded, excluded from the ensemble: %s", DISPLAY_NAMES[name], exc)
 
 
 def applied_config(settings: Settings, slots: dict[str, ModelSlot]) -> tuple[str, dict]:

@@ -38,7 +38,8 @@ from ai_engine.exceptions import (
 from ai_engine.training.calibration import fit_temperature, softmax
 from ai_engine.types import Prediction
 
-__all__ = ["BaseAgent", "Param", "BALANCE_MODES", "balance_weights", "check_feature_names", "version_for"]
+__all__ = ["BaseAgent", "Param", "BALANCE_MODES", "balance_weights", "check_feature_names", "predictions_from_logits",
+           "version_for"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,15 @@ def balance_weights(y: np.ndarray) -> np.ndarray:
     per_class = np.zeros(3)
     per_class[present] = len(y) / (present.sum() * counts[present])
     return per_class[y]
+
+
+def predictions_from_logits(logits: np.ndarray, passes_logits: bool) -> list[Prediction]:
+    """Predictions from calibrated logits (n, 3); ``Prediction.logit`` is the model's own logit
+    when ``passes_logits``, else the log-odds of the chosen class."""
+    probs = softmax(logits).tolist()  # Python floats once, not numpy scalars per value
+    if passes_logits:
+        return [Prediction.from_probs(p, z) for p, z in zip(probs, logits.tolist(), strict=True)]
+    return [Prediction.from_probs(p) for p in probs]
 
 
 def version_for(model: str, when: datetime) -> str:
@@ -218,11 +228,7 @@ class BaseAgent(abc.ABC):
 
     def predict(self, X: Any) -> list[Prediction]:
         """One Prediction per row; the action is the arg-max class."""
-        logits = self.predict_logits(X)
-        probs = softmax(logits).tolist()  # Python floats once, not numpy scalars per value
-        if self.passes_logits:
-            return [Prediction.from_probs(p, z) for p, z in zip(probs, logits.tolist(), strict=True)]
-        return [Prediction.from_probs(p) for p in probs]
+        return predictions_from_logits(self.predict_logits(X), self.passes_logits)
 
     def check_features(self, names: Sequence[str]) -> None:
         """Raise FeatureMismatchError unless ``names`` equal ``feature_names_in_`` (same order)."""
