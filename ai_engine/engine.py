@@ -136,26 +136,34 @@ def _invalid_rows(preds: Sequence[Prediction]) -> list[str | None]:
     return out
 
 
-def run_slot(slot: ModelSlot, inputs: DecisionInputs) -> list[ModelResult]:
-    """Run one model over the batch. Failures become per-row ERROR/INACTIVE results, never votes."""
+def _model_rows(slot: ModelSlot, inputs: DecisionInputs) -> tuple[np.ndarray, np.ndarray]:
+    """The model's input for every row of the batch, and which rows are finite (only those are fed)."""
+    agent = slot.agent
+    if agent.input_kind == "tabular":
+        X = inputs.tabular[:, slot.input_index]
+        return X, np.isfinite(X).all(axis=1)
+    X = inputs.windows[:, -agent.seq_len_ :, :][:, :, slot.input_index]
+    return X, np.isfinite(X).all(axis=(1, 2))
+
+
+def run_slot(slot: ModelSlot, inputs: DecisionInputs, forward: Callable | None = None) -> list[ModelResult]:
+    """Run one model over the batch. Failures become per-row ERROR/INACTIVE results, never votes.
+
+    ``forward`` stands in for ``slot.agent.predict`` on the finite rows (a request already sent to
+    the model's own process)."""
     n = len(inputs.candles)
     base = dict(model=slot.name, role=slot.role, weight=slot.weight, version=slot.version, sha256=slot.sha256)
     if not slot.active:
         status = ModelStatus.DISABLED if slot.role is ModelRole.DISABLED else ModelStatus.INACTIVE
         return [ModelResult(status=status, reason=slot.reason, **base)] * n
-    agent = slot.agent
     t0 = time.perf_counter()
-    if agent.input_kind == "tabular":
-        X = inputs.tabular[:, slot.input_index]
-        finite = np.isfinite(X).all(axis=1)
-    else:
-        X = inputs.windows[:, -agent.seq_len_ :, :][:, :, slot.input_index]
-        finite = np.isfinite(X).all(axis=(1, 2))
+    X, finite = _model_rows(slot, inputs)
     results: list[ModelResult | None] = [None] * n
     all_finite = bool(finite.all())
     ok_rows = range(n) if all_finite else np.flatnonzero(finite)
     try:
-        preds = agent.predict(X if all_finite else X[ok_rows]) if len(ok_rows) else []
+        predict = forward or slot.agent.predict
+        preds = predict(X if all_finite else X[ok_rows]) if len(ok_rows) else []
         if len(preds) != len(ok_rows):
             raise ValueError(f"returned {len(preds)} predictions for {len(ok_rows)} rows")
         error = None
@@ -347,6 +355,25 @@ class DecisionEngine:
             self._runners[key] = runner
         return runner
 
+    def _submit(self, slot: ModelSlot, inputs: DecisionInputs) -> Future | None:
+        """Queue the model's call on its worker (None: refused, see ModelRunner). A model served
+        from its own process (``agent.send``) gets its request now, so it starts at once, even while
+        its worker is still finishing the previous batch's results; the worker reads the reply."""
+        runner = self._runner(slot)
+        send = getattr(slot.agent, "send", None)
+        if send is None:
+            return runner.submit(run_slot, slot, inputs)
+        request: Future = Future()
+        fut = runner.submit(run_slot, slot, inputs, lambda _rows: request.result().result())
+        if fut is not None:
+            X, finite = _model_rows(slot, inputs)
+            if finite.any():  # run_slot reads a reply only when some row is fed, so send only then
+                try:
+                    request.set_result(send(X if finite.all() else X[finite]))
+                except Exception as exc:  # becomes the model's error rows, like a failed predict
+                    request.set_exception(exc)
+        return fut
+
     # -- the decision path --------------------------------------------------------------------
     def decide(self, inputs: DecisionInputs) -> list[DecisionRecord]:
         with self._lock:
@@ -385,7 +412,7 @@ class DecisionEngine:
             if name not in shadows and name not in voters:
                 per_model[name] = run_slot(slot, inputs)  # disabled/inactive: a reason per row, no work
         for name, slot in voters.items():
-            jobs[name] = self._runner(slot).submit(run_slot, slot, inputs)
+            jobs[name] = self._submit(slot, inputs)
         deadline = t0 + settings.model_timeout_ms / 1000.0
         for name, slot in voters.items():
             per_model[name] = self._voter_results(slot, jobs[name], n, deadline)
@@ -400,7 +427,7 @@ class DecisionEngine:
         # voters (p99 1.57x at 1 symbol, docs/performance.md). In replay, decide_stream still
         # overlaps this batch's shadow with the next batch's voters.
         for name, s in shadows.items():
-            jobs[name] = self._runner(s).submit(run_slot, s, inputs)
+            jobs[name] = self._submit(s, inputs)
         return st, inputs, t0, shadows, jobs, per_model, decisions, verdicts, t_ready
 
     def _complete(self, started: tuple | None) -> list[DecisionRecord]:

@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import os
+import queue
 import struct
 import subprocess
 import sys
@@ -78,29 +79,79 @@ def _from_npy(b: bytes) -> np.ndarray:
     return np.load(io.BytesIO(b), allow_pickle=False)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """End a child: close its stdin (it exits at end of input), kill it if it does not."""
-    if proc.poll() is None:
+def _ready_failure(proc: subprocess.Popen, sha256: str) -> str | None:
+    """Wait for the child's ready frame; None when it loaded ``sha256``, else why it did not start."""
+    frame: list = []
+    reader = threading.Thread(target=lambda: frame.append(_recv(proc.stdout)), daemon=True)
+    reader.start()
+    reader.join(START_TIMEOUT_S)
+    if not frame or frame[0] is None:
+        code = proc.poll()
+        return f"exited with code {code}" if code is not None else f"not ready after {START_TIMEOUT_S:g} s"
+    kind, payload = frame[0]
+    if kind == b"E":
+        return payload.decode(errors="replace")
+    try:
+        loaded = json.loads(payload).get("sha256") if kind == b"R" else None
+    except ValueError:
+        loaded = None
+    return None if loaded == sha256 else f"it loaded sha256 {loaded}, expected {sha256}"
+
+
+def _pump(proc: subprocess.Popen, name: str, sha256: str) -> None:
+    """Wait until the child is ready, then write the queued requests to it, in order, until told
+    to stop or the child is gone. Requests queued while it starts wait in the queue."""
+    proc.failure = _ready_failure(proc, sha256)
+    if proc.failure is not None:
+        log.error("[%s] model process did not start: %s", name, proc.failure)
+        _stop(proc)
+    proc.started.set()
+    if proc.failure is not None:
+        return
+    log.info("[%s] model runs in its own process (pid %d)", name, proc.pid)
+    while (data := proc.outbox.get()) is not None:
         try:
-            proc.stdin.close()
+            _send(proc.stdin, b"X", data)
+        except (OSError, ValueError):  # the child is gone: reading the reply finds its end and says so
+            return
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End a child (it holds no state worth a graceful exit; its pump may be blocked writing to it)."""
+    proc.outbox.put(None)
+    if proc.poll() is None:
+        proc.terminate()
+        try:
             proc.wait(timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
+        except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
     for f in (proc.stdin, proc.stdout):
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError):
             f.close()
+
+
+class _Reply:
+    """The answer to one request: ``result()`` reads it (or raises why there is none)."""
+
+    def __init__(self, agent: IsolatedAgent, proc: subprocess.Popen | None, seq: int,
+                 error: Exception | None = None) -> None:
+        self._agent, self._proc, self._seq, self._error = agent, proc, seq, error
+
+    def result(self) -> list[Prediction]:
+        if self._error is not None:
+            raise self._error
+        return self._agent._read(self._proc, self._seq)
 
 
 class IsolatedAgent:
     """``agent``'s predictions, computed by a child process that loaded the same artifact.
 
     Everything else (name, version, sha256, input kind, window length, metadata) is read from
-    ``agent``, the copy this process loaded and verified. Calls are serialised (the engine makes
-    one at a time per model anyway).
-
-    Raises:
-        ModelLoadError: the child did not start, or loaded something other than ``agent``.
+    ``agent``, the copy this process loaded and verified. The child starts in the background: a
+    reload or a start never waits for it; requests sent meanwhile wait in its queue (a live shadow
+    entry is then ``late`` and joined when the answer comes). ``send`` queues a request and returns
+    its reply; ``predict`` is both in one call.
     """
 
     isolated = True
@@ -108,12 +159,15 @@ class IsolatedAgent:
     def __init__(self, agent: Any, path: Path | str) -> None:
         self._agent = agent
         self._path = Path(path)
-        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._read_turn = threading.Condition()
         self._proc: subprocess.Popen | None = None
         self._died_at: float | None = None
         self._start()
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # our own state, not set yet (never the agent's)
+            raise AttributeError(name)
         return getattr(self._agent, name)
 
     @property
@@ -121,48 +175,78 @@ class IsolatedAgent:
         """The child's pid (the last one, when it is gone)."""
         return self._pid
 
+    def wait_started(self, timeout: float | None = None) -> str | None:
+        """Wait until the current child is ready; None when it is, else why it is not."""
+        proc = self._proc
+        if proc is None:
+            return "model process exited"
+        if not proc.started.wait(timeout):
+            return "still starting"
+        return None if proc.failure is None else f"model process did not start: {proc.failure}"
+
     def _start(self) -> None:
         agent = self._agent
         cmd = [sys.executable, "-m", "ai_engine.agents.isolated", agent.name, str(self._path), agent.sha256]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        finalizer = weakref.finalize(self, _stop, proc)
-        ready: list = []
-        reader = threading.Thread(target=lambda: ready.append(_recv(proc.stdout)), daemon=True)
-        reader.start()
-        reader.join(START_TIMEOUT_S)
-        frame = ready[0] if ready else None
-        if frame is None or frame[0] != b"R":
-            finalizer()
-            why = frame[1].decode(errors="replace") if frame else (
-                f"exited with code {proc.returncode}" if proc.poll() is not None else f"not ready after {START_TIMEOUT_S:g} s")
-            raise ModelLoadError(f"{agent.name}: model process did not start: {why}")
-        info = json.loads(frame[1])
-        if info.get("sha256") != agent.sha256:
-            finalizer()
-            raise ModelLoadError(f"{agent.name}: model process loaded sha256 {info.get('sha256')}, expected {agent.sha256}")
-        self._proc, self._finalizer, self._pid = proc, finalizer, proc.pid
-        log.info("[%s] model runs in its own process (pid %d)", agent.name, proc.pid)
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        except OSError as exc:
+            raise ModelLoadError(f"{agent.name}: model process did not start: {exc}") from None
+        proc.outbox = queue.SimpleQueue()  # requests waiting for the pump thread
+        proc.started = threading.Event()  # set once the child is ready or has failed to start
+        proc.failure = None
+        proc.sent = proc.read = 0  # requests queued for this child, replies read from it
+        self._proc, self._pid = proc, proc.pid
+        self._finalizer = weakref.finalize(self, _stop, proc)
+        threading.Thread(target=_pump, args=(proc, agent.name, agent.sha256), name=f"model-{agent.name}-pipe",
+                         daemon=True).start()
+
+    def send(self, X: Any) -> _Reply:
+        """Queue a request for ``X``'s predictions; ``result()`` on the reply waits for them.
+
+        Requests queue ahead of the child, so it starts the next batch the moment it finishes one,
+        and a busy child never blocks the sender. Every reply must be read (``result``), in the
+        order sent; the engine reads each model's on one thread. A child found gone fails the
+        requests sent to it; the first request ``RESTART_AFTER_S`` later starts a new one (a model
+        that crashes at every call cannot make the engine spawn processes in a loop)."""
+        data = _npy(np.ascontiguousarray(X, dtype=np.float32 if self._agent.input_kind == "sequence" else np.float64))
+        with self._send_lock:
+            try:
+                if self._proc is None:
+                    self._restart()
+            except Exception as exc:
+                return _Reply(self, None, 0, exc)
+            proc = self._proc
+            seq, proc.sent = proc.sent, proc.sent + 1
+            proc.outbox.put(data)
+        return _Reply(self, proc, seq)
 
     def predict(self, X: Any) -> list[Prediction]:
-        """One Prediction per row, as ``BaseAgent.predict``; raises ModelProcessError on failure.
+        """One Prediction per row, as ``BaseAgent.predict``; raises ModelProcessError on failure."""
+        return self.send(X).result()
 
-        A child found gone fails the call that finds it; the first call ``RESTART_AFTER_S`` later
-        starts a new one (so a model that crashes at every call cannot make the engine spawn
-        processes in a loop)."""
-        X = np.ascontiguousarray(X, dtype=np.float32 if self._agent.input_kind == "sequence" else np.float64)
-        with self._lock:
-            if self._proc is None:
-                self._restart()
-            try:
-                _send(self._proc.stdin, b"X", _npy(X))
-                frame = _recv(self._proc.stdout)
-            except (OSError, ValueError):
-                frame = None
-            if frame is None:
-                self._finalizer()
-                code, self._proc, self._died_at = self._proc.returncode, None, time.monotonic()
-                raise ModelProcessError(f"model process exited with code {code}; a new one starts on a call "
-                                        f"after {RESTART_AFTER_S:g} s")
+    def _read(self, proc: subprocess.Popen, seq: int) -> list[Prediction]:
+        proc.started.wait()
+        frame = None
+        with self._read_turn:
+            self._read_turn.wait_for(lambda: proc.read == seq)
+            if proc.failure is None:
+                try:
+                    frame = _recv(proc.stdout)
+                except (OSError, ValueError):
+                    frame = None
+            proc.read += 1
+            self._read_turn.notify_all()
+        if frame is None:
+            with self._send_lock:
+                if self._proc is proc:
+                    self._finalizer()
+                    self._proc, self._died_at = None, time.monotonic()
+            if proc.poll() is None:
+                _stop(proc)
+            if proc.failure is not None:
+                raise ModelProcessError(f"model process did not start: {proc.failure}")
+            raise ModelProcessError(f"model process exited with code {proc.returncode}; a new one starts on a call "
+                                    f"after {RESTART_AFTER_S:g} s")
         kind, payload = frame
         if kind == b"E":
             raise ModelProcessError(payload.decode(errors="replace"))

@@ -13,7 +13,7 @@ import pytest
 import ai_engine.agents.isolated as isolated
 from ai_engine.agents import load_agent
 from ai_engine.agents.isolated import IsolatedAgent
-from ai_engine.exceptions import ConfigError, ModelLoadError
+from ai_engine.exceptions import ConfigError
 from ai_engine.runtime import open_engine
 from tests.reliability.conftest import copy_artifact, settings_for
 from tests.reliability.test_rel_model_faults import decide_some
@@ -49,11 +49,20 @@ def test_isolated_agent_predicts_exactly_what_the_agent_does(model, models):
     assert not _alive(iso.pid)
 
 
-def test_a_child_that_cannot_load_the_artifact_is_a_load_error(models, tmp_path):
+def test_a_child_that_cannot_load_the_artifact_fails_its_calls_with_the_reason(models, tmp_path, monkeypatch):
+    monkeypatch.setattr(isolated, "RESTART_AFTER_S", 3600.0)
     agent = load_agent("patchtst", models["patchtst"])
     other = copy_artifact(models["nhits"], tmp_path / "patchtst_model.pth")  # swapped after the parent loaded
-    with pytest.raises(ModelLoadError, match="model process did not start"):
-        IsolatedAgent(agent, other)
+    iso = IsolatedAgent(agent, other)
+    try:
+        assert "model process did not start" in iso.wait_started(timeout=120)
+        X = np.zeros((2, agent.seq_len_, len(agent.feature_names_in_)), dtype=np.float32)
+        with pytest.raises(isolated.ModelProcessError, match="did not start: ModelLoadError: .*wrong model kind"):
+            iso.predict(X)
+        with pytest.raises(isolated.ModelProcessError, match="a new one starts after 3600 s"):
+            iso.predict(X)  # no second process until the back-off has passed
+    finally:
+        iso.close()
 
 
 def test_engine_runs_the_shadow_in_its_own_process_and_ends_it_at_close(models, series, tmp_path):
@@ -94,6 +103,7 @@ def test_killed_shadow_process_costs_only_its_rows_and_is_started_again(models, 
     engine = open_engine(settings, wait_for_shadow=True)
     try:
         shadow = engine.state.slots["patchtst"].agent
+        assert shadow.wait_started(timeout=120) is None
         first_pid = shadow.pid
         os.kill(first_pid, signal.SIGKILL)
         hit = decide_some(engine, series, 120, 121)  # the call that finds the child gone
