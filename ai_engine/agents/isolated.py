@@ -3,7 +3,7 @@
 Why: every model's forward is partly Python, and threads of one process take turns on one
 interpreter lock. A shadow model on a thread of the engine slows down (and is slowed down by) the
 voters, the records and the writer; in its own process it shares nothing with them but the CPU.
-A one-year replay with PatchTST in shadow went from 32.5–33.1 s to 25.5–27.2 s (docs/performance.md).
+A one-year replay with PatchTST in shadow goes about a fifth faster (docs/performance.md).
 A crash of the model (even of native code) ends only the child: its calls fail with the reason and
 the next call after ``RESTART_AFTER_S`` starts a fresh child.
 
