@@ -115,6 +115,11 @@ def run_symbols(models: dict[str, Path], n_symbols: int, batches: int) -> dict:
         "on": open_engine(engine_settings(tmp / "on", models, symbols, PATCHTST_SHADOW_ONLY="true")),
         "off": open_engine(engine_settings(tmp / "off", models, symbols, PATCHTST_ROLE="disabled")),
     }
+    for e in engines.values():  # a service runs for hours: measure once its shadow's process is up
+        for slot in e.state.slots.values():
+            wait_started = getattr(slot.agent, "wait_started", None)
+            if wait_started is not None:
+                wait_started(120)
     procs = {k: CandleProcessor(e, "1h") for k, e in engines.items()}
     seen = []
     decide = engines["on"].decide
