@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     q = args.quick
     sizes = "10k" if q else ("10k,1M" if args.skip_10m else "10k,1M,10M")
     plan = {
-        "latency": (["bench/bench_latency.py", "--batches", "60" if q else "600", "--json", str(tmp / "lat.json")],
+        "latency": (["bench/bench_latency.py", "--batches", "60" if q else "1500", "--json", str(tmp / "lat.json")],
                     1800, "1 and 30 symbols, shadow on/off alternating in one process"),
         "replay": (["bench/bench_replay.py", "--json", str(tmp / "rep.json")], 1800, "full year, 5 symbols"),
         "training": (["bench/bench_training.py", *(["--quick"] if q else ["--bars", "3000"]),
