@@ -175,6 +175,18 @@ class IsolatedAgent:
         """The child's pid (the last one, when it is gone)."""
         return self._pid
 
+    @property
+    def process_state(self) -> str:
+        """``starting``, ``running``, or why the child is not running (for /health)."""
+        proc = self._proc
+        if proc is None:
+            return f"exited; a new one starts on a call after {RESTART_AFTER_S:g} s"
+        if not proc.started.is_set():
+            return "starting"
+        if proc.failure is not None:
+            return f"did not start: {proc.failure}"
+        return "running" if proc.poll() is None else f"exited with code {proc.returncode}"
+
     def wait_started(self, timeout: float | None = None) -> str | None:
         """Wait until the current child is ready; None when it is, else why it is not."""
         proc = self._proc

@@ -85,11 +85,16 @@ def test_lifecycle_commands_reach_the_next_decisions_without_restart(deployment,
 
     roles = _apply(cli, deployment, pid, "models", "shadow", "patchtst")
     assert roles["patchtst"][0] == "shadow" and roles["patchtst"][2] == new_sha
+    # the shadow runs in a child process of the service, shown on /health
+    child = wait_for(lambda: (h := fetch_health(deployment.port)).get("model_processes", {}).get("patchtst", {})
+                     .get("state") == "running" and h["model_processes"]["patchtst"]["pid"], "shadow process running")
+    assert child != pid and Path(f"/proc/{child}").exists()
     assert {m: r[0] for m, r in roles.items() if m != "patchtst"} == {"xgb": "voter", "lgbm": "voter", "nhits": "voter"}
     assert messages[1].startswith(b"RELOADING=1\nMONOTONIC_USEC=") and messages[2] == b"READY=1"
 
     roles = _apply(cli, deployment, pid, "models", "activate", "patchtst", "--weight", "20", "--force")  # option A
     assert roles["patchtst"] == ("voter", 20.0, new_sha)
+    assert fetch_health(deployment.port)["model_processes"] == {}  # a voter runs in the service itself
 
     roles = _apply(cli, deployment, pid, "models", "activate", "patchtst", "--weight", "5",
                    "--rebalance", "xgb=27.5,lgbm=27.5,nhits=40", "--force")  # option B
@@ -120,9 +125,13 @@ def test_lifecycle_commands_reach_the_next_decisions_without_restart(deployment,
     status = cli("status", "--json", "--env-file", str(deployment.env))
     assert status.exit_code == 0 and '"status_source": "health endpoint"' in status.output
 
+    shadow_child = fetch_health(deployment.port)["model_processes"].get("patchtst", {}).get("pid")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     done.set()
+    assert not Path(f"/proc/{child}").exists()  # the service's shadow processes end with it
+    if shadow_child is not None:
+        assert not Path(f"/proc/{shadow_child}").exists()
     listener.join()
     notify.close()
     assert messages[-1] == b"STOPPING=1"
