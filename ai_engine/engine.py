@@ -594,7 +594,7 @@ class DecisionEngine:
         for r in self._runners.values():
             r.stop()
         for slot in self.state.slots.values():
-            if getattr(slot.agent, "isolated", False) and not stuck:
+            if slot.isolated and not stuck:  # a stuck child is left like a hung thread; it ends with this process
                 slot.agent.close()
         self._writer.shutdown(wait=True)
         for sink in self.sinks:

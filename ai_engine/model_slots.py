@@ -40,6 +40,11 @@ class ModelSlot:
         return self.agent is not None
 
     @property
+    def isolated(self) -> bool:
+        """Served from a process of its own (``agents.isolated``)."""
+        return getattr(self.agent, "isolated", False)
+
+    @property
     def version(self) -> str | None:
         return getattr(self.agent, "version", None)
 
@@ -143,17 +148,17 @@ def isolate_shadows(settings: Settings, slots: dict[str, ModelSlot], previous: d
                     *, strict: bool = False) -> None:
     """With ``SHADOW_ISOLATION=process``, serve each active shadow from its own process
     (``agents.isolated``). The process of the same artifact in ``previous`` is kept, so a reload
-    that leaves the shadow as it is starts nothing. A process that does not start leaves the slot
-    inactive with the reason (``strict``: raises)."""
+    that leaves the shadow as it is starts nothing. The child starts in the background; a child
+    that cannot be spawned at all leaves the slot inactive with the reason (``strict``: raises)."""
     from ai_engine.agents.isolated import IsolatedAgent
 
     if settings.shadow_isolation != "process":
         return
     for name, slot in slots.items():
-        if slot.role is not ModelRole.SHADOW or not slot.active or getattr(slot.agent, "isolated", False):
+        if slot.role is not ModelRole.SHADOW or not slot.active or slot.isolated:
             continue
         old = (previous or {}).get(name)
-        if old is not None and getattr(old.agent, "isolated", False) and old.sha256 == slot.sha256 and old.path == slot.path:
+        if old is not None and old.isolated and old.sha256 == slot.sha256 and old.path == slot.path:
             slot.agent = old.agent
             continue
         try:

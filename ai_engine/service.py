@@ -284,7 +284,7 @@ class Service:
             "decisions_made": eng.decisions_made,
             "store": {"pending_writes": eng.store.pending_writes, "dropped_decisions": eng.store.dropped_decisions},
             "model_processes": {m: {"pid": s.agent.pid, "state": s.agent.process_state}
-                                for m, s in st.slots.items() if getattr(s.agent, "isolated", False)},
+                                for m, s in st.slots.items() if s.isolated},
             "governor": gov.to_json() | {"error": None} if gov is not None else {"error": err},
         }
 
