@@ -146,18 +146,19 @@ def _model_rows(slot: ModelSlot, inputs: DecisionInputs) -> tuple[np.ndarray, np
     return X, np.isfinite(X).all(axis=(1, 2))
 
 
-def run_slot(slot: ModelSlot, inputs: DecisionInputs, forward: Callable | None = None) -> list[ModelResult]:
+def run_slot(slot: ModelSlot, inputs: DecisionInputs, forward: Callable | None = None,
+             rows: tuple[np.ndarray, np.ndarray] | None = None) -> list[ModelResult]:
     """Run one model over the batch. Failures become per-row ERROR/INACTIVE results, never votes.
 
     ``forward`` stands in for ``slot.agent.predict`` on the finite rows (a request already sent to
-    the model's own process)."""
+    the model's own process); ``rows`` is ``_model_rows(slot, inputs)`` when the caller has it."""
     n = len(inputs.candles)
     base = dict(model=slot.name, role=slot.role, weight=slot.weight, version=slot.version, sha256=slot.sha256)
     if not slot.active:
         status = ModelStatus.DISABLED if slot.role is ModelRole.DISABLED else ModelStatus.INACTIVE
         return [ModelResult(status=status, reason=slot.reason, **base)] * n
     t0 = time.perf_counter()
-    X, finite = _model_rows(slot, inputs)
+    X, finite = rows if rows is not None else _model_rows(slot, inputs)
     results: list[ModelResult | None] = [None] * n
     all_finite = bool(finite.all())
     ok_rows = range(n) if all_finite else np.flatnonzero(finite)
@@ -364,14 +365,13 @@ class DecisionEngine:
         if send is None:
             return runner.submit(run_slot, slot, inputs)
         request: Future = Future()
-        fut = runner.submit(run_slot, slot, inputs, lambda _rows: request.result().result())
-        if fut is not None:
-            X, finite = _model_rows(slot, inputs)
-            if finite.any():  # run_slot reads a reply only when some row is fed, so send only then
-                try:
-                    request.set_result(send(X if finite.all() else X[finite]))
-                except Exception as exc:  # becomes the model's error rows, like a failed predict
-                    request.set_exception(exc)
+        X, finite = rows = _model_rows(slot, inputs)
+        fut = runner.submit(run_slot, slot, inputs, lambda _fed: request.result().result(), rows)
+        if fut is not None and finite.any():  # run_slot reads a reply only when a row is fed: send only then
+            try:
+                request.set_result(send(X if finite.all() else X[finite]))
+            except Exception as exc:  # becomes the model's error rows, like a failed predict
+                request.set_exception(exc)
         return fut
 
     # -- the decision path --------------------------------------------------------------------
