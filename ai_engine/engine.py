@@ -4,10 +4,10 @@ Replay, demo and the live service all call ``DecisionEngine.decide`` with a batc
 symbol's candle in the live case, many symbols or many candles in replay), so there is exactly one
 implementation of the rule.
 
-Every model runs on its own worker thread (one call in flight at most, so a hung model never piles
-up threads): voters in parallel with each other, each bounded by ``model_timeout_ms``; shadow
-models as soon as the voters are done, concurrently with the ensemble, the governor and (in replay)
-the next batch's voters. ``decision_latency_ms`` runs from the candle's arrival to the voters'
+The voters run one after another on a worker thread, all within ``model_timeout_ms`` (a hung one
+is cut off and skipped while its call runs; ``model_calls.VoterPool``); shadow models run on their
+own worker or process as soon as the voters are done, concurrently with the ensemble, the governor
+and (in replay) the next batch's voters. ``decision_latency_ms`` runs from the candle's arrival to the voters'
 decision and the governor verdict; the record then waits for shadow results at most
 ``shadow_deadline_ms`` (fully in replay) and a late shadow result is joined to the stored record
 when it arrives. Nothing a shadow model does can reach the vote: its results carry role ``shadow``
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import sys
 import threading
 import time
@@ -35,6 +34,14 @@ from ai_engine.ensemble_manager import EnsembleManager
 from ai_engine.enums import ModelRole, ModelStatus
 from ai_engine.exceptions import TransientError
 from ai_engine.governor import Governor
+from ai_engine.model_calls import (
+    SHADOW_QUEUE,
+    ModelRunner,
+    VoterPool,
+    error_results,
+    model_rows,
+    run_slot,
+)
 from ai_engine.model_slots import (
     DISPLAY_NAMES,
     ModelSlot,
@@ -46,9 +53,9 @@ from ai_engine.model_slots import (
 from ai_engine.monitor import FlatlineMonitor
 from ai_engine.telemetry.shadow_log import ShadowLogger, log_intent
 from ai_engine.telemetry.sqlite import TelemetryStore
-from ai_engine.types import Candle, DecisionRecord, ModelResult, Prediction, event_id_for
+from ai_engine.types import Candle, DecisionRecord, ModelResult, event_id_for
 
-__all__ = ["DecisionInputs", "DecisionEngine", "EngineState", "ModelRunner", "run_slot", "pin_inference_threads"]
+__all__ = ["DecisionInputs", "DecisionEngine", "EngineState", "pin_inference_threads"]
 
 log = logging.getLogger("ai_engine.engine")
 
@@ -112,140 +119,6 @@ def _state_for(settings: Settings, slots: dict[str, ModelSlot]) -> EngineState:
     return EngineState(settings, slots, ensemble, config_id, payload)
 
 
-def _invalid_rows(preds: Sequence[Prediction]) -> list[str | None]:
-    """Per prediction: why it is unusable (non-finite, not a distribution, confidence out of range), or None.
-    One vectorised pass over the batch instead of numpy calls per row."""
-    probs = np.array([p.probs for p in preds], dtype=float).reshape(len(preds), 3)
-    conf = np.array([p.confidence for p in preds], dtype=float)
-    nonfinite = ~(np.isfinite(probs).all(axis=1) & np.isfinite(conf))
-    with np.errstate(invalid="ignore"):
-        bad_probs = (probs < -1e-9).any(axis=1) | (probs > 1 + 1e-9).any(axis=1) | (np.abs(probs.sum(axis=1) - 1.0) > 1e-4)
-        bad_conf = (conf < 0.0) | (conf > 1.0)
-    if not (nonfinite | bad_probs | bad_conf).any():
-        return [None] * len(preds)
-    out: list[str | None] = []
-    for i in range(len(preds)):
-        if nonfinite[i]:
-            out.append("non-finite output")
-        elif bad_probs[i]:
-            out.append(f"invalid probabilities {probs[i].round(4).tolist()}")
-        elif bad_conf[i]:
-            out.append(f"confidence {conf[i]} outside [0, 1]")
-        else:
-            out.append(None)
-    return out
-
-
-def _model_rows(slot: ModelSlot, inputs: DecisionInputs) -> tuple[np.ndarray, np.ndarray]:
-    """The model's input for every row of the batch, and which rows are finite (only those are fed)."""
-    agent = slot.agent
-    if agent.input_kind == "tabular":
-        X = inputs.tabular[:, slot.input_index]
-        return X, np.isfinite(X).all(axis=1)
-    X = inputs.windows[:, -agent.seq_len_ :, :][:, :, slot.input_index]
-    return X, np.isfinite(X).all(axis=(1, 2))
-
-
-def run_slot(slot: ModelSlot, inputs: DecisionInputs, forward: Callable | None = None,
-             rows: tuple[np.ndarray, np.ndarray] | None = None) -> list[ModelResult]:
-    """Run one model over the batch. Failures become per-row ERROR/INACTIVE results, never votes.
-
-    ``forward`` stands in for ``slot.agent.predict`` on the finite rows (a request already sent to
-    the model's own process); ``rows`` is ``_model_rows(slot, inputs)`` when the caller has it."""
-    n = len(inputs.candles)
-    base = dict(model=slot.name, role=slot.role, weight=slot.weight, version=slot.version, sha256=slot.sha256)
-    if not slot.active:
-        status = ModelStatus.DISABLED if slot.role is ModelRole.DISABLED else ModelStatus.INACTIVE
-        return [ModelResult(status=status, reason=slot.reason, **base)] * n
-    t0 = time.perf_counter()
-    X, finite = rows if rows is not None else _model_rows(slot, inputs)
-    results: list[ModelResult | None] = [None] * n
-    all_finite = bool(finite.all())
-    ok_rows = range(n) if all_finite else np.flatnonzero(finite)
-    try:
-        predict = forward or slot.agent.predict
-        preds = predict(X if all_finite else X[ok_rows]) if len(ok_rows) else []
-        if len(preds) != len(ok_rows):
-            raise ValueError(f"returned {len(preds)} predictions for {len(ok_rows)} rows")
-        error = None
-    except Exception as exc:  # a model that raises is excluded for this decision, with its reason
-        preds, error = [], f"inference failed: {type(exc).__name__}: {exc}"
-    latency = (time.perf_counter() - t0) * 1000.0 / max(n, 1)
-    for i, p, bad in zip(ok_rows, preds, _invalid_rows(preds) if len(preds) else [], strict=False):
-        results[i] = ModelResult(
-            status=ModelStatus.ERROR if bad else ModelStatus.OK,
-            prediction=None if bad else p,
-            reason=f"invalid output: {bad}" if bad else None,
-            latency_ms=latency,
-            **base,
-        )
-    for i in range(n):
-        if results[i] is None:
-            reason = error if finite[i] else "non-finite input (window not yet full of valid history, or bad features); row not fed to the model"
-            results[i] = ModelResult(status=ModelStatus.ERROR, reason=reason, latency_ms=latency, **base)
-    return results  # type: ignore[return-value]
-
-
-class ModelRunner:
-    """One model's daemon worker thread.
-
-    Calls run in submission order. A voter gets at most one call in flight: while a call that timed
-    out is still running, later ones are refused (``submit`` returns None) instead of queueing
-    behind it or starting more threads. A shadow may queue up to ``max_pending`` calls, so a slow
-    shadow still gets every row joined to its record. Daemon: a hung model never blocks exit.
-    """
-
-    def __init__(self, name: str, max_pending: int = 1) -> None:
-        self.name = name
-        self.max_pending = max_pending
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._pending: list[Future] = []
-        self._busy_since: float | None = None
-        self._thread = threading.Thread(target=self._work, name=f"model-{name}", daemon=True)
-        self._thread.start()
-
-    def _work(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            fut, fn, args = job
-            if not fut.set_running_or_notify_cancel():
-                continue
-            self._busy_since = time.perf_counter()
-            try:
-                fut.set_result(fn(*args))
-            except BaseException as exc:  # delivered to the waiter, which turns it into ERROR results
-                fut.set_exception(exc)
-            finally:
-                self._busy_since = None
-
-    @property
-    def busy_ms(self) -> float:
-        """How long the call now running has been running (0 when idle)."""
-        since = self._busy_since
-        return 0.0 if since is None else (time.perf_counter() - since) * 1000.0
-
-    def submit(self, fn: Callable, *args) -> Future | None:
-        self._pending = [f for f in self._pending if not f.done()]
-        if len(self._pending) >= self.max_pending:
-            return None
-        fut: Future = Future()
-        self._pending.append(fut)
-        self._jobs.put((fut, fn, args))
-        return fut
-
-    def pending(self) -> list[Future]:
-        return [f for f in self._pending if not f.done()]
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """End the worker after the calls queued so far; wait for it unless a call is hung (a
-        worker left inside native code at interpreter exit can abort the process)."""
-        self._jobs.put(None)
-        if not self.pending():
-            self._thread.join(timeout)
-
-
 GIL_SWITCH_INTERVAL_S = 0.001
 
 
@@ -266,8 +139,6 @@ def pin_inference_threads(slots: dict[str, ModelSlot], threads: int = 1) -> None
         if s.active and set_threads is not None:
             set_threads(threads)
 
-
-SHADOW_QUEUE = 64  # shadow calls that may wait behind a slow one before further rows are skipped
 
 
 class DecisionEngine:
@@ -299,7 +170,8 @@ class DecisionEngine:
         self.governor = governor
         self.sinks = list(sinks)
         self.wait_for_shadow = wait_for_shadow
-        self._runners: dict[tuple[str, str | None, ModelRole], ModelRunner] = {}
+        self._runners: dict[tuple[str, str | None], ModelRunner] = {}  # the shadows' workers
+        self._voters = VoterPool()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="telemetry")
         self._pipelined = False
         self._write_errors: list[Exception] = []
@@ -347,12 +219,12 @@ class DecisionEngine:
 
     def _runner(self, slot: ModelSlot) -> ModelRunner:
         """The worker of this model artifact in this role (a reloaded artifact gets a fresh one)."""
-        key = (slot.name, slot.sha256, slot.role)
+        key = (slot.name, slot.sha256)
         runner = self._runners.get(key)
         if runner is None:
             for old_key in [k for k in self._runners if k[0] == slot.name and not self._runners[k].pending()]:
                 self._runners.pop(old_key).stop()
-            runner = ModelRunner(slot.name, SHADOW_QUEUE if slot.role is ModelRole.SHADOW else 1)
+            runner = ModelRunner(slot.name)
             self._runners[key] = runner
         return runner
 
@@ -365,7 +237,7 @@ class DecisionEngine:
         if send is None:
             return runner.submit(run_slot, slot, inputs)
         request: Future = Future()
-        X, finite = rows = _model_rows(slot, inputs)
+        X, finite = rows = model_rows(slot, inputs)
         fut = runner.submit(run_slot, slot, inputs, lambda _fed: request.result().result(), rows)
         if fut is not None and finite.any():  # run_slot reads a reply only when a row is fed: send only then
             try:
@@ -411,11 +283,10 @@ class DecisionEngine:
         for name, slot in st.slots.items():
             if name not in shadows and name not in voters:
                 per_model[name] = run_slot(slot, inputs)  # disabled/inactive: a reason per row, no work
+        results, reasons = self._voters.run(list(voters.values()), inputs, t0 + settings.model_timeout_ms / 1000.0,
+                                            settings.model_timeout_ms)
         for name, slot in voters.items():
-            jobs[name] = self._submit(slot, inputs)
-        deadline = t0 + settings.model_timeout_ms / 1000.0
-        for name, slot in voters.items():
-            per_model[name] = self._voter_results(slot, jobs[name], n, deadline)
+            per_model[name] = results.get(name) or error_results(slot, n, ModelStatus.ERROR, reasons[name])
         decisions = [st.ensemble.decide([per_model[name][i] for name in st.slots if name in per_model])
                      for i in range(n)]
         # The governor is read once per batch, and only when there is something to let through
@@ -485,39 +356,19 @@ class DecisionEngine:
         self._observe(st, records, per_model)
         return records
 
-    def _error(self, slot: ModelSlot, n: int, status: ModelStatus, reason: str) -> list[ModelResult]:
-        return [ModelResult(model=slot.name, role=slot.role, weight=slot.weight, status=status,
-                            version=slot.version, sha256=slot.sha256, reason=reason)] * n
-
-    def _voter_results(self, slot: ModelSlot, fut: Future | None, n: int, deadline: float) -> list[ModelResult]:
-        """The voter's results, or ERROR rows when it is past its timeout (it is then skipped,
-        not queued behind, until that call returns)."""
-        timeout_ms = self.state.settings.model_timeout_ms
-        if fut is None:
-            busy = self._runner(slot).busy_ms
-            return self._error(slot, n, ModelStatus.ERROR,
-                               f"skipped: a call that timed out after {timeout_ms:g} ms is still running ({busy:.0f} ms)")
-        try:
-            return fut.result(timeout=max(0.0, deadline - time.perf_counter()))
-        except FutureTimeout:
-            log.error("[%s] timed out after %g ms; excluded from this decision", DISPLAY_NAMES[slot.name], timeout_ms)
-            return self._error(slot, n, ModelStatus.ERROR, f"timed out after {timeout_ms:g} ms")
-        except Exception as exc:  # run_slot catches model errors; this is a bug guard, still never a vote
-            return self._error(slot, n, ModelStatus.ERROR, f"{type(exc).__name__}: {exc}")
-
     def _shadow_results(self, slot: ModelSlot, fut: Future | None, n: int,
                         deadline: float | None) -> tuple[list[ModelResult], bool]:
         if fut is None:
-            return self._error(slot, n, ModelStatus.ERROR,
-                               f"skipped: {SHADOW_QUEUE} earlier shadow calls still queued"), False
+            return error_results(slot, n, ModelStatus.ERROR,
+                                 f"skipped: {SHADOW_QUEUE} earlier shadow calls still queued"), False
         timeout = None if deadline is None else max(0.0, deadline - time.perf_counter())
         try:
             return fut.result(timeout=timeout), False
         except FutureTimeout:
             reason = f"shadow result not ready within {self.state.settings.shadow_deadline_ms:g} ms; joined to the record later"
         except Exception as exc:  # run_slot catches model errors; this is a bug guard, still never a vote
-            return self._error(slot, n, ModelStatus.ERROR, f"{type(exc).__name__}: {exc}"), False
-        return self._error(slot, n, ModelStatus.LATE, reason), True
+            return error_results(slot, n, ModelStatus.ERROR, f"{type(exc).__name__}: {exc}"), False
+        return error_results(slot, n, ModelStatus.LATE, reason), True
 
     def _join_late(self, slot: ModelSlot, records: list[DecisionRecord], fut: Future) -> None:
         try:
@@ -580,7 +431,9 @@ class DecisionEngine:
     def wait_idle(self, timeout: float | None = None, *, shadows_only: bool = False) -> int:
         """Wait until the model calls in flight (late shadows, timed-out voters) return; returns
         how many are still running after ``timeout`` seconds."""
-        futs = [f for r in self._runners.values() if r.max_pending > 1 or not shadows_only for f in r.pending()]
+        futs = [f for r in self._runners.values() for f in r.pending()]
+        if not shadows_only:
+            futs += self._voters.pending()
         _, stuck = wait_futures(futs, timeout=timeout)
         return len(stuck)
 
@@ -593,6 +446,7 @@ class DecisionEngine:
                       stuck, shadow_grace_s)
         for r in self._runners.values():
             r.stop()
+        self._voters.stop()
         for slot in self.state.slots.values():
             if slot.isolated and not stuck:  # a stuck child is left like a hung thread; it ends with this process
                 slot.agent.close()

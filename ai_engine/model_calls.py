@@ -1,0 +1,294 @@
+"""How a model is called: one call over a batch, its failures as rows, and the threads calls run on.
+
+Voters run one after another on one worker thread (``VoterPool``), not each on its own: a forward
+at one row is mostly Python, and threads of one process take turns on the interpreter lock, so
+three voter threads on 2 cores took 1.87 ms where one worker running them in turn took 1.52 ms
+(bare forwards 1.08 ms; docs/performance.md). The worker still keeps a hung model off the
+decision: the caller waits only until the timeout, and a worker left inside a hung call is set
+aside while the other voters go on on a fresh one. Shadows run on their own ``ModelRunner`` (or in
+their own process, ``agents.isolated``), so a slow shadow never holds a voter.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_futures
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ai_engine.enums import ModelRole, ModelStatus
+from ai_engine.model_slots import DISPLAY_NAMES, ModelSlot
+from ai_engine.types import ModelResult, Prediction
+
+if TYPE_CHECKING:
+    from ai_engine.engine import DecisionInputs
+
+__all__ = ["SHADOW_QUEUE", "ModelRunner", "VoterPool", "error_results", "model_rows", "run_slot"]
+
+log = logging.getLogger("ai_engine.engine")
+
+SHADOW_QUEUE = 64  # shadow calls that may wait behind a slow one before further rows are skipped
+NOT_FED = "non-finite input (window not yet full of valid history, or bad features); row not fed to the model"
+
+
+def _invalid(p: Prediction) -> str | None:
+    """Why a prediction is unusable (non-finite, not a distribution, confidence out of range), or
+    None. Plain Python: per row it is several times cheaper than numpy over the batch, at 1 row
+    and at 512."""
+    probs, conf = p.probs, p.confidence
+    try:
+        a, b, c = probs
+        if not (math.isfinite(a) and math.isfinite(b) and math.isfinite(c) and math.isfinite(conf)):
+            return "non-finite output"
+        lo, hi = -1e-9, 1.0 + 1e-9
+        if not (lo <= a <= hi and lo <= b <= hi and lo <= c <= hi and abs(a + b + c - 1.0) <= 1e-4):
+            return f"invalid probabilities {np.round(np.asarray(probs, dtype=float), 4).tolist()}"
+    except (TypeError, ValueError):
+        return f"invalid probabilities {probs!r}"
+    if not 0.0 <= conf <= 1.0:
+        return f"confidence {conf} outside [0, 1]"
+    return None
+
+
+def error_results(slot: ModelSlot, n: int, status: ModelStatus, reason: str) -> list[ModelResult]:
+    """``n`` rows of ``slot`` without a prediction, with the reason."""
+    return [ModelResult(slot.name, slot.role, status, slot.weight, slot.version, slot.sha256, reason=reason)] * n
+
+
+def model_rows(slot: ModelSlot, inputs: DecisionInputs) -> tuple[np.ndarray, np.ndarray]:
+    """The model's input for every row of the batch, and which rows are finite (only those are fed)."""
+    agent = slot.agent
+    if agent.input_kind == "tabular":
+        X = inputs.tabular[:, slot.input_index]
+        return X, np.isfinite(X).all(axis=1)
+    X = inputs.windows[:, -agent.seq_len_ :, :][:, :, slot.input_index]
+    return X, np.isfinite(X).all(axis=(1, 2))
+
+
+def run_slot(slot: ModelSlot, inputs: DecisionInputs, forward: Callable | None = None,
+             rows: tuple[np.ndarray, np.ndarray] | None = None) -> list[ModelResult]:
+    """Run one model over the batch. Failures become per-row ERROR/INACTIVE results, never votes.
+
+    ``forward`` stands in for ``slot.agent.predict`` on the finite rows (a request already sent to
+    the model's own process); ``rows`` is ``model_rows(slot, inputs)`` when the caller has it."""
+    n = len(inputs.candles)
+    name, role, weight, version, sha256 = slot.name, slot.role, slot.weight, slot.version, slot.sha256
+    if not slot.active:
+        status = ModelStatus.DISABLED if role is ModelRole.DISABLED else ModelStatus.INACTIVE
+        return [ModelResult(name, role, status, weight, version, sha256, reason=slot.reason)] * n
+    t0 = time.perf_counter()
+    X, finite = rows if rows is not None else model_rows(slot, inputs)
+    all_finite = bool(finite.all())
+    ok_rows = range(n) if all_finite else np.flatnonzero(finite).tolist()
+    try:
+        predict = forward or slot.agent.predict
+        preds = predict(X if all_finite else X[ok_rows]) if len(ok_rows) else []
+        if len(preds) != len(ok_rows):
+            raise ValueError(f"returned {len(preds)} predictions for {len(ok_rows)} rows")
+        error = None
+    except Exception as exc:  # a model that raises is excluded for this decision, with its reason
+        preds, error = [], f"inference failed: {type(exc).__name__}: {exc}"
+    latency = (time.perf_counter() - t0) * 1000.0 / max(n, 1)
+    ok, err = ModelStatus.OK, ModelStatus.ERROR
+    if error is None and all_finite:  # the usual case: one result per prediction
+        out = []
+        for p in preds:
+            bad = _invalid(p)
+            out.append(ModelResult(name, role, ok, weight, version, sha256, p, latency) if bad is None else
+                       ModelResult(name, role, err, weight, version, sha256, None, latency, f"invalid output: {bad}"))
+        return out
+    results: list[ModelResult] = [ModelResult(name, role, err, weight, version, sha256, None, latency,
+                                              NOT_FED if not finite[i] else error) for i in range(n)]
+    for i, p in zip(ok_rows, preds, strict=False):
+        bad = _invalid(p)
+        results[i] = (ModelResult(name, role, ok, weight, version, sha256, p, latency) if bad is None else
+                      ModelResult(name, role, err, weight, version, sha256, None, latency, f"invalid output: {bad}"))
+    return results
+
+
+class ModelRunner:
+    """A shadow model's daemon worker thread.
+
+    Calls run in submission order; up to ``max_pending`` may wait, so a slow shadow still gets
+    every row joined to its record, and further ones are refused (``submit`` returns None) instead
+    of piling up. Daemon: a hung model never blocks exit.
+    """
+
+    def __init__(self, name: str, max_pending: int = SHADOW_QUEUE) -> None:
+        self.name = name
+        self.max_pending = max_pending
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending: list[Future] = []
+        self._thread = threading.Thread(target=self._work, name=f"model-{name}", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            fut, fn, args = job
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as exc:  # delivered to the waiter, which turns it into ERROR results
+                fut.set_exception(exc)
+
+    def submit(self, fn: Callable, *args) -> Future | None:
+        self._pending = [f for f in self._pending if not f.done()]
+        if len(self._pending) >= self.max_pending:
+            return None
+        fut: Future = Future()
+        self._pending.append(fut)
+        self._jobs.put((fut, fn, args))
+        return fut
+
+    def pending(self) -> list[Future]:
+        return [f for f in self._pending if not f.done()]
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the worker after the calls queued so far; wait for it unless a call is hung (a
+        worker left inside native code at interpreter exit can abort the process)."""
+        self._jobs.put(None)
+        if not self.pending():
+            self._thread.join(timeout)
+
+
+class _VoterJob:
+    """One batch's voters, run in order. The caller reads what is done when it stops waiting;
+    once it has (``abandoned``), the worker starts no further model of the job."""
+
+    def __init__(self, slots: Sequence[ModelSlot], inputs: DecisionInputs) -> None:
+        self.slots, self.inputs = slots, inputs
+        self.results: dict[str, list[ModelResult]] = {}
+        self.running: str | None = None  # the model whose call is in progress
+        self.since = 0.0  # when that call started
+        self.abandoned = False
+        self.lock = threading.Lock()
+        self.done: Future = Future()
+
+    def run(self) -> None:
+        try:
+            for slot in self.slots:
+                with self.lock:
+                    if self.abandoned:
+                        break
+                    self.running, self.since = slot.name, time.perf_counter()
+                try:
+                    results = run_slot(slot, self.inputs)
+                except Exception as exc:  # run_slot turns model errors into rows; a bug here still never votes
+                    results = error_results(slot, len(self.inputs.candles), ModelStatus.ERROR,
+                                            f"{type(exc).__name__}: {exc}")
+                with self.lock:
+                    self.results[slot.name], self.running = results, None
+        finally:
+            self.done.set_result(None)
+
+    def running_ms(self, name: str) -> float | None:
+        """How long ``name``'s call in this job has been running; None when it is not running."""
+        with self.lock:
+            return (time.perf_counter() - self.since) * 1000.0 if self.running == name else None
+
+
+class _VoterWorker:
+    """A daemon thread running voter jobs; busy from a job's submission until it is done."""
+
+    def __init__(self, k: int) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.last: _VoterJob | None = None
+        self._thread = threading.Thread(target=self._work, name=f"voters-{k}", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job.run()
+
+    @property
+    def busy(self) -> bool:
+        return self.last is not None and not self.last.done.done()
+
+    def submit(self, job: _VoterJob) -> None:
+        self.last = job
+        self._jobs.put(job)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._jobs.put(None)
+        if not self.busy:
+            self._thread.join(timeout)
+
+
+class VoterPool:
+    """Runs a batch's voters one after another on an idle worker, within a deadline.
+
+    A model still running at the deadline is reported timed out; its worker is left with it, the
+    voters after it run on another worker (with a timeout of their own), and the model is skipped
+    until that call returns: one hung model costs a decision its timeout once, never a thread per
+    decision, never a second call queued behind the first. Used by one caller at a time (the
+    engine's lock)."""
+
+    def __init__(self) -> None:
+        self._workers: list[_VoterWorker] = []
+        self._hung: dict[tuple[str, str | None], _VoterJob] = {}  # (model, sha256) → the job stuck in it
+
+    def _idle_worker(self) -> _VoterWorker:
+        for w in self._workers:
+            if not w.busy:
+                return w
+        w = _VoterWorker(len(self._workers))
+        self._workers.append(w)
+        return w
+
+    def running_ms(self, slot: ModelSlot) -> float | None:
+        """How long this model's timed-out call has been running; None when it has none."""
+        key = (slot.name, slot.sha256)
+        job = self._hung.get(key)
+        busy = job.running_ms(slot.name) if job is not None else None
+        if busy is None:
+            self._hung.pop(key, None)
+        return busy
+
+    def run(self, slots: Sequence[ModelSlot], inputs: DecisionInputs, deadline: float,
+            timeout_ms: float) -> tuple[dict[str, list[ModelResult]], dict[str, str]]:
+        """Each voter's results, or why it has none: ``(results, reasons)`` by model name."""
+        results: dict[str, list[ModelResult]] = {}
+        reasons: dict[str, str] = {}
+        todo = []
+        for slot in slots:
+            busy = self.running_ms(slot)
+            if busy is None:
+                todo.append(slot)
+            else:
+                reasons[slot.name] = (f"skipped: a call that timed out after {timeout_ms:g} ms is still running "
+                                      f"({busy:.0f} ms)")
+        while todo:
+            job = _VoterJob(todo, inputs)
+            self._idle_worker().submit(job)
+            wait_futures([job.done], timeout=max(0.0, deadline - time.perf_counter()))
+            with job.lock:
+                job.abandoned = not job.done.done()
+                results.update(job.results)
+                running = job.running
+            left = [s for s in todo if s.name not in results and s.name != running]
+            if running is None:  # finished, or out of time between two calls: the rest did not start
+                for s in left:
+                    reasons[s.name] = f"timed out after {timeout_ms:g} ms (not started: the voters before it took the time)"
+                break
+            reasons[running] = f"timed out after {timeout_ms:g} ms"
+            hung = next(s for s in todo if s.name == running)
+            self._hung[(hung.name, hung.sha256)] = job
+            log.error("[%s] timed out after %g ms; excluded from this decision", DISPLAY_NAMES[running], timeout_ms)
+            todo, deadline = left, time.perf_counter() + timeout_ms / 1000.0
+        return results, reasons
+
+    def pending(self) -> list[Future]:
+        """The jobs still running (a hung call's, until it returns)."""
+        return [w.last.done for w in self._workers if w.busy]
+
+    def stop(self) -> None:
+        for w in self._workers:
+            w.stop()
