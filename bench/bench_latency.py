@@ -10,7 +10,7 @@ call on a ready input: xgboost ``inplace_predict``, lightgbm ``predict``, the to
 them (after other work, caches cold); the same forwards in a tight loop (warm) are printed too. Figures are medians/p99 over
 the run; the load average is printed beside them. Asserts nothing.
 
-    python bench/bench_latency.py [--batches 300] [--symbols 1,30] [--json out.json]
+    python bench/bench_latency.py [--batches 300 | --batches 4000,1500] [--symbols 1,30] [--json out.json]
 """
 
 from __future__ import annotations
@@ -176,16 +176,23 @@ def run_symbols(models: dict[str, Path], n_symbols: int, batches: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batches", type=int, default=300, help="decision batches per symbol count")
+    ap.add_argument("--batches", default="300", help="decision batches per symbol count: one number for all, "
+                                                     "or one per --symbols entry (a p99 needs thousands)")
     ap.add_argument("--symbols", default="1,30", help="symbol counts, comma-separated")
     ap.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR, help="cache of the small trained models")
     ap.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
     args = ap.parse_args(argv)
     logging.disable(logging.WARNING)
     models, _ = ensure_models(args.models)
+    counts = [int(x) for x in args.symbols.split(",")]
+    batches = [int(x) for x in args.batches.split(",")]
+    if len(batches) == 1:
+        batches *= len(counts)
+    if len(batches) != len(counts):
+        ap.error(f"--batches has {len(batches)} entries for {len(counts)} symbol counts")
     results = []
-    for n in (int(x) for x in args.symbols.split(",")):
-        r = run_symbols(models, n, args.batches)
+    for n, b in zip(counts, batches, strict=True):
+        r = run_symbols(models, n, b)
         results.append(r)
         print(f"{n:>3} symbol(s): decision latency p50/p99 shadow on {r['latency_on_p50_ms']:.3f}/"
               f"{r['latency_on_p99_ms']:.3f} ms, off {r['latency_off_p50_ms']:.3f}/{r['latency_off_p99_ms']:.3f} ms "
