@@ -123,9 +123,9 @@ GIL_SWITCH_INTERVAL_S = 0.001
 
 
 def pin_inference_threads(slots: dict[str, ModelSlot], threads: int = 1) -> None:
-    """Intra-op threads per model: 1, because the models already run in parallel on their own
-    threads, and on 2 cores more intra-op threads were slower both live (one row) and in replay
-    (512 rows). Also a 1 ms GIL switch interval (CPython's default is 5 ms): torch gives the GIL
+    """Intra-op threads per model: 1. At 1 and 30 rows a second thread gained nothing (the
+    forwards are too small to split), and in replay (512 rows) the other core runs the shadow and
+    the writer, where 2 threads per model were slower. Also a 1 ms GIL switch interval (CPython's default is 5 ms): torch gives the GIL
     up around each op, and while another thread runs Python it waited up to the whole interval to
     get it back, which stretched the shadow's batched forwards in replay (one year: 39.0 s → 34.5 s;
     live latency unchanged). docs/performance.md has the figures."""
