@@ -11,6 +11,7 @@ their own process, ``agents.isolated``), so a slow shadow never holds a voter.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import queue
@@ -18,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from concurrent.futures import wait as wait_futures
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -245,16 +246,14 @@ class VoterPool:
 
     def running_ms(self, slot: ModelSlot) -> float | None:
         """How long this model's timed-out call has been running; None when it has none."""
-        key = (slot.name, slot.sha256)
-        job = self._hung.get(key)
-        busy = job.running_ms(slot.name) if job is not None else None
-        if busy is None:
-            self._hung.pop(key, None)
-        return busy
+        job = self._hung.get((slot.name, slot.sha256))
+        return job.running_ms(slot.name) if job is not None else None
 
     def run(self, slots: Sequence[ModelSlot], inputs: DecisionInputs, deadline: float,
             timeout_ms: float) -> tuple[dict[str, list[ModelResult]], dict[str, str]]:
         """Each voter's results, or why it has none: ``(results, reasons)`` by model name."""
+        for key in [k for k, job in self._hung.items() if job.running != k[0]]:
+            del self._hung[key]  # that call has returned
         results: dict[str, list[ModelResult]] = {}
         reasons: dict[str, str] = {}
         todo = []
@@ -268,7 +267,8 @@ class VoterPool:
         while todo:
             job = _VoterJob(todo, inputs)
             self._idle_worker().submit(job)
-            wait_futures([job.done], timeout=max(0.0, deadline - time.perf_counter()))
+            with contextlib.suppress(FutureTimeout):  # what is done by then is read below
+                job.done.result(timeout=max(0.0, deadline - time.perf_counter()))
             with job.lock:
                 job.abandoned = not job.done.done()
                 results.update(job.results)
