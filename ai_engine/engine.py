@@ -5,10 +5,10 @@ symbol's candle in the live case, many symbols or many candles in replay), so th
 implementation of the rule.
 
 The voters run one after another on a worker thread, all within ``model_timeout_ms`` (a hung one
-is cut off and skipped while its call runs; ``model_calls.VoterPool``); shadow models run on their
-own worker or process as soon as the voters are done, concurrently with the ensemble, the governor
-and (in replay) the next batch's voters. ``decision_latency_ms`` runs from the candle's arrival to the voters'
-decision and the governor verdict; the record then waits for shadow results at most
+is cut off and skipped while its call runs; ``model_calls.VoterPool``); shadow models start once the
+voters' decision is ready, on their own worker or process, alongside the record and (in replay) the
+next batch's voters. ``decision_latency_ms`` runs from the candle's arrival to
+the voters' decision and the governor verdict; the record then waits for shadow results at most
 ``shadow_deadline_ms`` (fully in replay) and a late shadow result is joined to the stored record
 when it arrives. Nothing a shadow model does can reach the vote: its results carry role ``shadow``
 and the ensemble only counts ``ModelResult.votes``. Figures: docs/performance.md.
@@ -125,10 +125,11 @@ GIL_SWITCH_INTERVAL_S = 0.001
 def pin_inference_threads(slots: dict[str, ModelSlot], threads: int = 1) -> None:
     """Intra-op threads per model: 1. At 1 and 30 rows a second thread gained nothing (the
     forwards are too small to split), and in replay (512 rows) the other core runs the shadow and
-    the writer, where 2 threads per model were slower. Also a 1 ms GIL switch interval (CPython's default is 5 ms): torch gives the GIL
-    up around each op, and while another thread runs Python it waited up to the whole interval to
-    get it back, which stretched the shadow's batched forwards in replay (one year: 39.0 s → 34.5 s;
-    live latency unchanged). docs/performance.md has the figures."""
+    the writer, where 2 threads per model were slower. Also a 1 ms GIL switch interval (CPython's
+    default is 5 ms): torch gives the GIL up around each op, and while another thread runs Python
+    it waited up to the whole interval to get it back, which stretched the shadow's batched
+    forwards in replay (one year: 39.0 s → 34.5 s; live latency unchanged). docs/performance.md
+    has the figures."""
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     if any(s.active and s.agent.input_kind == "sequence" for s in slots.values()):
         import torch
@@ -138,7 +139,6 @@ def pin_inference_threads(slots: dict[str, ModelSlot], threads: int = 1) -> None
         set_threads = getattr(s.agent, "set_inference_threads", None)
         if s.active and set_threads is not None:
             set_threads(threads)
-
 
 
 class DecisionEngine:
@@ -218,7 +218,7 @@ class DecisionEngine:
         return True
 
     def _runner(self, slot: ModelSlot) -> ModelRunner:
-        """The worker of this model artifact in this role (a reloaded artifact gets a fresh one)."""
+        """The worker of this shadow artifact (a reloaded artifact gets a fresh one)."""
         key = (slot.name, slot.sha256)
         runner = self._runners.get(key)
         if runner is None:
