@@ -182,7 +182,8 @@ class _VoterJob:
                     self.running, self.since = slot.name, time.perf_counter()
                 try:
                     results = run_slot(slot, self.inputs)
-                except Exception as exc:  # run_slot turns model errors into rows; a bug here still never votes
+                except BaseException as exc:  # run_slot turns model errors into rows; a bug (or a model's
+                    # sys.exit) here still never votes, and never ends the worker
                     results = error_results(slot, len(self.inputs.candles), ModelStatus.ERROR,
                                             f"{type(exc).__name__}: {exc}")
                 with self.lock:
@@ -276,7 +277,7 @@ class VoterPool:
             left = [s for s in todo if s.name not in results and s.name != running]
             if running is None:  # finished, or out of time between two calls: the rest did not start
                 for s in left:
-                    reasons[s.name] = f"timed out after {timeout_ms:g} ms (not started: the voters before it took the time)"
+                    reasons[s.name] = f"timed out after {timeout_ms:g} ms (not started in time)"
                 break
             reasons[running] = f"timed out after {timeout_ms:g} ms"
             hung = next(s for s in todo if s.name == running)

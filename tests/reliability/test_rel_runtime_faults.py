@@ -34,6 +34,8 @@ class Misbehaving:
     def predict(self, X):
         if self.mode == "raise":
             raise RuntimeError("boom")
+        if self.mode == "exit":  # a library calling sys.exit: a BaseException, not an Exception
+            sys.exit(3)
         self.release.wait(5.0)  # "hang": returns only when the test lets it (or after 5 s)
         return self._agent.predict(X)
 
@@ -60,6 +62,21 @@ def test_a_voter_that_raises_is_excluded_per_decision_with_its_reason(models, se
         assert x.status.value == "error" and x.reason == "inference failed: RuntimeError: boom"
         assert x.prediction is None and not x.votes
     assert engine.store.count("decisions") == 80
+
+
+def test_a_voter_that_calls_sys_exit_is_excluded_and_the_engine_keeps_deciding(models, series, tmp_path):
+    settings = settings_for(tmp_path, models, ENSEMBLE_MIN_CONSENSUS="2")
+    engine = open_engine(settings)
+    engine.state.slots["xgb"].agent = Misbehaving(engine.state.slots["xgb"].agent, "exit")
+    try:
+        _, records = run_stream(engine, series, 120, 140)
+    finally:
+        engine.close()
+    assert len(records) == 40  # every candle decided: the voter worker survived each exit
+    for rec in records:
+        x = next(r for r in rec.decision.results if r.model == "xgb")
+        assert x.status.value == "error" and x.reason == "SystemExit: 3" and not x.votes
+        assert any(r.votes for r in rec.decision.results)  # the other voters still voted
 
 
 def test_a_voter_that_hangs_is_cut_off_by_the_model_timeout(models, series, tmp_path):
