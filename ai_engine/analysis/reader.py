@@ -32,6 +32,10 @@ __all__ = [
 ]
 
 HOUR_MS = 3_600_000
+# Candle times the analysis takes as real: ms UTC from the epoch up to 2**53 (exact as a float64,
+# year 287,396). A store edited by hand may hold anything; other values never open a window.
+MAX_TIME_MS = 2**53
+_TIME_SQL = f"typeof(candle_open_time) = 'integer' AND candle_open_time BETWEEN 0 AND {MAX_TIME_MS}"
 ROLE_CODES = ("voter", "shadow", "disabled")
 STATUS_CODES = ("ok", "late", "error", "inactive", "disabled")  # code = index; anything else = len
 ACTION_CODES = ("SELL", "HOLD", "BUY")  # CLASS_ORDER; -1 NULL, -2 unknown string
@@ -113,21 +117,29 @@ class Snapshot:
 
 def parse_time(value: int | str | datetime | None) -> int | None:
     """``--until`` as ms UTC: an integer of ms, or an ISO 8601 time (naive means UTC)."""
-    if value is None or isinstance(value, int):
-        return value
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return _in_range(value, value)
     if isinstance(value, datetime):
         dt = value
     else:
         text = value.strip()
         if text.isdigit():
-            return int(text)
+            return _in_range(int(text), value)
         try:
             dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             raise ConfigError(f"--until {value!r} is not a time: give ISO 8601 (2026-01-10T12:00Z) or ms UTC") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
+    return _in_range(int(dt.timestamp() * 1000), value)
+
+
+def _in_range(ms: int, given: object) -> int:
+    if not 0 <= ms <= MAX_TIME_MS:
+        raise ConfigError(f"--until {given!r} is out of range: give a time after 1970 in ISO 8601 or ms UTC")
+    return ms
 
 
 def _case(column: str, values: list[str], default: int) -> tuple[str, list[str]]:
@@ -260,11 +272,11 @@ def read_snapshot(
     db = store.connection
     try:
         db.execute("BEGIN")
-        newest = db.execute("SELECT MAX(candle_open_time) FROM decisions").fetchone()[0]
+        newest = db.execute(f"SELECT MAX(candle_open_time) FROM decisions WHERE {_TIME_SQL}").fetchone()[0]
         if newest is None:
-            raise DataError(f"telemetry store {path} holds no decisions; nothing to analyse yet")
+            raise DataError(f"telemetry store {path} holds no decisions with a candle time; nothing to analyse yet")
         end = newest if until is None else until
-        start = end - int(round(hours * HOUR_MS))
+        start = max(end - int(round(hours * HOUR_MS)), -1)  # a window longer than the epoch is all of it
         agg = db.execute(
             "SELECT COUNT(*), MIN(candle_open_time), MAX(candle_open_time), SUM(action='SELL'), "
             "SUM(action='HOLD'), SUM(action='BUY') FROM decisions WHERE candle_open_time > ? AND candle_open_time <= ?",

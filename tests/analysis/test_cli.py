@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,36 @@ def test_wrapper_script_prints_what_the_command_prints(app, make_store):
                           capture_output=True, text=True, cwd="/", env=env, timeout=120)
     assert proc.stdout == cmd.stdout
     assert proc.returncode == cmd.exit_code
+
+
+@pytest.mark.parametrize("junk", [1e400, 2**63 - 1, -(2**63), "2026", 1.5e12])
+def test_a_junk_candle_time_opens_no_window(app, make_store, junk):
+    """A store edited by hand: the window still ends at the newest real candle time, with no
+    numpy warning (an infinite or int64-extreme time used to give a window of NaN edges)."""
+    path = make_store(n=200)
+    db = sqlite3.connect(path)
+    newest = db.execute("SELECT MAX(candle_open_time) FROM decisions").fetchone()[0]
+    db.execute("UPDATE decisions SET candle_open_time=? WHERE candle_open_time=(SELECT MIN(candle_open_time) "
+               "FROM decisions)", (junk,))
+    db.commit()
+    db.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = run(app, "--hours", HOURS, "--store", path, "--json")
+    assert res.exit_code in (0, 1, 3), res.output
+    assert json.loads(res.stdout)["window"]["end_ms"] == newest
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--until", "99999999999999999999"], "--until"),  # beyond any time the store can hold
+    (["--until", "1500-01-01"], "--until"),
+])
+def test_until_out_of_range_is_refused_naming_the_flag(app, make_store, args, needle):
+    res = run(app, "--hours", "2", *args, "--store", make_store(n=20))
+    assert res.exit_code == 2 and needle in res.stderr and "out of range" in res.stderr and "Traceback" not in res.output
+
+
+def test_hours_longer_than_the_epoch_take_everything(app, make_store):
+    res = run(app, "--hours", "1e300", "--store", make_store(n=50), "--json")
+    d = json.loads(res.stdout)
+    assert d["window"]["start_ms"] == -1 and d["n_rows"] == 50
