@@ -58,7 +58,7 @@ def _invalid(p: Prediction) -> str | None:
     return None
 
 
-def error_results(slot: ModelSlot, n: int, status: ModelStatus, reason: str) -> list[ModelResult]:
+def error_results(slot: ModelSlot, n: int, status: ModelStatus, reason: str | None) -> list[ModelResult]:
     """``n`` rows of ``slot`` without a prediction, with the reason."""
     return [ModelResult(slot.name, slot.role, status, slot.weight, slot.version, slot.sha256, reason=reason)] * n
 
@@ -80,10 +80,10 @@ def run_slot(slot: ModelSlot, inputs: DecisionInputs, forward: Callable | None =
     ``forward`` stands in for ``slot.agent.predict`` on the finite rows (a request already sent to
     the model's own process); ``rows`` is ``model_rows(slot, inputs)`` when the caller has it."""
     n = len(inputs.candles)
-    name, role, weight, version, sha256 = slot.name, slot.role, slot.weight, slot.version, slot.sha256
     if not slot.active:
-        status = ModelStatus.DISABLED if role is ModelRole.DISABLED else ModelStatus.INACTIVE
-        return [ModelResult(name, role, status, weight, version, sha256, reason=slot.reason)] * n
+        status = ModelStatus.DISABLED if slot.role is ModelRole.DISABLED else ModelStatus.INACTIVE
+        return error_results(slot, n, status, slot.reason)
+    name, role, weight, version, sha256 = slot.name, slot.role, slot.weight, slot.version, slot.sha256
     t0 = time.perf_counter()
     X, finite = rows if rows is not None else model_rows(slot, inputs)
     all_finite = bool(finite.all())
@@ -97,34 +97,32 @@ def run_slot(slot: ModelSlot, inputs: DecisionInputs, forward: Callable | None =
     except Exception as exc:  # a model that raises is excluded for this decision, with its reason
         preds, error = [], f"inference failed: {type(exc).__name__}: {exc}"
     latency = (time.perf_counter() - t0) * 1000.0 / max(n, 1)
-    ok, err = ModelStatus.OK, ModelStatus.ERROR
-    if error is None and all_finite:  # the usual case: one result per prediction
-        out = []
-        for p in preds:
-            bad = _invalid(p)
-            out.append(ModelResult(name, role, ok, weight, version, sha256, p, latency) if bad is None else
-                       ModelResult(name, role, err, weight, version, sha256, None, latency, f"invalid output: {bad}"))
-        return out
-    results: list[ModelResult] = [ModelResult(name, role, err, weight, version, sha256, None, latency,
-                                              NOT_FED if not finite[i] else error) for i in range(n)]
-    for i, p in zip(ok_rows, preds, strict=False):
+
+    def scored(p: Prediction) -> ModelResult:
         bad = _invalid(p)
-        results[i] = (ModelResult(name, role, ok, weight, version, sha256, p, latency) if bad is None else
-                      ModelResult(name, role, err, weight, version, sha256, None, latency, f"invalid output: {bad}"))
+        if bad is None:
+            return ModelResult(name, role, ModelStatus.OK, weight, version, sha256, p, latency)
+        return ModelResult(name, role, ModelStatus.ERROR, weight, version, sha256, None, latency, f"invalid output: {bad}")
+
+    if error is None and all_finite:  # the usual case: one result per prediction
+        return [scored(p) for p in preds]
+    results = [ModelResult(name, role, ModelStatus.ERROR, weight, version, sha256, None, latency,
+                           NOT_FED if not finite[i] else error) for i in range(n)]
+    for i, p in zip(ok_rows, preds, strict=False):
+        results[i] = scored(p)
     return results
 
 
 class ModelRunner:
     """A shadow model's daemon worker thread.
 
-    Calls run in submission order; up to ``max_pending`` may wait, so a slow shadow still gets
+    Calls run in submission order; up to ``SHADOW_QUEUE`` may wait, so a slow shadow still gets
     every row joined to its record, and further ones are refused (``submit`` returns None) instead
     of piling up. Daemon: a hung model never blocks exit.
     """
 
-    def __init__(self, name: str, max_pending: int = SHADOW_QUEUE) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
-        self.max_pending = max_pending
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._pending: list[Future] = []
         self._thread = threading.Thread(target=self._work, name=f"model-{name}", daemon=True)
@@ -142,7 +140,7 @@ class ModelRunner:
 
     def submit(self, fn: Callable, *args) -> Future | None:
         self._pending = [f for f in self._pending if not f.done()]
-        if len(self._pending) >= self.max_pending:
+        if len(self._pending) >= SHADOW_QUEUE:
             return None
         fut: Future = Future()
         self._pending.append(fut)
