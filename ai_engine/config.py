@@ -80,8 +80,9 @@ KEYS: dict[str, Key] = {
     "FLATLINE_WINDOW": Key(int, 200, "recent outputs examined by the flat-line detector", 10, None),
     "FLATLINE_MIN_STD": Key(float, 0.005, "confidence std below which a model is flagged flat", 0.0, 1.0),
 }
+_ARTIFACT = {"xgb": "xgb_model.ubj", "lgbm": "lgbm_model.txt", "nhits": "nhits_model.pth", "patchtst": "patchtst_model.pth"}
 for _m, _p in MODEL_ENV_PREFIX.items():
-    KEYS[f"{_p}_MODEL_PATH"] = Key(Path, None, f"{_m} artifact; default: registry's current, else models dir")
+    KEYS[f"{_p}_MODEL_PATH"] = Key(Path, None, f"{_m} artifact; default: {_ARTIFACT[_m]} in the models dir")
     KEYS[f"{_p}_SHADOW_ONLY"] = Key(bool, None, f"run {_m} in shadow (never votes)")
     KEYS[f"{_p}_ROLE"] = Key(str, None, f"{_m} role: voter, shadow or disabled")
     KEYS[f"{_p}_WEIGHT"] = Key(float, DEFAULT_WEIGHTS[_m], f"{_m} voting weight (all four sum to 100)", 0.0, 100.0)

@@ -59,16 +59,13 @@ class ModelSlot:
 
 
 def resolve_model_path(settings: Settings, name: str) -> tuple[Path, str]:
-    """The artifact path for ``name`` and where it came from (env var, registry, default)."""
+    """The artifact path for ``name`` and where it came from: the env file's path, else the
+    default file in the models directory."""
     from ai_engine.agents import DEFAULT_ARTIFACT_NAME
-    from ai_engine.registry import current_artifact
 
     cfg = settings.models[name]
     if cfg.path is not None:
         return cfg.path, "env"
-    current = current_artifact(settings.models_dir, name)
-    if current is not None:
-        return current, "registry"
     return settings.models_dir / DEFAULT_ARTIFACT_NAME[name], "default"
 
 

@@ -1,8 +1,10 @@
 """Model registry: staged artifacts under ``<models_dir>/<model>/<version><ext>`` and an index.
 
 The index (``<models_dir>/registry.json``, replaced atomically) records every staged version with
-its sha256, size and training report summary, which version is *current* (what the engine loads
-when no ``<MODEL>_MODEL_PATH`` is set) and the baseline copies made by ``models backup``. An
+its sha256, size and training report summary, and the baseline copies made by ``models backup``.
+Which file the engine loads is the env file's ``<MODEL>_MODEL_PATH`` alone (the one source of
+truth); the index only says what a file is and that it is unchanged (its sha256 is checked at
+every load). An
 artifact is staged only after it loads (checksum against its sidecar, architecture, features the
 engine computes), so a file in the registry is one the engine can run.
 """
@@ -24,7 +26,6 @@ __all__ = [
     "StagedVersion",
     "VerifyResult",
     "artifact_ext",
-    "current_artifact",
 ]
 
 INDEX_NAME = "registry.json"
@@ -122,20 +123,6 @@ class Registry:
         path = Path(path).resolve()
         return next((s for s in self.versions() if s.path.resolve() == path), None)
 
-    def current(self, model: str) -> str | None:
-        return self.load()["models"].get(model, {}).get("current")
-
-    def set_current(self, model: str, version: str | None) -> str | None:
-        """Mark ``version`` current (None clears it); returns the previous current version."""
-        data = self.load()
-        entry = data["models"].setdefault(model, {"current": None, "versions": {}})
-        if version is not None and version not in entry["versions"]:
-            raise ConfigError(f"{model} version {version!r} is not staged")
-        before = entry.get("current")
-        entry["current"] = version
-        self._save(data)
-        return before
-
     def baselines(self) -> dict[str, dict]:
         return dict(self.load()["baselines"])
 
@@ -165,7 +152,7 @@ class Registry:
         version = str(meta.get("version") or agent.version)
         sha = sha256_file(src)
         data = self.load()
-        entry = data["models"].setdefault(model, {"current": None, "versions": {}})
+        entry = data["models"].setdefault(model, {"versions": {}})
         known = entry["versions"].get(version)
         if known is not None:
             if known["sha256"] != sha:
@@ -205,17 +192,6 @@ class Registry:
             problem = None if actual == sha else f"sha256 {actual[:16]}… differs from registry {sha[:16]}…"
             out.append(VerifyResult(model, version, path, problem is None, problem))
         return out
-
-
-def current_artifact(models_dir: Path, name: str) -> Path | None:
-    """The current version's file of ``name`` (used when no ``<MODEL>_MODEL_PATH`` is set)."""
-    reg = Registry(models_dir)
-    if not reg.index_path.is_file():
-        return None
-    version = reg.current(name)
-    if version is None:
-        return None
-    return reg.get(name, version).path
 
 
 def registry_sha256(models_dir: Path, path: Path) -> str | None:

@@ -61,8 +61,7 @@ def list_models(env_file: str = EnvFile, as_json: bool = typer.Option(False, "--
     for sv in reg.versions():
         used = sv.path.resolve() == in_use[sv.model]
         rows.append({"model": sv.model, "version": sv.version, "size": sv.size, "sha256": sv.sha256,
-                     "path": str(sv.path), "current": reg.current(sv.model) == sv.version,
-                     "role": settings.models[sv.model].role.value if used else "-", "in_use": used,
+                     "path": str(sv.path), "role": settings.models[sv.model].role.value if used else "-", "in_use": used,
                      "staged_at": sv.staged_at})
     if as_json:
         console.print_json(json.dumps(rows))

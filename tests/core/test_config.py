@@ -102,3 +102,11 @@ def test_env_example_documents_every_key_and_loads():
     text = example.read_text()
     assert [k for k in KEYS if f"{k}=" not in text] == []
     load_settings(example, environ={})
+
+
+def test_the_model_path_help_names_the_file_loaded_by_default():
+    from ai_engine.agents import DEFAULT_ARTIFACT_NAME
+    from ai_engine.config import KEYS, MODEL_ENV_PREFIX
+
+    for model, prefix in MODEL_ENV_PREFIX.items():
+        assert f"default: {DEFAULT_ARTIFACT_NAME[model]} in the models dir" in KEYS[f"{prefix}_MODEL_PATH"].help

@@ -12,7 +12,7 @@ from ai_engine.config import load_settings
 from ai_engine.envfile import read_env_file
 from ai_engine.exceptions import ConfigError, ModelLoadError
 from ai_engine.lifecycle import activate, parse_weights, rollback, shadow, stage
-from ai_engine.registry import Registry, current_artifact
+from ai_engine.registry import Registry
 
 
 def _settings(dep):
@@ -20,6 +20,7 @@ def _settings(dep):
 
 
 def test_stage_copies_artifact_with_checksum_and_report(deployment, artifacts, cli):
+    env_before = deployment.env.read_text()
     res = cli("models", "stage", str(artifacts.patchtst_new), "--model", "patchtst", "--env-file", str(deployment.env))
     assert res.exit_code == 0, res.output
     (sv,) = Registry(deployment.models_dir).versions("patchtst")
@@ -28,14 +29,16 @@ def test_stage_copies_artifact_with_checksum_and_report(deployment, artifacts, c
     assert sv.path == deployment.models_dir / "patchtst" / f"{sv.version}.pth" and sv.path.is_file()
     assert (sv.path.parent / f"{sv.path.name}.meta.json").is_file()
     assert "test" in sv.report
-    # staging is idempotent and never makes the version current by itself
+    # staging is idempotent and never changes what the engine loads: only the env file says that
     assert cli("models", "stage", str(artifacts.patchtst_new), "--model", "patchtst",
                "--env-file", str(deployment.env)).exit_code == 0
     assert len(Registry(deployment.models_dir).versions("patchtst")) == 1
-    assert current_artifact(deployment.models_dir, "patchtst") is None
+    assert deployment.env.read_text() == env_before
     assert [e["what"] for e in read_audit(deployment.home)] == ["models.stage"]
     listing = cli("models", "list", "--json", "--env-file", str(deployment.env))
-    assert listing.exit_code == 0 and sv.version in listing.output
+    assert listing.exit_code == 0
+    (row,) = [r for r in json.loads(listing.output) if r["version"] == sv.version]
+    assert row["in_use"] is False and row["role"] == "-"
 
 
 def test_stage_refuses_wrong_checksum_and_wrong_kind(deployment, artifacts, tmp_path):

@@ -78,18 +78,17 @@ def test_crafted_pickle_is_refused_by_engine_reload_and_stage_and_never_runs(con
     assert not marker.exists(), "the pickle payload ran"
 
 
-def _stage_current(settings, src: Path):
+def _stage_in_use(home: Path, models: dict[str, Path]):
+    """xgb staged into the registry of ``home`` and named by the env as the file to load."""
     from ai_engine.lifecycle import stage
-    from ai_engine.registry import Registry
 
-    staged, _ = stage(settings, "xgb", src)
-    Registry(settings.models_dir).set_current("xgb", staged.version)
-    return staged
+    others = {k: v for k, v in models.items() if k != "xgb"}
+    staged, _ = stage(settings_for(home, others), "xgb", models["xgb"])
+    return settings_for(home, others | {"xgb": staged.path}), staged
 
 
 def test_tampered_registry_file_is_refused_at_load(models, tmp_path):
-    settings = settings_for(tmp_path / "home", {k: v for k, v in models.items() if k != "xgb"})
-    staged = _stage_current(settings, models["xgb"])
+    settings, staged = _stage_in_use(tmp_path / "home", models)
     data = bytearray(staged.path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     staged.path.write_bytes(bytes(data))
@@ -100,8 +99,7 @@ def test_tampered_registry_file_is_refused_at_load(models, tmp_path):
 
 
 def test_registry_checksum_is_verified_even_when_the_sidecar_was_replaced_too(models, tmp_path):
-    settings = settings_for(tmp_path / "home", {k: v for k, v in models.items() if k != "xgb"})
-    staged = _stage_current(settings, models["xgb"])
+    settings, staged = _stage_in_use(tmp_path / "home", models)
     other = tmp_path / "other" / "xgb_model.ubj"
     # an attacker (or a botched copy) swaps file and sidecar for a different valid xgb model
     from ai_engine.training import TrainOptions, train_model
