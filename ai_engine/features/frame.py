@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ai_engine.data.candles import CandleSeries
-from ai_engine.exceptions import FeatureMismatchError
 from ai_engine.features.indicators import (
     FEATURE_NAMES,
     SEQUENCE_CHANNELS,
@@ -50,20 +48,6 @@ class FeatureFrame:
     @property
     def sequence_names(self) -> tuple[str, ...]:
         return SEQUENCE_CHANNELS
-
-    def columns(self, names: Sequence[str]) -> np.ndarray:
-        """Tabular columns in the order of ``names`` (T, len(names)); never pads or guesses.
-
-        Raises:
-            FeatureMismatchError: some names are not features of this engine.
-        """
-        missing = [n for n in names if n not in FEATURE_NAMES]
-        if missing:
-            raise FeatureMismatchError(
-                f"features not provided by the engine: {', '.join(missing)}; "
-                f"available: {', '.join(FEATURE_NAMES)}"
-            )
-        return self.tabular[:, [FEATURE_NAMES.index(n) for n in names]]
 
     def valid_windows(self, seq_len: int) -> np.ndarray:
         """(T,) bool: True where the ``seq_len`` rows ending at the row are all valid."""

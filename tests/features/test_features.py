@@ -10,7 +10,6 @@ import pytest
 
 import ai_engine.features as features
 from ai_engine.data import CandleSeries, load_csv, synthetic_market
-from ai_engine.exceptions import FeatureMismatchError
 from ai_engine.features import (
     CANDLE_FEATURES,
     FEATURE_NAMES,
@@ -121,17 +120,6 @@ def test_no_look_ahead(btc):
     assert not np.allclose(changed.tabular[cut:], base.tabular[cut:])
     # and a prefix gives the same rows as the full history
     np.testing.assert_array_equal(compute_features(btc.slice(0, cut)).tabular, base.tabular[:cut])
-
-
-def test_columns_select_by_name_and_refuse_unknown(market):
-    f = compute_features(market)
-    got = f.columns(["rsi_14", "ret_1"])
-    np.testing.assert_array_equal(got[:, 0], f.tabular[:, FEATURE_NAMES.index("rsi_14")])
-    np.testing.assert_array_equal(got[:, 1], f.tabular[:, 0])
-    with pytest.raises(
-        FeatureMismatchError, match="features not provided by the engine: rsi_99, foo"
-    ):
-        f.columns(["rsi_14", "rsi_99", "foo"])
 
 
 def test_sequence_windows_end_at_each_row(market):
