@@ -30,12 +30,10 @@ VOL_COVERAGE = 0.9  # share of the vol_window returns that must be recorded befo
 
 @dataclass(frozen=True, slots=True)
 class Outcomes:
-    """Per row: ``state`` (index into OUTCOME_STATES), realised class, forward return, band used."""
+    """Per row: ``state`` (index into OUTCOME_STATES), realised class, whether the band fell back."""
 
     state: np.ndarray  # int8
     realised: np.ndarray  # int8 CLASS_ORDER index, -1 unless scored
-    fwd_return: np.ndarray  # float64, NaN unless scored
-    band: np.ndarray  # float64
     band_fallback: np.ndarray  # bool: vol band wanted, fixed band used (history missing)
 
 
@@ -55,8 +53,6 @@ def score_outcomes(rows: ModelRows, series: tuple[Series, ...], mask: np.ndarray
     n = rows.t.size
     state = np.full(n, 2, dtype=np.int8)
     realised = np.full(n, -1, dtype=np.int8)
-    fwd = np.full(n, np.nan)
-    band = np.full(n, np.nan)
     fallback = np.zeros(n, dtype=bool)
     for s_idx in np.unique(rows.series[mask]):
         if s_idx < 0:
@@ -84,11 +80,9 @@ def score_outcomes(rows: ModelRows, series: tuple[Series, ...], mask: np.ndarray
             if not ser.close.size:
                 continue
             b, fb = _vol_band(ser.close, spec)
-            band[sel] = np.where(has0, b[gi], np.nan)
             fallback[sel] = has0 & fb[gi]
             ok = st == 0
             r = np.log(ch[ok] / c0[ok])
             bb = b[gi[ok]]
-            fwd[sel[ok]] = r
             realised[sel[ok]] = np.where(r > bb, 2, np.where(r < -bb, 0, 1))
-    return Outcomes(state, realised, fwd, band, fallback)
+    return Outcomes(state, realised, fallback)
