@@ -14,7 +14,13 @@ import numpy as np
 from ai_engine.analysis.gates import Gate, Thresholds, Verdict, verdict_for
 from ai_engine.analysis.outcomes import OUTCOME_STATES, Outcomes, score_outcomes
 from ai_engine.analysis.reader import STATUS_CODES, ModelRows, Series, VersionSeen, Window
-from ai_engine.analysis.stats import Share, bootstrap_ece_brier, std_interval, wilson
+from ai_engine.analysis.stats import (
+    Share,
+    bootstrap_ece_brier,
+    std_interval,
+    trend_interval,
+    wilson,
+)
 
 __all__ = ["ConfidenceStats", "Bucket", "Timeline", "ModelAnalysis", "analyze_model", "BUCKET_EDGES"]
 
@@ -182,21 +188,26 @@ def _gates(m: dict, th: Thresholds) -> tuple[Gate, Gate, Gate, Gate]:
 
 
 def _calibration_gate(buckets: tuple[Bucket, ...], th: Thresholds) -> Gate:
+    """PASS only on evidence that accuracy rises with confidence: the fitted trend of accuracy on
+    the buckets' mean confidence (one Cochran–Armitage test over every qualifying bucket), shown
+    as the rise from the lowest to the highest of them, has a 95% interval above 0. Below 0 is a
+    FAIL; an interval that straddles 0 is INCONCLUSIVE, as for the other gates."""
     q = [b for b in buckets if b.qualifies]
-    thr = f"non-decreasing, Wilson 95%, bucket n ≥ {th.min_bucket_n}"
+    thr = f"fitted rise > 0 (95%), bucket n ≥ {th.min_bucket_n}"
     if len(q) < 2:
         return Gate(4, "Calibration", "accuracy vs confidence", None, None, None, thr, "INCONCLUSIVE",
                     f"{len(q)} confidence bucket(s) with ≥ {th.min_bucket_n} scored predictions; need 2")
-    rise = q[-1].accuracy.p - q[0].accuracy.p
-    worse = [(a, b) for i, a in enumerate(q) for b in q[i + 1:] if b.accuracy.hi < a.accuracy.lo]
+    span = q[-1].mean_confidence - q[0].mean_confidence
+    slope, lo, hi = trend_interval([b.accuracy.count for b in q], [b.accuracy.n for b in q], [b.mean_confidence for b in q])
     path = " → ".join(f"{b.accuracy.p:.0%}" for b in q)
-    if worse:
-        a, b = worse[0]
-        return Gate(4, "Calibration", "accuracy vs confidence", rise, None, None, thr, "FAIL",
-                    f"bucket {b.lo:.2f}–{b.hi:.2f} ({b.accuracy.p:.1%}) significantly below "
-                    f"{a.lo:.2f}–{a.hi:.2f} ({a.accuracy.p:.1%}); {path}")
-    return Gate(4, "Calibration", "accuracy vs confidence", rise, None, None, thr, "PASS",
-                f"{len(q)} buckets, {path}")
+    detail = f"{len(q)} buckets {q[0].lo:.2f}–{q[-1].hi:.2f}: {path}"
+    if not math.isfinite(slope):
+        return Gate(4, "Calibration", "accuracy vs confidence", None, None, None, thr, "INCONCLUSIVE",
+                    f"no trend can be fitted (every prediction right or every one wrong); {detail}")
+    status = "PASS" if lo > 0 else "FAIL" if hi < 0 else "INCONCLUSIVE"
+    if status == "INCONCLUSIVE":
+        detail = f"95% interval straddles 0; {detail}"
+    return Gate(4, "Calibration", "accuracy vs confidence", slope * span, lo * span, hi * span, thr, status, detail)
 
 
 def analyze_model(rows: ModelRows, series: tuple[Series, ...], win: Window, th: Thresholds) -> ModelAnalysis:

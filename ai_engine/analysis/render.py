@@ -169,7 +169,7 @@ def _gate_cell(g: Gate) -> str:
     elif g.number == 2:
         val = f"{g.value:.4f} [{g.lo:.4f}, {g.hi:.4f}]"
     elif g.number == 4:
-        val = f"rise {g.value:+.1%}"
+        val = f"rise {g.value:+.1%} [{g.lo:+.1%}, {g.hi:+.1%}]"
     else:
         val = f"{g.value:.1%} [{g.lo:.1%}, {g.hi:.1%}]"
     return f"{val}  {g.status}"

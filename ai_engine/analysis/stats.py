@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Z95", "Share", "wilson", "std_interval", "bootstrap_ece_brier"]
+__all__ = ["Z95", "Share", "wilson", "trend_interval", "std_interval", "bootstrap_ece_brier"]
 
 Z95 = 1.959963984540054
 
@@ -45,6 +45,22 @@ def wilson(count: int, n: int, z: float = Z95) -> Share:
     c = (p + z * z / (2 * n)) / d
     h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
     return Share(count, n, p, max(0.0, c - h), min(1.0, c + h))
+
+
+def trend_interval(correct: np.ndarray, n: np.ndarray, score: np.ndarray, z: float = Z95) -> tuple[float, float, float]:
+    """Slope of accuracy on ``score`` across groups (``correct`` of ``n`` at each ``score``), with its
+    95% interval: the Cochran–Armitage trend test as an estimate. One test over all groups, so
+    seven confidence buckets do not give seven-choose-two chances of a spurious difference."""
+    n = np.asarray(n, dtype=float)
+    total = n.sum()
+    centred = np.asarray(score, dtype=float) - (n * score).sum() / total
+    sxx = (n * centred * centred).sum()
+    p = np.asarray(correct, dtype=float).sum() / total
+    if sxx <= 0 or not 0 < p < 1:
+        return math.nan, math.nan, math.nan
+    slope = float((np.asarray(correct, dtype=float) * centred).sum() / sxx)
+    half = z * math.sqrt(p * (1 - p) / sxx)
+    return slope, slope - half, slope + half
 
 
 def std_interval(x: np.ndarray, z: float = Z95) -> tuple[float, float, float]:

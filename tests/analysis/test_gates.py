@@ -147,3 +147,28 @@ def test_bad_arguments_raise_config_error_naming_the_flag(make_store, bad):
     kw = {"hours": HOURS} | bad
     with pytest.raises(ConfigError, match=r"--\w+"):
         analyze(make_store(n=50), **kw)
+
+
+def test_calibration_is_inconclusive_when_accuracy_does_not_depend_on_confidence(make_store):
+    # Right about half the time whatever the confidence: no evidence that higher confidence means
+    # higher accuracy, and seven buckets must not give 21 chances of a spurious "significant" drop.
+    def unrelated(rng, real, ens, n):
+        c = rng.uniform(0.34, 0.99, n)
+        right = rng.random(n) < 0.5
+        return np.where(right, real, (real + rng.integers(1, 3, n)) % 3), c
+
+    g = analyze(make_store(shadow=unrelated, n=600), HOURS).primary.gates[3]
+    assert g.status == "INCONCLUSIVE", g
+    assert g.lo < 0 < g.hi and "straddles 0" in g.detail
+
+
+def test_calibration_never_passes_a_fall_in_accuracy():
+    from ai_engine.analysis.metrics import Bucket, _calibration_gate
+    from ai_engine.analysis.stats import wilson
+
+    # what an operator saw: 16% → 10% → 7%, no two buckets significantly apart
+    falling = tuple(Bucket(lo, lo + 0.1, wilson(k, 100), lo + 0.05, True) for lo, k in ((0.4, 16), (0.5, 10), (0.6, 7)))
+    g = _calibration_gate(falling, Thresholds())
+    assert g.status != "PASS" and g.value < 0 and g.hi > g.value
+    rising = tuple(Bucket(lo, lo + 0.1, wilson(k, 400), lo + 0.05, True) for lo, k in ((0.4, 160), (0.5, 200), (0.6, 240)))
+    assert _calibration_gate(rising, Thresholds()).status == "PASS"
