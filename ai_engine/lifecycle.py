@@ -220,16 +220,31 @@ def parse_weights(text: str) -> dict[str, float]:
 
 # -- guard rail: the analysis gate ---------------------------------------------------------------
 def check_gate(settings: Settings, model: str, hours: float = 168.0) -> GateCheck:
-    """The latest gate verdict of ``model`` over the last ``hours`` of the telemetry store."""
+    """The gate verdict of the artifact ``model`` would vote with (the file the env names now),
+    judged on that file's own shadow predictions in the last ``hours`` of the telemetry store: rows
+    of another version, or made while the model voted, are not evidence for it."""
+    from ai_engine.agents.artifacts import sha256_file
+    from ai_engine.model_slots import resolve_model_path
+
     try:
         from ai_engine.analysis.analyze import analyze
     except ImportError as exc:
         return GateCheck("INCONCLUSIVE", f"analysis module unavailable: {exc}")
+    path, _ = resolve_model_path(settings, model)
     try:
-        result = analyze(settings.store_path, hours, model=model)
+        sha = sha256_file(path)
+    except OSError as exc:
+        return GateCheck("INCONCLUSIVE", f"{model} artifact {path} cannot be read: {exc.strerror or exc}")
+    try:
+        result = analyze(settings.store_path, hours, model=model, only=("shadow", sha))
     except (DataError, ConfigError) as exc:
         return GateCheck("INCONCLUSIVE", str(exc))
-    return GateCheck(str(result.verdict), f"{hours:g} h of {settings.store_path}")
+    m = result.primary
+    if m.n_rows == 0:
+        return GateCheck("INCONCLUSIVE", f"no shadow predictions of {path.name} (sha256 {sha[:16]}…) in the last "
+                                         f"{hours:g} h of {settings.store_path}; run it in shadow first")
+    return GateCheck(str(result.verdict), f"{m.n_rows} shadow predictions of {path.name} (sha256 {sha[:16]}…), "
+                                          f"{m.gates_passed}/4 gates, last {hours:g} h of {settings.store_path}")
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -365,21 +380,31 @@ def _baseline(settings: Settings, key: str) -> Path:
     return path
 
 
-def rollback(settings: Settings, level: str, model: str = "patchtst") -> EditResult:
+def rollback(settings: Settings, level: str, model: str = "patchtst", *, force: bool = False,
+             gate_hours: float = 168.0) -> EditResult:
     """The spec's three rollbacks.
 
-    fast: drop the shadow flag (the new model votes). full: the model back on its baseline copy,
+    fast: drop the shadow flag, so the new model votes: like ``activate``, only on a READY gate
+    verdict for that file, or with ``force`` (audited). full: the model back on its baseline copy,
     shadow flag dropped, all weights as in the baseline env backup. nuclear: the baseline env
-    backup restored as a whole.
+    backup restored as a whole. Full and nuclear undo; they never need the gate.
     """
     if level not in ROLLBACK_LEVELS:
         raise ConfigError(f"rollback level {level!r} is not valid: expected one of {', '.join(ROLLBACK_LEVELS)}")
+    if force and level != "fast":
+        raise ConfigError(f"--force applies to --fast only (it makes {model} vote); --{level} restores a backup")
     shadow_key, role_key = _model_key(model, "SHADOW_ONLY"), _model_key(model, "ROLE")
     if level == "fast":
         current = read_env_file(_env_path(settings))
         unset = (shadow_key,) + ((role_key,) if current.get(role_key, "").strip().lower() == "shadow" else ())
+        gate = check_gate(settings, model, gate_hours)
+        if gate.verdict != "READY" and not force:
+            raise ConfigError(f"rollback --fast makes {model} vote; its gate verdict is {gate.verdict} "
+                              f"({gate.detail}); that needs READY, or --force (recorded in the audit log). "
+                              "To undo the deployment instead: rollback --full")
         return edit_env(settings, f"models.rollback.fast {model}", unset=unset, check_models=(model,),
-                        detail={"model": model, "level": level})
+                        detail={"model": model, "level": level, "gate": gate.verdict, "gate_detail": gate.detail,
+                                "forced": force and gate.verdict != "READY"})
     env_backup = _baseline(settings, "env")
     if level == "nuclear":
         return edit_env(settings, "models.rollback.nuclear", replace_text=env_backup.read_text(encoding="utf-8"),

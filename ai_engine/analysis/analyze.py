@@ -52,8 +52,10 @@ def analyze(
     *,
     horizon: int | None = None,
     band: float | None = None,
+    only: tuple[str, str] | None = None,
 ) -> AnalysisResult:
-    """Analyse ``model`` (and ``compare``) over the ``hours`` ending at ``until`` or the newest decision.
+    """Analyse ``model`` (and ``compare``) over the ``hours`` ending at ``until`` or the newest decision;
+    ``only`` = (role, sha256) keeps just ``model``'s rows of that artifact in that role.
 
     Raises:
         DataError: the store is missing, unreadable, of another schema, or holds no decisions.
@@ -69,6 +71,6 @@ def analyze(
     if band is not None and not (isinstance(band, int | float) and 0 < band < 1):
         raise ConfigError(f"--band must be a log-return half-width in (0, 1), e.g. 0.004; got {band!r}")
     names = (model,) if compare is None else (model, compare)
-    snap = read_snapshot(store_path, hours, names, until=parse_time(until), horizon=horizon, band=band)
+    snap = read_snapshot(store_path, hours, names, until=parse_time(until), horizon=horizon, band=band, only=only)
     models = tuple(analyze_model(rows, snap.series, snap.window, th) for rows in snap.models)
     return AnalysisResult(str(store_path), snap.window, snap.decision_actions, th, models)

@@ -197,19 +197,27 @@ def _from_configs(db, model: str, config_ids: list[str], horizon: int | None, ba
 
 
 def _versions(role: np.ndarray, cfg: np.ndarray, t: np.ndarray, per_cfg) -> tuple[VersionSeen, ...]:
-    """Rows per (role, applied version): roles from the rows, versions from the decision's config."""
+    """Rows per (role, applied version): roles from the rows, versions from the decision's config
+    (one entry per version, however many configurations it ran under)."""
     key = role.astype(np.int64) * 65_536 + cfg.astype(np.int64)
-    out = []
+    seen: dict[tuple, list[int]] = {}
     for k in np.unique(key):
         sel = key == k
         r, c = divmod(int(k), 65_536)
-        version, sha = per_cfg[c]
-        out.append(VersionSeen(ROLE_CODES[r] if r < len(ROLE_CODES) else "unknown", version, sha,
-                               int(sel.sum()), int(t[sel].min()), int(t[sel].max())))
-    return tuple(sorted(out, key=lambda v: v.first_ms))
+        entry = (ROLE_CODES[r] if r < len(ROLE_CODES) else "unknown", *per_cfg[c])
+        n, first, last = int(sel.sum()), int(t[sel].min()), int(t[sel].max())
+        if entry in seen:
+            acc = seen[entry]
+            seen[entry] = [acc[0] + n, min(acc[1], first), max(acc[2], last)]
+        else:
+            seen[entry] = [n, first, last]
+    return tuple(sorted((VersionSeen(*e, *v) for e, v in seen.items()), key=lambda v: v.first_ms))
 
 
-def _model_rows(db, model: str, win: Window, series_keys, config_ids, horizon, band) -> ModelRows:
+def _model_rows(db, model: str, win: Window, series_keys, config_ids, horizon, band,
+                only: tuple[str, str] | None = None) -> ModelRows:
+    """The model's rows in the window; ``only`` = (role, sha256) keeps the rows of that artifact
+    in that role (the activation gate judges exactly the file it would make vote)."""
     where = "p.model = ? AND p.candle_open_time > ? AND p.candle_open_time <= ?"
     args = [model, win.start_ms, win.end_ms]
     n = db.execute(f"SELECT COUNT(*) FROM predictions p WHERE {where}", args).fetchone()[0]
@@ -238,6 +246,10 @@ def _model_rows(db, model: str, win: Window, series_keys, config_ids, horizon, b
             f"SELECT p.action, COUNT(*) FROM predictions p WHERE {where} AND p.action NOT IN ('SELL','HOLD','BUY') "
             "GROUP BY p.action ORDER BY 2 DESC", args).fetchall())
     labels, per_cfg = _from_configs(db, model, config_ids, horizon, band)
+    if only is not None:
+        role, sha = only
+        cfg_ok = np.array([v[1] == sha for v in per_cfg])
+        out = out[cfg_ok[out[:, 9].astype(np.int64)] & (out[:, 10] == ROLE_CODES.index(role))]
     t = out[:, 0].astype(np.int64)
     cfg = out[:, 9].astype(np.int16)
     return ModelRows(
@@ -264,8 +276,10 @@ def read_snapshot(
     until: int | None = None,
     horizon: int | None = None,
     band: float | None = None,
+    only: tuple[str, str] | None = None,
 ) -> Snapshot:
-    """Window, decision counts, the models' rows and the candles needed to score them."""
+    """Window, decision counts, the models' rows and the candles needed to score them; ``only``
+    (role, sha256) restricts the first model's rows to that artifact in that role."""
     if not (isinstance(hours, int | float) and math.isfinite(hours) and hours > 0):
         raise ConfigError(f"--hours must be a number > 0, got {hours!r}")
     store = TelemetryStore(path, readonly=True)
@@ -285,7 +299,8 @@ def read_snapshot(
         win = Window(start, end, float(hours), until is not None, agg[0], agg[1], agg[2])
         keys = _series_keys(db)
         config_ids = [r[0] for r in db.execute("SELECT DISTINCT config_id FROM configs ORDER BY config_id")]
-        rows = tuple(_model_rows(db, m, win, keys, config_ids, horizon, band) for m in models)
+        rows = tuple(_model_rows(db, m, win, keys, config_ids, horizon, band, only if i == 0 else None)
+                     for i, m in enumerate(models))
         need_back = max(s.vol_window for r in rows for s in r.labels) + 2
         need_fwd = max(s.horizon for r in rows for s in r.labels)
         series = tuple(

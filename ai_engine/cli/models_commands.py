@@ -136,16 +136,19 @@ def rollback(
     full: bool = typer.Option(False, "--full", help="baseline model file, no shadow flag, baseline weights"),
     nuclear: bool = typer.Option(False, "--nuclear", help="restore the backed-up env file"),
     model: str = typer.Option("patchtst", "--model"),
+    force: bool = typer.Option(False, "--force", help="--fast although the gate verdict is not READY (audited)"),
+    hours: float = typer.Option(168.0, "--hours", help="analysis window of the gate check of --fast"),
     env_file: str = EnvFile,
 ) -> None:
-    """The spec's rollback levels; exactly one of --fast, --full, --nuclear."""
+    """The spec's rollback levels; exactly one of --fast, --full, --nuclear. --fast makes the
+    model vote, so it needs a READY gate verdict (or --force), as `activate` does."""
     from ai_engine.exceptions import ConfigError
     from ai_engine.lifecycle import rollback as do_rollback
 
     levels = [name for name, on in (("fast", fast), ("full", full), ("nuclear", nuclear)) if on]
     if len(levels) != 1:
         raise ConfigError("give exactly one of --fast, --full, --nuclear")
-    _report_edit(do_rollback(_settings(env_file), levels[0], model))
+    _report_edit(do_rollback(_settings(env_file), levels[0], model, force=force, gate_hours=hours))
 
 
 def register_models(models_app: typer.Typer) -> None:

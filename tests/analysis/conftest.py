@@ -63,6 +63,8 @@ def build_store(
     seed: int = 0,
     symbol: str = "BTCUSDT",
     label_config: bool = True,
+    shadow_sha: str = "cd" * 32,
+    shadow_role: ModelRole = ModelRole.SHADOW,
 ) -> Path:
     """Record ``n`` decisions on a random walk (1%/bar) with ``history`` candles before the first
     decision and ``tail`` after the last. The shadow model is ``patchtst``; ``lgbm`` votes and
@@ -87,7 +89,7 @@ def build_store(
         e = CLASS_ORDER[ens[j]]
         voter = ModelResult("lgbm", ModelRole.VOTER, ModelStatus.OK, 25.0, "v1", "ab" * 32,
                             Prediction.from_probs(_probs(int(ens[j]), 0.7)))
-        sh = ModelResult("patchtst", ModelRole.SHADOW, ModelStatus.OK, 0.0, "v2", "cd" * 32,
+        sh = ModelResult("patchtst", shadow_role, ModelStatus.OK, 0.0, "v2", shadow_sha,
                          Prediction.from_probs(_probs(int(act[j]), float(conf[j]))))
         d = EnsembleDecision(e, 0.7, 3, 3, e is not Action.HOLD, False, _probs(int(ens[j]), 0.7), (voter, sh))
         records.append(DecisionRecord(
@@ -99,7 +101,8 @@ def build_store(
     store = TelemetryStore(path)
     lc = {"horizon": horizon, "mode": mode, "fee_band": band, "k": 0.5, "vol_window": 168, "band": band}
     store.record_config(CONFIG_ID, "start", {"models": {
-        "patchtst": {"role": "shadow", "weight": 0, "version": "v2", **({"label_config": lc} if label_config else {})},
+        "patchtst": {"role": shadow_role.value, "weight": 0, "version": "v2", "sha256": shadow_sha,
+                     **({"label_config": lc} if label_config else {})},
         "lgbm": {"role": "voter", "weight": 25, "version": "v1"},
     }})
     store.record_decisions(records, candles)

@@ -172,3 +172,21 @@ def test_calibration_never_passes_a_fall_in_accuracy():
     assert g.status != "PASS" and g.value < 0 and g.hi > g.value
     rising = tuple(Bucket(lo, lo + 0.1, wilson(k, 400), lo + 0.05, True) for lo, k in ((0.4, 160), (0.5, 200), (0.6, 240)))
     assert _calibration_gate(rising, Thresholds()).status == "PASS"
+
+
+def test_only_keeps_the_rows_of_one_artifact_in_one_role(make_store):
+    path = make_store(n=300)
+    assert analyze(path, HOURS, only=("shadow", "cd" * 32)).primary.n_rows == 300
+    assert analyze(path, HOURS, only=("shadow", "ef" * 32)).primary.n_rows == 0
+    assert analyze(path, HOURS, only=("voter", "cd" * 32)).primary.n_rows == 0
+
+
+def test_a_version_is_listed_once_however_many_configurations_it_ran_under():
+    from ai_engine.analysis.reader import ROLE_CODES, _versions
+
+    shadow = ROLE_CODES.index("shadow")
+    role = np.full(5, shadow)
+    cfg = np.array([0, 0, 1, 1, 2])  # configs 0 and 1 differ only in the other models' weights
+    per_cfg = [("v2", "cd" * 32), ("v2", "cd" * 32), ("v3", "ef" * 32)]
+    seen = _versions(role, cfg, np.array([10, 20, 30, 40, 50]), per_cfg)
+    assert [(v.version, v.n, v.first_ms, v.last_ms) for v in seen] == [("v2", 4, 10, 40), ("v3", 1, 50, 50)]

@@ -116,7 +116,13 @@ def test_shadow_then_rollbacks_edit_the_env_file(deployment, artifacts):
     vals = read_env_file(deployment.env)
     assert vals["PATCHTST_MODEL_PATH"] == str(sv.path) and vals["PATCHTST_SHADOW_ONLY"] == "true"
     assert not shadow(_settings(deployment), "patchtst").changed  # idempotent
-    rollback(_settings(deployment), "fast")
+    shadowed = deployment.env.read_bytes()
+    with pytest.raises(ConfigError, match="rollback --fast makes patchtst vote; its gate verdict is INCONCLUSIVE"):
+        rollback(_settings(deployment), "fast")  # no shadow predictions of the new file yet
+    assert deployment.env.read_bytes() == shadowed
+    with pytest.raises(ConfigError, match="--force applies to --fast only"):
+        rollback(_settings(deployment), "full", force=True)
+    rollback(_settings(deployment), "fast", force=True)
     assert "PATCHTST_SHADOW_ONLY" not in read_env_file(deployment.env)
     rollback(_settings(deployment), "full")
     vals = read_env_file(deployment.env)
@@ -136,3 +142,24 @@ def test_edit_that_makes_config_invalid_is_refused(deployment):
         edit_env(_settings(deployment), "test", {"PATCHTST_SHADOW_ONLY": "ture"})
     assert deployment.env.read_bytes() == before
     assert not list(deployment.env.parent.glob(".ai-engine.env.edit-*"))
+
+
+@pytest.mark.parametrize("rows", ["this file in shadow", "another file in shadow", "this file voting"])
+def test_the_gate_judges_only_the_shadow_predictions_of_the_file_it_would_make_vote(deployment, rows):
+    from ai_engine.agents.artifacts import sha256_file
+    from ai_engine.enums import ModelRole
+    from ai_engine.lifecycle import check_gate
+    from ai_engine.model_slots import resolve_model_path
+    from tests.analysis.conftest import build_store
+
+    settings = _settings(deployment)
+    path, _ = resolve_model_path(settings, "patchtst")
+    sha = sha256_file(path)
+    build_store(settings.store_path, n=1500, shadow="skilled",
+                shadow_sha="ef" * 32 if rows == "another file in shadow" else sha,
+                shadow_role=ModelRole.VOTER if rows == "this file voting" else ModelRole.SHADOW)
+    gate = check_gate(settings, "patchtst", hours=24 * 365)
+    if rows == "this file in shadow":
+        assert gate.verdict == "READY" and f"1500 shadow predictions of {path.name}" in gate.detail
+    else:
+        assert gate.verdict == "INCONCLUSIVE" and "no shadow predictions of" in gate.detail

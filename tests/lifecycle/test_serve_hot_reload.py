@@ -102,7 +102,7 @@ def test_lifecycle_commands_reach_the_next_decisions_without_restart(deployment,
         "xgb": ("voter", 27.5), "lgbm": ("voter", 27.5), "nhits": ("voter", 40.0), "patchtst": ("voter", 5.0)}
 
     assert _apply(cli, deployment, pid, "models", "shadow", "patchtst")["patchtst"][0] == "shadow"
-    roles = _apply(cli, deployment, pid, "models", "rollback", "--fast")
+    roles = _apply(cli, deployment, pid, "models", "rollback", "--fast", "--force")
     assert roles["patchtst"][:1] == ("voter",) and roles["patchtst"][2] == new_sha
 
     roles = _apply(cli, deployment, pid, "models", "rollback", "--full")
