@@ -70,8 +70,11 @@ class CandleProcessor:
         return self._features[symbol], self._validators[symbol]
 
     def prime(self, candles: Iterable[Candle]) -> int:
-        """Feed history (no decisions) so the first live candle is decided on real context."""
-        n = 0
+        """Feed history (no decisions) so the first live candle is decided on real context. The
+        history is recorded in the store too: the analysis scores outcomes against a volatility
+        band of the candles before each decision (168 bars by default), which a store holding only
+        the live candles would lack for the whole first week."""
+        taken: list[Candle] = []
         for c in candles:
             feats, validator = self._feat(c.symbol)
             if validator.check(c).accept:
@@ -80,8 +83,14 @@ class CandleProcessor:
                 except DataError as exc:
                     log.warning("history candle skipped: %s", exc)
                     continue
-                n += 1
-        return n
+                taken.append(c)
+        if taken:
+            try:
+                self.engine.store.record_candles(taken)
+            except TransientError as exc:
+                log.error("history candles not recorded (the analysis falls back to the fixed band "
+                          "where it lacks them): %s", exc)
+        return len(taken)
 
     def process(self, candles: Sequence[Candle], arrived_at: float | None = None) -> list[DecisionRecord]:
         """Decide on candles that closed together (one per symbol). Rejected candles are logged

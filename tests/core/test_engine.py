@@ -245,3 +245,25 @@ def test_engine_warns_at_load_about_a_forced_degenerate_model(tmp_path, syntheti
     slots = load_slots(settings)
     assert slots["xgb"].active
     assert "[XGBoost] ⚠ degenerate at training: validation put 98% into one action" in caplog.text
+
+
+def test_primed_history_is_recorded_so_the_first_decisions_are_scored_on_the_vol_band(
+        tmp_path, synthetic_models, synthetic_series):
+    """A service primes its features with history before its first live candle; the analysis
+    scores each decision against the volatility of the 168 bars before it, so that history must
+    be in the store, or the whole first week is scored on the fixed fallback band."""
+    from ai_engine.analysis import analyze
+    from ai_engine.data import time_batches
+
+    batches = list(time_batches(synthetic_series))
+    settings, _ = make_settings(tmp_path, synthetic_models, PATCHTST_SHADOW_ONLY="true")
+    engine = open_engine(settings, wait_for_shadow=True)
+    proc = CandleProcessor(engine, "1h")
+    primed = proc.prime(c for b in batches[:600] for c in b)
+    for b in batches[600:700]:
+        proc.process(b)
+    engine.close()
+    assert primed == 600 * len(batches[0]) and engine.store.count("candles") == 700 * len(batches[0])
+    m = analyze(settings.store_path, 24 * 365).primary
+    assert m.n_scored > 150 and m.band_fallback == 0
+    assert any("σ[168]" in label for label, _ in m.labels_used), m.labels_used
