@@ -54,6 +54,15 @@ class GovernorState:
         return cls(kill=kill, mode=mode, updated_at=int(time.time() * 1000), updated_by=who, reason=reason)
 
 
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object whose keys are unique: ``{"kill": true, "kill": false}`` would otherwise read
+    as its last value, so an edit that adds a key instead of changing it could release the switch."""
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"key {next(k for k in keys if keys.count(k) > 1)!r} appears more than once")
+    return dict(pairs)
+
+
 class GovernorBackend(Protocol):
     def read(self) -> GovernorState | None:
         """Current state; None when none was ever written; raise on unreadable state."""
@@ -101,9 +110,11 @@ class FileGovernorBackend:
         except OSError as exc:
             raise DataError(f"governor state {self.path} cannot be read: {exc}") from None
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise DataError(f"governor state {self.path} is not valid JSON: {exc}") from None
+        except ValueError as exc:
+            raise DataError(f"governor state {self.path} is ambiguous: {exc}") from None
         state = GovernorState.from_json(data, str(self.path))
         stable = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > self.stable_ns
         self._cached = (key, state) if stable else None

@@ -26,6 +26,9 @@ def test_unreadable_or_malformed_state_blocks(tmp_path):
     assert "malformed" in Governor(FileGovernorBackend(p)).check(ACTIONABLE).reason
     p.write_text('{"kill": false, "mode": "YOLO"}')
     assert "unknown mode" in Governor(FileGovernorBackend(p)).check(ACTIONABLE).reason
+    p.write_text('{"kill": true, "kill": false, "mode": "PAPER"}')  # a key added instead of changed
+    v = Governor(FileGovernorBackend(p)).check(ACTIONABLE)
+    assert not v.allowed and "'kill' appears more than once" in v.reason
     d = tmp_path / "dir.json"
     d.mkdir()
     assert not Governor(FileGovernorBackend(d)).check(ACTIONABLE).allowed
