@@ -73,8 +73,10 @@ def _store_size(path: Path) -> int:
     return sum(p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists())
 
 
-def verify_shadow(settings: Settings, model: str, since_s: float, log_lines: list[str] | None) -> list[Criterion]:
-    """Check the deployment of ``model`` in shadow over the last ``since_s`` seconds."""
+def verify_shadow(settings: Settings, model: str, since_s: float, log_lines: list[str] | None,
+                  log_source: str = "the log") -> list[Criterion]:
+    """Check the deployment of ``model`` in shadow over the last ``since_s`` seconds (or since the
+    service's last start, when that is later)."""
     from ai_engine.model_slots import DISPLAY_NAMES, resolve_model_path
     from ai_engine.registry import Registry
     from ai_engine.telemetry.sqlite import TelemetryStore
@@ -131,14 +133,21 @@ def verify_shadow(settings: Settings, model: str, since_s: float, log_lines: lis
     add("restarts in 24 h", starts <= MAX_RESTARTS_24H + 1, f"{starts} starts (initial start + {max(starts - 1, 0)} restarts; "
         f"fail above {MAX_RESTARTS_24H} restarts)")
 
+    # Rates are per second of the window the service has been deployed: --since 10m one minute
+    # after its first start holds one minute of evidence, not ten.
+    first_start = db.execute("SELECT MIN(applied_at) FROM configs WHERE reason='start'").fetchone()[0]
+    observed_s = since_s if first_start is None else max(1.0, min(since_s, (now_ms - first_start) / 1000.0))
+    seen = f"{observed_s / 60.0:.3g} min" + (f" (the first start was {observed_s / 60.0:.3g} min ago)"
+                                            if observed_s < since_s else "")
+
     # 5. publish rate (store), informational
-    minutes = since_s / 60.0
-    out.append(Criterion("publish rate", "INFO", f"{len(intents)} intents in {minutes:g} min ({len(intents) / minutes:.2f}/min)"))
+    minutes = observed_s / 60.0
+    out.append(Criterion("publish rate", "INFO", f"{len(intents)} intents in {seen} ({len(intents) / minutes:.2f}/min)"))
 
     # 6. telemetry disk growth, projected to 24 h from the window's share of decisions
     total = store.count("decisions") or 1
     size = _store_size(settings.store_path)
-    projected = size * len(decisions) / total * 86400.0 / since_s
+    projected = size * len(decisions) / total * 86400.0 / observed_s
     add("telemetry disk growth", projected <= MAX_DISK_GROWTH_BYTES,
         f"store {size / 1e6:.1f} MB; projected growth {projected / 1e9:.3f} GB/24 h (limit 5 GB)")
     store.close()
@@ -148,9 +157,14 @@ def verify_shadow(settings: Settings, model: str, since_s: float, log_lines: lis
         for name in ("shadow log lines", "errors", "log volume"):
             out.append(Criterion(name, "SKIP", "give --log FILE or --journal"))
         return out
+    if not log_lines and decisions:  # a running service always logs; silence means the wrong source
+        for name in ("shadow log lines", "errors", "log volume"):
+            add(name, False, f"no log lines at all in the window from {log_source}, while {len(decisions)} decisions "
+                             "were made: is that the service's log (journal unavailable, wrong file)?")
+        return out
     disp = DISPLAY_NAMES.get(model, model)
     shadow_n = sum(1 for ln in log_lines if f"[SHADOW] {disp} |" in ln)
-    want = min(since_s / max(settings.shadow_log_interval_s, 1e-9), len(decisions)) * 0.5
+    want = min(observed_s / max(settings.shadow_log_interval_s, 1e-9), len(decisions)) * 0.5
     add("shadow log lines", shadow_n >= max(1.0, want) if decisions else shadow_n == 0,
         f"{shadow_n} [SHADOW] {disp} lines; expected ≥ {max(1.0, want):.0f} (one per {settings.shadow_log_interval_s:g} s)")
     errors = sum(1 for ln in log_lines if "error" in ln.lower())

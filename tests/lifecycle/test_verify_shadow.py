@@ -92,6 +92,21 @@ def test_verify_shadow_passes_a_real_run_and_detects_each_failure(shadow_run, cl
     assert decisions == 2 * 100 and roles["patchtst"] == "shadow"
     assert "[SHADOW] PatchTST |" in log.read_text()
 
+    # Right after the first start, --since 10m holds a minute or so of evidence: the expected
+    # [SHADOW] lines (one per 30 s, half tolerated) are counted over that, not over ten minutes.
+    shadow_lines = iter(range(3))
+    few = _log_with(log, tmp_path / "few.log", keep=lambda ln: "[SHADOW]" not in ln or next(shadow_lines, None) is not None)
+    slow = tmp_path / "slow.env"
+    slow.write_text(dep.env.read_text().replace("SHADOW_LOG_INTERVAL_S=0\n", "SHADOW_LOG_INTERVAL_S=30\n"))
+    res = cli("verify-shadow", "--env-file", str(slow), "--since", "10m", "--log", str(few))
+    assert "PASS shadow log lines: 3 [SHADOW] PatchTST lines" in res.output and "the first start was" in res.output
+    # a log source with nothing in it while decisions were made is not a clean log
+    code, got = _verify(cli, dep.env, _log_with(log, tmp_path / "empty.log", keep=lambda ln: False))
+    assert code == 1 and got["shadow log lines"] == got["errors"] == got["log volume"] == "FAIL"
+
+    # From here on, a service deployed 10 minutes ago (this run made its evidence at full speed).
+    with sqlite3.connect(dep.home / "telemetry.sqlite") as db:
+        db.execute("UPDATE configs SET applied_at = applied_at - 600000 WHERE reason = 'start'")
     code, got = _verify(cli, dep.env, log)
     assert code == 0
     assert got == {"model loaded": "PASS", "shadow entry in every decision and intent": "PASS",
