@@ -53,7 +53,7 @@ from ai_engine.model_slots import (
 from ai_engine.monitor import FlatlineMonitor
 from ai_engine.telemetry.shadow_log import ShadowLogger, log_intent
 from ai_engine.telemetry.sqlite import TelemetryStore
-from ai_engine.types import Candle, DecisionRecord, ModelResult, event_id_for
+from ai_engine.types import LATE_JOINED, Candle, DecisionRecord, ModelResult, event_id_for
 
 __all__ = ["DecisionInputs", "DecisionEngine", "EngineState", "pin_inference_threads"]
 
@@ -374,7 +374,9 @@ class DecisionEngine:
         try:
             results = fut.result()
             for rec, res in zip(records, results, strict=True):
-                self.store.update_prediction(rec, res)
+                # the reason says the row was joined after publication (the analysis counts them)
+                joined = LATE_JOINED if res.reason is None else f"{LATE_JOINED}: {res.reason}"
+                self.store.update_prediction(rec, replace(res, reason=joined))
         except Exception as exc:
             log.error("could not join late %s results: %s", slot.name, exc)
 

@@ -17,7 +17,12 @@ __all__ = [
     "DecisionRecord",
     "event_id_for",
     "INTERVAL_MS",
+    "LATE_JOINED",
 ]
+
+# Reason stored with a (shadow) result that arrived after its decision was published and was
+# joined to the stored row then; the analysis counts rows by it.
+LATE_JOINED = "joined late"
 
 INTERVAL_MS: dict[str, int] = {
     "1m": 60_000,

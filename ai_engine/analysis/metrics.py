@@ -112,6 +112,7 @@ def _skip_reasons(rows: ModelRows) -> tuple[np.ndarray, list[tuple[str, int]]]:
         (rows.status >= len(STATUS_CODES), "status unknown"),
         (rows.ensemble == -1, "no decision row for the prediction"),
         (rows.ensemble == -2, "decision action unknown"),
+        ((rows.status == STATUS_CODES.index("late")) & (rows.action == -1), "status late, no result joined"),
         (rows.action == -1, "action is NULL"),
         (rows.action == -2, "unknown action string"),
         (~np.isfinite(conf), "confidence missing"),
@@ -262,7 +263,7 @@ def analyze_model(rows: ModelRows, series: tuple[Series, ...], win: Window, th: 
         versions=rows.versions,
         n_rows=int(rows.t.size),
         n_valid=n_valid,
-        n_late=int((rows.status[valid] == STATUS_CODES.index("late")).sum()),
+        n_late=int(rows.joined_late[valid].sum()),
         skipped=tuple(skipped),
         unknown_actions=rows.unknown_actions,
         actions=actions,  # type: ignore[arg-type]

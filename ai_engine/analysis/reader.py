@@ -24,7 +24,7 @@ from ai_engine.analysis.labels import (
 )
 from ai_engine.exceptions import ConfigError, DataError
 from ai_engine.telemetry import TelemetryStore
-from ai_engine.types import INTERVAL_MS
+from ai_engine.types import INTERVAL_MS, LATE_JOINED
 
 __all__ = [
     "Window", "Series", "VersionSeen", "ModelRows", "Snapshot", "parse_time", "read_snapshot",
@@ -101,6 +101,7 @@ class ModelRows:
     confidence: np.ndarray  # float64, NaN when NULL
     probs: np.ndarray  # float32 (n, 3) SELL, HOLD, BUY; NaN when NULL
     ensemble: np.ndarray  # int8 CLASS_ORDER index of the decision's action, -1 no decision row
+    joined_late: np.ndarray  # bool: the result came after the decision was published and was joined then
     label: np.ndarray  # int16 index into labels
     labels: tuple[LabelSpec, ...]
     unknown_actions: tuple[tuple[str, int], ...]
@@ -229,10 +230,10 @@ def _model_rows(db, model: str, win: Window, series_keys, config_ids, horizon, b
     sql = (
         f"SELECT p.candle_open_time, {ser_sql}, {st_sql}, {act.format(c='p.action')}, p.confidence, "
         f"p.p_sell, p.p_hold, p.p_buy, CASE WHEN d.event_id IS NULL THEN -1 ELSE "
-        f"{act.format(c='d.action')} END, {cfg_sql}, {role_sql} "
+        f"{act.format(c='d.action')} END, {cfg_sql}, {role_sql}, p.reason LIKE '{LATE_JOINED}%' "
         f"FROM predictions p LEFT JOIN decisions d ON d.event_id = p.event_id WHERE {where}"
     )
-    out = np.empty((n, 11), dtype=np.float64)
+    out = np.empty((n, 12), dtype=np.float64)
     cur = db.execute(sql, ser_args + st_args + cfg_args + role_args + args)
     i = 0
     while chunk := cur.fetchmany(_CHUNK):
@@ -261,6 +262,7 @@ def _model_rows(db, model: str, win: Window, series_keys, config_ids, horizon, b
         confidence=out[:, 4].copy(),
         probs=out[:, 5:8].astype(np.float32),
         ensemble=np.nan_to_num(out[:, 8], nan=-1).astype(np.int8),
+        joined_late=out[:, 11] == 1,
         label=cfg,
         labels=labels,
         unknown_actions=unknown,

@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from ai_engine.analysis import analyze
 from ai_engine.engine import DecisionEngine
 from ai_engine.governor import FileGovernorBackend, Governor
 from ai_engine.live import CandleProcessor
@@ -55,6 +56,8 @@ def test_held_shadow_does_not_hold_the_decision_or_its_intent(tmp_path, tree_mod
         assert store.count("decisions") == len(records) and store.count("intents") == len(published)
         late_rows = store.connection.execute("SELECT COUNT(*) FROM predictions WHERE model='lgbm' AND status='late'")
         assert late_rows.fetchone()[0] == len(records)
+        waiting = analyze(engine.state.settings.store_path, 24 * 365, model="lgbm").primary
+        assert dict(waiting.skipped) == {"status late, no result joined": len(records)} and waiting.n_late == 0
     finally:
         held.release.set()
         engine.close()
@@ -62,6 +65,9 @@ def test_held_shadow_does_not_hold_the_decision_or_its_intent(tmp_path, tree_mod
     rows = engine.store.connection.execute(
         "SELECT status, COUNT(*), COUNT(action) FROM predictions WHERE model='lgbm' GROUP BY status").fetchall()
     assert rows == [("ok", len(records), len(records))]
+    reasons = engine.store.connection.execute("SELECT DISTINCT reason FROM predictions WHERE model='lgbm'").fetchall()
+    assert reasons == [("joined late",)]  # and the analysis counts them as such
+    assert analyze(engine.state.settings.store_path, 24 * 365, model="lgbm").primary.n_late == len(records)
 
 
 @pytest.mark.parametrize("hold", ["xgb", "lgbm"])  # the first voter of the run (the others go on without it), the last
