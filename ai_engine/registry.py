@@ -178,8 +178,8 @@ class Registry:
         return self.get(model, version), True
 
     def verify(self) -> list[VerifyResult]:
-        """Re-hash every staged artifact and baseline against the index."""
-        from ai_engine.agents.artifacts import sha256_file
+        """Re-hash every staged artifact and baseline against the index, and check its sidecar."""
+        from ai_engine.agents.artifacts import meta_path_for, read_meta, sha256_file
 
         out = []
         items = [(s.model, s.version, s.path, s.sha256) for s in self.versions()]
@@ -190,6 +190,11 @@ class Registry:
                 continue
             actual = sha256_file(path)
             problem = None if actual == sha else f"sha256 {actual[:16]}… differs from registry {sha[:16]}…"
+            if problem is None and model != "env" and meta_path_for(path).is_file():
+                try:
+                    read_meta(path, required=True)
+                except ModelLoadError as exc:
+                    problem = str(exc)
             out.append(VerifyResult(model, version, path, problem is None, problem))
         return out
 

@@ -72,9 +72,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def _content_sha256(meta: dict) -> str:
+    """sha256 of the sidecar's content, itself left out (canonical JSON: sorted keys, no spaces)."""
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
+
+
 def write_meta(path: Path, meta: dict) -> Path:
-    """Write the sidecar next to ``path`` (JSON, sorted keys)."""
+    """Write the sidecar next to ``path`` (JSON, sorted keys) with the checksum of its content:
+    the model file's sha256 does not cover the feature order or the calibration kept here, and a
+    hand edit of either would change the predictions silently."""
     mp = meta_path_for(path)
+    meta = {**meta, "meta_sha256": _content_sha256(meta)}
     atomic_write_bytes(mp, json.dumps(meta, indent=2, sort_keys=True, allow_nan=False).encode())
     return mp
 
@@ -92,6 +101,12 @@ def read_meta(path: Path, *, required: bool) -> dict | None:
         raise ModelLoadError(f"{mp}: sidecar is not valid JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise ModelLoadError(f"{mp}: sidecar must be a JSON object")
+    if "meta_sha256" not in meta:
+        log.warning("%s: sidecar has no content checksum (written by an older version); edits to it cannot be "
+                    "detected", mp)
+    elif str(meta["meta_sha256"]).lower() != _content_sha256(meta):
+        raise ModelLoadError(f"{mp}: sidecar was edited after it was written (its content checksum differs); "
+                             "restore it from the model's release or retrain")
     return meta
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ai_engine.agents import DEFAULT_ARTIFACT_NAME, XGBAgent, load_agent, sha256_file
-from ai_engine.agents.artifacts import meta_path_for
+from ai_engine.agents.artifacts import meta_path_for, write_meta
 from ai_engine.exceptions import FeatureMismatchError, ModelLoadError
 
 
@@ -37,10 +37,9 @@ def _copy(src: Path, dst_dir: Path, with_meta: bool = True) -> Path:
 
 
 def _rewrite_meta(path: Path, **changes) -> None:
-    mp = meta_path_for(path)
-    meta = json.loads(mp.read_text())
-    meta.update(changes)
-    mp.write_text(json.dumps(meta))
+    """A sidecar with ``changes``, internally consistent (as one written for another file would be)."""
+    meta = json.loads(meta_path_for(path).read_text())
+    write_meta(path, meta | changes)
 
 
 @pytest.mark.parametrize("name", ["xgb", "lgbm", "nhits", "patchtst"])
@@ -195,3 +194,15 @@ def test_no_unsafe_torch_load_in_the_package():
     assert calls, "expected the safe loader to call torch.load"
     for p, line in calls:
         assert "weights_only=True" in line, f"{p}: {line.strip()}"
+
+
+@pytest.mark.parametrize("name", ["xgb", "lgbm", "nhits", "patchtst"])
+def test_a_hand_edited_sidecar_is_refused(name, artifacts, tmp_path):
+    # The feature order and the calibration live in the sidecar, outside the model file's sha256:
+    # reordering the names would feed every column to the wrong input without a word.
+    path = _copy(artifacts[name][0], tmp_path)
+    mp = meta_path_for(path)
+    meta = json.loads(mp.read_text())
+    mp.write_text(json.dumps(meta | {"feature_names": meta["feature_names"][::-1]}, indent=2))
+    with pytest.raises(ModelLoadError, match="sidecar was edited after it was written"):
+        load_agent(name, path)

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+from ai_engine.agents.artifacts import write_meta
 from ai_engine.engine import DecisionEngine
 from ai_engine.enums import GovernorMode, ModelRole, ModelStatus
 from ai_engine.governor import FileGovernorBackend, Governor, GovernorState
@@ -239,8 +240,8 @@ def test_engine_warns_at_load_about_a_forced_degenerate_model(tmp_path, syntheti
     dst = tmp_path / src.name
     shutil.copy(src, dst)
     meta = json.loads(src.with_name(src.name + ".meta.json").read_text())
-    meta["report"]["val"]["action_share"] = [0.98, 0.01, 0.01]
-    dst.with_name(dst.name + ".meta.json").write_text(json.dumps(meta))
+    meta["report"]["val"]["action_share"] = [0.98, 0.01, 0.01]  # what `train --force` writes
+    write_meta(dst, meta)
     settings, _ = make_settings(tmp_path, {**synthetic_models, "xgb": dst})
     slots = load_slots(settings)
     assert slots["xgb"].active

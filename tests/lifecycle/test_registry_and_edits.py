@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from ai_engine.agents.artifacts import write_meta
 from ai_engine.audit import read_audit
 from ai_engine.config import load_settings
 from ai_engine.envfile import read_env_file
@@ -46,7 +47,7 @@ def test_stage_refuses_wrong_checksum_and_wrong_kind(deployment, artifacts, tmp_
     bad.parent.mkdir()
     shutil.copyfile(artifacts.patchtst_new, bad)
     meta = json.loads((artifacts.patchtst_new.parent / "model.meta.json").read_text())
-    (bad.parent / "patchtst.pth.meta.json").write_text(json.dumps(meta | {"sha256": "0" * 64}))
+    write_meta(bad, meta | {"sha256": "0" * 64})  # a sidecar of another build
     env_before = deployment.env.read_bytes()
     with pytest.raises(ModelLoadError, match="checksum"):
         stage(_settings(deployment), "patchtst", bad)
@@ -163,3 +164,14 @@ def test_the_gate_judges_only_the_shadow_predictions_of_the_file_it_would_make_v
         assert gate.verdict == "READY" and f"1500 shadow predictions of {path.name}" in gate.detail
     else:
         assert gate.verdict == "INCONCLUSIVE" and "no shadow predictions of" in gate.detail
+
+
+def test_verify_detects_a_hand_edited_sidecar(deployment, artifacts, cli):
+    from ai_engine.agents.artifacts import meta_path_for
+
+    sv, _ = stage(_settings(deployment), "patchtst", artifacts.patchtst_new)
+    mp = meta_path_for(sv.path)
+    meta = json.loads(mp.read_text())
+    mp.write_text(json.dumps(meta | {"calibration": {"method": "temperature", "temperature": 1e-6}}))
+    bad = cli("models", "verify", "--env-file", str(deployment.env))
+    assert bad.exit_code == 1 and "sidecar was edited after it was written" in " ".join(bad.output.split())

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ai_engine.agents.artifacts import meta_path_for, sha256_file
+from ai_engine.agents.artifacts import meta_path_for, sha256_file, write_meta
 from ai_engine.live import CandleProcessor
 from ai_engine.runtime import open_engine
 from tests.reliability.conftest import copy_artifact, settings_for
@@ -34,7 +34,7 @@ def _resave(path: Path, ckpt: dict) -> None:
     meta |= {"sha256": sha256_file(path), "size": path.stat().st_size}
     if "feature_names" in meta and "feature_names" in ckpt:
         meta["feature_names"] = list(ckpt["feature_names"])
-    meta_path_for(path).write_text(json.dumps(meta))
+    write_meta(path, meta)
 
 
 def broken_patchtst(fault: str, models: dict[str, Path], where: Path) -> Path:
@@ -50,7 +50,7 @@ def broken_patchtst(fault: str, models: dict[str, Path], where: Path) -> Path:
     elif fault == "wrong_sha256":
         meta = json.loads(meta_path_for(path).read_text())
         meta["sha256"] = "0" * 64
-        meta_path_for(path).write_text(json.dumps(meta))
+        write_meta(path, meta)
     else:
         ckpt = torch.load(path, weights_only=True)
         if fault == "wrong_architecture":
