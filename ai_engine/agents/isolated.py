@@ -86,7 +86,12 @@ def _ready_failure(proc: subprocess.Popen, sha256: str) -> str | None:
     reader.start()
     reader.join(START_TIMEOUT_S)
     if not frame or frame[0] is None:
+        if frame:  # its end of output: wait for the exit code rather than call it slow
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
         code = proc.poll()
+        if proc.stopping:
+            return "stopped before it was ready"
         return f"exited with code {code}" if code is not None else f"not ready after {START_TIMEOUT_S:g} s"
     kind, payload = frame[0]
     if kind == b"E":
@@ -103,7 +108,10 @@ def _pump(proc: subprocess.Popen, name: str, sha256: str) -> None:
     to stop or the child is gone. Requests queued while it starts wait in the queue."""
     proc.failure = _ready_failure(proc, sha256)
     if proc.failure is not None:
-        log.error("[%s] model process did not start: %s", name, proc.failure)
+        if proc.stopping:  # the engine closed while it was starting: nothing went wrong
+            log.info("[%s] model process %s", name, proc.failure)
+        else:
+            log.error("[%s] model process did not start: %s", name, proc.failure)
         _stop(proc)
     proc.started.set()
     if proc.failure is not None:
@@ -118,6 +126,7 @@ def _pump(proc: subprocess.Popen, name: str, sha256: str) -> None:
 
 def _stop(proc: subprocess.Popen) -> None:
     """End a child (it holds no state worth a graceful exit; its pump may be blocked writing to it)."""
+    proc.stopping = True
     proc.outbox.put(None)
     if proc.poll() is None:
         proc.terminate()
@@ -206,6 +215,7 @@ class IsolatedAgent:
         proc.outbox = queue.SimpleQueue()  # requests waiting for the pump thread
         proc.started = threading.Event()  # set once the child is ready or has failed to start
         proc.failure = None
+        proc.stopping = False  # set by _stop: a start cut short is not a failure
         proc.sent = proc.read = 0  # requests queued for this child, replies read from it
         self._proc, self._pid = proc, proc.pid
         self._finalizer = weakref.finalize(self, _stop, proc)

@@ -65,6 +65,18 @@ def test_a_child_that_cannot_load_the_artifact_fails_its_calls_with_the_reason(m
         iso.close()
 
 
+def test_a_child_closed_while_it_starts_is_not_reported_as_a_failure(models, caplog):
+    # A run that ends within a second of its start (a short replay, a refused reload) closes the
+    # shadow's child before it is ready; that was logged as "did not start: not ready after 120 s".
+    agent = load_agent("patchtst", models["patchtst"])
+    caplog.set_level("INFO", logger="ai_engine.agents.isolated")
+    iso = IsolatedAgent(agent, models["patchtst"])
+    iso.close()
+    assert iso.wait_started(timeout=30) == "model process did not start: stopped before it was ready"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "stopped before it was ready" in caplog.text
+
+
 def test_engine_runs_the_shadow_in_its_own_process_and_ends_it_at_close(models, series, tmp_path):
     settings = settings_for(tmp_path / "home", models, PATCHTST_SHADOW_ONLY="true", ENSEMBLE_MIN_CONSENSUS="2")
     engine = open_engine(settings, wait_for_shadow=True)
