@@ -288,6 +288,10 @@ def load_csv(
         last = t
     q.summarise()
     report.rows_kept = len(times)
+    disorder = report.quarantined.get("out_of_order", 0)
+    if disorder > len(times):  # not a few stray rows: the file is in another order (newest first?)
+        raise DataError(f"{path}: {disorder} of {report.rows_read} rows are out of time order (newest first, or "
+                        "shuffled); sort the file by open_time ascending, as Binance exports it")
     if not times:
         counts = (
             ", ".join(f"{k} {n}" for k, n in sorted(report.quarantined.items())) or "no data rows"

@@ -137,3 +137,17 @@ def test_streaming_validator_rejects_warns_and_accepts():
     assert val.last_open_time("BTCUSDT", "1h") == T0 + 4 * H
     with pytest.raises(ConfigError, match="unknown interval"):
         CandleValidator("7m")
+
+
+def test_a_file_in_newest_first_order_is_refused_with_the_fix(tmp_path):
+    # Quarantining all but the first row "out of order" left replays with nothing to decide and
+    # exit 0; a file in the wrong order as a whole says so.
+    rows = [f"{T0 + k * H},100,101,99,100.5,10" for k in range(50)][::-1]
+    path = tmp_path / "BTCUSDT-1h.csv"
+    path.write_text(HEADER + "\n".join(rows) + "\n")
+    from ai_engine.exceptions import DataError
+
+    with pytest.raises(DataError, match="49 of 50 rows are out of time order .*sort the file by open_time ascending"):
+        load_csv(path)
+    path.write_text(HEADER + "\n".join(rows[::-1][:48] + [rows[0], rows[1]]) + "\n")  # one stray row: quarantined
+    assert len(load_csv(path)) == 49
