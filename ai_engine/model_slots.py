@@ -88,7 +88,7 @@ def _bind_inputs(slot: ModelSlot) -> None:
 def load_slot(settings: Settings, name: str, *, strict: bool = False) -> ModelSlot:
     """Load one model. With ``strict`` a load failure raises instead of giving an inactive slot."""
     from ai_engine.agents import load_agent
-    from ai_engine.registry import registry_sha256
+    from ai_engine.registry import is_baseline, registry_sha256
 
     cfg = settings.models[name]
     disp = DISPLAY_NAMES[name]
@@ -116,6 +116,8 @@ def load_slot(settings: Settings, name: str, *, strict: bool = False) -> ModelSl
         log.error("[%s] ❌ model not loaded, excluded from the ensemble: %s", disp, slot.reason)
         return slot
     mode = " (mode=SHADOW_ONLY)" if cfg.role is ModelRole.SHADOW else ""
+    if is_baseline(settings.models_dir, path):  # the spec checks a full rollback with grep "PatchTST.*baseline"
+        mode += " (baseline)"
     log.info("[%s] ✅ Model weights loaded from %s%s", disp, path.name, mode)
     _warn_if_degenerate(disp, slot)
     return slot

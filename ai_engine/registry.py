@@ -26,6 +26,8 @@ __all__ = [
     "StagedVersion",
     "VerifyResult",
     "artifact_ext",
+    "is_baseline",
+    "registry_sha256",
 ]
 
 INDEX_NAME = "registry.json"
@@ -216,3 +218,10 @@ def registry_sha256(models_dir: Path, path: Path) -> str | None:
         if Path(b["file"]).resolve() == resolved:
             return b["sha256"]
     return None
+
+
+def is_baseline(models_dir: Path, path: Path) -> bool:
+    """Whether ``path`` is a baseline copy made by ``models backup`` (a full rollback loads one)."""
+    reg = Registry(models_dir)
+    resolved = Path(path).resolve()
+    return reg.index_path.is_file() and any(Path(b["file"]).resolve() == resolved for b in reg.baselines().values())

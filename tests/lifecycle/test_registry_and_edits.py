@@ -175,3 +175,24 @@ def test_verify_detects_a_hand_edited_sidecar(deployment, artifacts, cli):
     mp.write_text(json.dumps(meta | {"calibration": {"method": "temperature", "temperature": 1e-6}}))
     bad = cli("models", "verify", "--env-file", str(deployment.env))
     assert bad.exit_code == 1 and "sidecar was edited after it was written" in " ".join(bad.output.split())
+
+
+def test_after_a_full_rollback_the_load_line_answers_the_specs_baseline_check(deployment, artifacts, caplog):
+    import logging
+    import re
+
+    from ai_engine.lifecycle import backup
+    from ai_engine.model_slots import load_slot
+
+    backup(_settings(deployment))
+    stage(_settings(deployment), "patchtst", artifacts.patchtst_new)
+    shadow(_settings(deployment), "patchtst")
+    with caplog.at_level(logging.INFO, logger="ai_engine"):
+        load_slot(_settings(deployment), "patchtst")
+    assert not re.search("PatchTST.*baseline", caplog.text)
+    rollback(_settings(deployment), "full")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="ai_engine"):
+        load_slot(_settings(deployment), "patchtst")
+    # the spec: journalctl ... | grep "PatchTST.*baseline"
+    assert re.search(r"\[PatchTST\] ✅ Model weights loaded from patchtst_model_BASELINE_\d{8}\.pth \(baseline\)", caplog.text)
