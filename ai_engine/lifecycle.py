@@ -283,6 +283,18 @@ def shadow(settings: Settings, model: str, version: str | None = None) -> EditRe
     )
 
 
+def _rebalance_hint(weights: dict[str, float], model: str, w: float) -> str:
+    """A --rebalance that makes the weights sum to 100: the others scaled to share 100 - w."""
+    others = {m: v for m, v in weights.items() if m != model}
+    rest = sum(others.values())
+    if rest <= 0 or w > 100:
+        return ""
+    scaled = {m: round(v * (100.0 - w) / rest, 2) for m, v in others.items()}
+    last = max(scaled, key=scaled.get)
+    scaled[last] = round(100.0 - w - sum(v for m, v in scaled.items() if m != last), 2)
+    return ", e.g. --rebalance " + ",".join(f"{m}={v:g}" for m, v in scaled.items())
+
+
 def activate(
     settings: Settings,
     model: str,
@@ -309,8 +321,8 @@ def activate(
     total = sum(weights.values())
     if abs(total - 100.0) > 1e-6:
         parts = ", ".join(f"{m}={v:g}" for m, v in weights.items())
-        raise ConfigError(f"weights must sum to 100, got {total:g} ({parts}); "
-                          "give --rebalance for the other models, e.g. --rebalance xgb=27.5,lgbm=27.5,nhits=40")
+        raise ConfigError(f"weights must sum to 100, got {total:g} ({parts}); give --rebalance for the other "
+                          f"models{_rebalance_hint(weights, model, w)}")
     gate = check_gate(settings, model, gate_hours)
     if gate.verdict != "READY" and not force:
         raise ConfigError(f"{model} gate verdict is {gate.verdict} ({gate.detail}); activation needs READY, "

@@ -196,3 +196,15 @@ def test_after_a_full_rollback_the_load_line_answers_the_specs_baseline_check(de
         load_slot(_settings(deployment), "patchtst")
     # the spec: journalctl ... | grep "PatchTST.*baseline"
     assert re.search(r"\[PatchTST\] ✅ Model weights loaded from patchtst_model_BASELINE_\d{8}\.pth \(baseline\)", caplog.text)
+
+
+@pytest.mark.parametrize("weight", [0.5, 5.0, 33.3])
+def test_the_suggested_rebalance_is_one_that_works(deployment, weight):
+    import re
+
+    with pytest.raises(ConfigError, match="weights must sum to 100") as err:
+        activate(_settings(deployment), "patchtst", weight)  # the others stay 25/25/30
+    hint = re.search(r"e\.g\. --rebalance (\S+)", str(err.value)).group(1)
+    assert activate(_settings(deployment), "patchtst", weight, parse_weights(hint), force=True).changed
+    weights = {k: float(v) for k, v in read_env_file(deployment.env).items() if k.endswith("_WEIGHT")}
+    assert sum(weights.values()) == pytest.approx(100.0) and weights["PATCHTST_WEIGHT"] == weight
