@@ -83,8 +83,10 @@ class Registry:
 
     # -- index --------------------------------------------------------------------------------
     def load(self) -> dict:
-        if not self.index_path.is_file():
+        if not self.index_path.exists():
             return {"format": _FORMAT, "models": {}, "baselines": {}}
+        if not self.index_path.is_file():
+            raise ConfigError(f"registry index {self.index_path} is not a file")
         try:
             data = json.loads(self.index_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

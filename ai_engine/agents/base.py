@@ -291,9 +291,13 @@ class BaseAgent(abc.ABC):
     def load(cls, path: str | os.PathLike, *, expected_sha256: str | None = None) -> BaseAgent:
         """Load and verify an artifact: file present, checksum, model kind, architecture, finite weights."""
         path = Path(path)
+        if path.is_dir():
+            raise ModelLoadError(f"{cls.name}: {path} is a directory, not a model file")
         if not path.is_file():
             raise ModelLoadError(f"{cls.name}: model file missing: {path}")
         data = path.read_bytes()
+        if not data:
+            raise ModelLoadError(f"{cls.name}: model file {path} is empty (0 bytes); an interrupted copy?")
         meta = read_meta(path, required=not cls._embeds_metadata())
         if meta is not None and meta.get("model") != cls.name:
             raise ModelLoadError(f"{path}: wrong model kind: artifact is {meta.get('model')!r}, expected {cls.name!r}")

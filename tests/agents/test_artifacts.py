@@ -206,3 +206,13 @@ def test_a_hand_edited_sidecar_is_refused(name, artifacts, tmp_path):
     mp.write_text(json.dumps(meta | {"feature_names": meta["feature_names"][::-1]}, indent=2))
     with pytest.raises(ModelLoadError, match="sidecar was edited after it was written"):
         load_agent(name, path)
+
+
+def test_a_directory_or_an_empty_file_is_named_as_such(artifacts, tmp_path):
+    (tmp_path / "dir.ubj").mkdir()
+    with pytest.raises(ModelLoadError, match="is a directory, not a model file"):
+        load_agent("xgb", tmp_path / "dir.ubj")
+    empty = _copy(artifacts["xgb"][0], tmp_path)
+    empty.write_bytes(b"")
+    with pytest.raises(ModelLoadError, match=r"is empty \(0 bytes\)"):
+        load_agent("xgb", empty)

@@ -208,3 +208,9 @@ def test_the_suggested_rebalance_is_one_that_works(deployment, weight):
     assert activate(_settings(deployment), "patchtst", weight, parse_weights(hint), force=True).changed
     weights = {k: float(v) for k, v in read_env_file(deployment.env).items() if k.endswith("_WEIGHT")}
     assert sum(weights.values()) == pytest.approx(100.0) and weights["PATCHTST_WEIGHT"] == weight
+
+
+def test_a_registry_index_that_is_not_a_file_is_an_error(deployment):
+    (deployment.models_dir / "registry.json").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="registry index .* is not a file"):
+        Registry(deployment.models_dir).verify()
