@@ -3,7 +3,10 @@
 The result has the schema of ``TelemetryStore``, so ``analyze`` reads it like the engine's own
 store. The decision stream carries no candles, only each decision's ``entry_price`` (the close):
 one ``candles`` row per decision is written with open=high=low=close=entry_price and volume 0,
-which is all the outcome scoring needs. The stream holds only what its MAXLEN kept; the engine's
+which is all the outcome scoring needs. Nor does it carry the applied configurations: one
+``configs`` row per config id is rebuilt from its first decision's breakdown (roles, weights,
+versions, checksums), so the analysis can tell versions apart; label configs are not on the bus,
+so outcomes use the default labels. The stream holds only what its MAXLEN kept; the engine's
 SQLite store remains the full record. Entries that cannot be read are counted and reported.
 """
 
@@ -60,6 +63,7 @@ def materialize_from_redis(url: str, prefix: str, dest: Path, *, page: int = 100
     store = TelemetryStore(dest)
     read = 0
     skipped: Counter = Counter()
+    configs: set[str] = set()
     try:
         if not client.exists(key):
             raise DataError(f"stream {key} does not exist on {redact_url(url)}")
@@ -68,7 +72,7 @@ def materialize_from_redis(url: str, prefix: str, dest: Path, *, page: int = 100
             entries = client.xrange(key, min=start, max="+", count=page)
             if not entries:
                 break
-            dec, pred, cand = [], [], []
+            dec, pred, cand, cfg = [], [], [], []
             for entry_id, fields in entries:
                 try:
                     d = json.loads(fields[b"payload"])
@@ -80,10 +84,16 @@ def materialize_from_redis(url: str, prefix: str, dest: Path, *, page: int = 100
                 dec.append(row)
                 pred.extend(preds)
                 cand.append(candle)
+                if d["config_id"] not in configs:
+                    configs.add(d["config_id"])
+                    cfg.append((d["config_id"], int(d["decided_at"]), "bus", json.dumps({"models": {
+                        m: {k: r.get(k) for k in ("role", "weight", "version", "sha256")}
+                        for m, r in d["model_breakdown"].items()}}, sort_keys=True)))
             read += len(dec)
             db = store.connection
             db.execute("BEGIN IMMEDIATE")
             db.executemany("INSERT OR IGNORE INTO candles VALUES (?,?,?,?,?,?,?,?,?)", cand)
+            db.executemany("INSERT OR IGNORE INTO configs VALUES (?,?,?,?)", cfg)
             db.executemany("INSERT OR IGNORE INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", dec)
             db.executemany("INSERT OR IGNORE INTO predictions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", pred)
             db.execute("COMMIT")

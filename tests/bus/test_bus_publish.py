@@ -88,6 +88,14 @@ def test_materialize_from_redis_rebuilds_the_decision_store(replayed, redis_url,
         assert shadow == summary.decisions
         closes = db.execute("SELECT COUNT(*) FROM candles WHERE open=close AND high=close AND volume=0").fetchone()[0]
         assert closes == summary.decisions
+    # versions and checksums per configuration, as the engine's store has them
+    from ai_engine.analysis import analyze
+
+    def versions(path):
+        return {(v.role, v.version, v.sha256, v.n) for v in analyze(path, 24 * 3650, model="lgbm").primary.versions}
+
+    seen = versions(dest)
+    assert seen == versions(settings.store_path) and all(version and sha for _, version, sha, _ in seen), seen
 
 
 def test_materialize_counts_and_skips_unreadable_entries(redis_url, prefix, tmp_path, caplog):
