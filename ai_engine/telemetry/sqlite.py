@@ -125,7 +125,7 @@ class TelemetryStore:
             if readonly:
                 if not self.path.is_file():
                     raise DataError(f"telemetry store {self.path} does not exist")
-                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+                self._db = self._open_readonly()
                 # Readers scan millions of rows and join on the decision key: a larger page cache
                 # keeps the b-tree pages they revisit (analysis of 10M predictions, issue 3).
                 self._db.execute("PRAGMA cache_size=-262144")
@@ -138,6 +138,24 @@ class TelemetryStore:
             self._migrate(readonly)
         except sqlite3.DatabaseError as exc:
             raise DataError(f"telemetry store {self.path} cannot be opened: {exc}") from None
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """A read-only connection. A WAL store is read through its ``-shm`` file, which a reader
+        must be able to create or write; an operator with read access only can still read a store
+        that holds no ``-wal`` (the service stopped cleanly), opened as immutable."""
+        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        try:
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError as exc:
+            db.close()
+            if "readonly" not in str(exc) and "unable to open" not in str(exc):
+                raise
+            if Path(f"{self.path}-wal").exists():
+                raise DataError(f"telemetry store {self.path} is being written (it has a -wal file) and this user "
+                                f"cannot write {self.path.parent} or {self.path.name}-shm, which reading it needs; "
+                                "run as the service's group with write access to its directory") from None
+        return sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
 
     def _migrate(self, readonly: bool) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -281,3 +283,32 @@ def test_sigkill_mid_replay_then_resume_loses_and_duplicates_nothing(models, tmp
         assert a.execute("SELECT COUNT(*) FROM intents").fetchone() == b.execute("SELECT COUNT(*) FROM intents").fetchone()
     assert 0 < at_kill < len(ref)
     assert got == ref
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root and setpriv to run a reader as a user without write access")
+def test_an_operator_with_read_access_only_can_read_the_store_stopped_or_live():
+    import tempfile
+
+    from ai_engine.telemetry.sqlite import TelemetryStore
+
+    where = Path(tempfile.mkdtemp(prefix="ai-engine-ro-", dir="/tmp"))
+    try:
+        where.chmod(0o755)  # readable, not writable, by others
+        path = where / "telemetry.sqlite"
+        TelemetryStore(path).close()
+        path.chmod(0o644)
+        read = [sys.executable, "-c", "import sys; from ai_engine.telemetry.sqlite import TelemetryStore; "
+                "print(TelemetryStore(sys.argv[1], readonly=True).count('configs'))", str(path)]
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *read]
+        done = subprocess.run(as_nobody, capture_output=True, text=True, timeout=60, cwd=where)
+        assert done.returncode == 0 and done.stdout.strip() == "0", done.stderr
+        live = TelemetryStore(path)  # a service writing: the store has a -wal file
+        live.record_config("c1", "start", {"models": {}})
+        try:
+            done = subprocess.run(as_nobody, capture_output=True, text=True, timeout=60, cwd=where)
+            assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr  # the -wal's row included
+        finally:
+            live.close()
+    finally:
+        shutil.rmtree(where)
