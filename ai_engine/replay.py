@@ -132,7 +132,8 @@ def replay_series(
     """Decide every row of ``series`` ({symbol: CandleSeries}) in time order through ``engine``.
 
     Rows before ``start_ms`` only warm the features up; with ``resume``, rows already decided in the
-    store are skipped (re-deciding them would be harmless: ids are deterministic).
+    store are skipped (re-deciding them would be harmless: ids are deterministic) and ``jsonl``,
+    which holds the earlier run's decisions, is appended to.
     """
     from ai_engine.features import compute_features
 
@@ -151,7 +152,7 @@ def replay_series(
     if resume:
         summary.skipped_existing = sum(int(((frames[s].open_time <= t) & frames[s].valid).sum()) for s, t in start_after.items())
     syms = sorted(frames)
-    out = jsonl.open("w", encoding="utf-8") if jsonl else None
+    out = jsonl.open("a" if resume else "w", encoding="utf-8") if jsonl else None
     done = 0
     try:
         with engine.pipelined():  # chunk k is written while chunk k+1 is decided

@@ -1,14 +1,17 @@
 """``ai-engine analyze``: the shadow-metrics report and its gates, as the spec's script prints them.
 
 Exit codes: 0 ready for activation, 1 not ready, 3 inconclusive (too little data, or no
-predictions of the model in the window), 2 usage or data errors (missing or empty store, bad
-flags). ``ops/analysis/analyze_shadow_metrics.py`` runs the same command through ``main``.
+predictions of the model in the window), 2 usage, data or file-system errors (missing or empty
+store, bad flags, a model name neither the engine nor the store knows). The window defaults to
+24 hours, as the spec's gate commands run it. ``ops/analysis/analyze_shadow_metrics.py`` runs
+the same command through ``main``.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Annotated
 
@@ -18,10 +21,11 @@ __all__ = ["register", "start_analyze", "main"]
 
 
 def start_analyze(
-    hours: Annotated[float, typer.Option("--hours", help="length of the window in hours (market time)")],
+    hours: Annotated[float, typer.Option("--hours", help="length of the window in hours (market time); 24 is the "
+                                         "spec's window for running all gates")] = 24.0,
     model: Annotated[str, typer.Option("--model", help="model to analyse (shadow or voter)")] = "patchtst",
     until: Annotated[str | None, typer.Option("--until", help="window end: ISO 8601 time or ms UTC; default newest decision")] = None,
-    env_file: Annotated[str, typer.Option("--env-file", help="env file for the store path ('auto': default lookup)")] = "auto",
+    env_file: Annotated[str, typer.Option("--env-file", help="env file for the store path and Redis prefix ('auto': default lookup)")] = "auto",
     store: Annotated[Path | None, typer.Option("--store", help="SQLite telemetry store; default from settings")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON to stdout instead of text")] = False,
     html_file: Annotated[Path | None, typer.Option("--html", help="also write a self-contained HTML report here")] = None,
@@ -35,7 +39,8 @@ def start_analyze(
     min_gate_n: Annotated[int, typer.Option("--min-gate-n", help="gates 1-3: valid predictions needed to judge")] = 100,
     seed: Annotated[int, typer.Option("--seed", help="seed of the ECE/Brier bootstrap")] = 0,
     redis: Annotated[str | None, typer.Option("--redis", help="read the ai.decision stream at this Redis URL instead of SQLite")] = None,
-    redis_prefix: Annotated[str, typer.Option("--redis-prefix", help="key prefix of the streams")] = "quantum",
+    redis_prefix: Annotated[str | None, typer.Option("--redis-prefix", help="key prefix of the streams; default "
+                                                     "AI_ENGINE_REDIS_PREFIX of the env file")] = None,
 ) -> None:
     """Analyse shadow metrics over the last N hours and judge the four evaluation gates."""
     import tempfile
@@ -48,15 +53,16 @@ def start_analyze(
         if redis:
             from ai_engine.telemetry.redis_reader import materialize_from_redis
 
-            store = materialize_from_redis(redis, redis_prefix, Path(tmp.name) / "from-redis.sqlite")
+            prefix = redis_prefix if redis_prefix is not None else _settings(env_file).redis_prefix
+            store = materialize_from_redis(redis, prefix, Path(tmp.name) / "from-redis.sqlite")
         elif store is None:
-            from ai_engine.config import load_settings
-
-            store = load_settings(env_file).store_path
+            store = _settings(env_file).store_path
         th = Thresholds(max_action_share=max_action_share, min_stddev=min_stddev, min_agreement=min_agreement,
                         min_bucket_n=min_bucket_n, min_gate_n=min_gate_n, seed=seed)
         result = analyze(store, hours, model=model, until=until, thresholds=th, compare=compare,
                          horizon=horizon, band=band)
+        for flag, name in (("--model", model), ("--compare", compare)):
+            _check_known(flag, name, store)
         if html_file is not None:
             write_html(result, html_file)
     except AIEngineError as exc:
@@ -74,6 +80,29 @@ def start_analyze(
     raise typer.Exit(result.exit_code)
 
 
+def _settings(env_file: str):
+    from ai_engine.cli.options import env_arg
+    from ai_engine.config import load_settings
+
+    return load_settings(env_arg(env_file))
+
+
+def _check_known(flag: str, name: str | None, store: Path) -> None:
+    """A name neither the engine nor the store knows is a typo, not an inconclusive analysis."""
+    import sqlite3
+
+    from ai_engine.config import MODEL_ENV_PREFIX
+    from ai_engine.exceptions import ConfigError
+
+    if name is None or name in MODEL_ENV_PREFIX:
+        return
+    with closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
+        seen = [r[0] for r in db.execute("SELECT DISTINCT model FROM predictions ORDER BY model")]
+    if name not in seen:
+        raise ConfigError(f"{flag} {name!r}: no such model; the engine's models are {', '.join(MODEL_ENV_PREFIX)}, "
+                          f"the store has predictions of {', '.join(seen) or 'none'}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``analyze`` command to the main CLI."""
     app.command("analyze")(start_analyze)
@@ -81,13 +110,12 @@ def register(app: typer.Typer) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``analyze`` as a stand-alone program (the ops wrapper script); returns the exit code."""
-    app = typer.Typer(add_completion=False, help="Shadow-metrics analysis (same as `ai-engine analyze`).")
+    from ai_engine.cli.main import main as run_cli
+
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+                      help="Shadow-metrics analysis (same as `ai-engine analyze`).")
     register(app)
-    try:
-        app(args=argv, prog_name="analyze_shadow_metrics.py", standalone_mode=True)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+    return run_cli(argv, cli=app, prog_name="analyze_shadow_metrics.py")
 
 
 if __name__ == "__main__":

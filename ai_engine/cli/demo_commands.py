@@ -14,6 +14,22 @@ from ai_engine.cli.options import DataDir
 console = Console()
 
 DEMO_EPOCHS = {"xgb": None, "lgbm": None, "nhits": 6, "patchtst": 6}
+MARKER = ".ai-engine-demo"
+
+
+def fresh_workdir(home: Path) -> None:
+    """Start from an empty workdir, deleting only one an earlier demo created (it holds ``MARKER``):
+    ``--workdir`` may name a directory of the user's own."""
+    from ai_engine.exceptions import ConfigError
+
+    empty = home.is_dir() and not any(home.iterdir())
+    if home.exists() and not empty:
+        if not (home / MARKER).is_file():
+            raise ConfigError(f"workdir {home} exists and was not created by `ai-engine demo`; "
+                              "give --workdir a new or empty directory (nothing was deleted)")
+        shutil.rmtree(home)
+    (home / "models").mkdir(parents=True, exist_ok=True)
+    (home / MARKER).write_text("created by `ai-engine demo`, which deletes this directory when run on it again\n")
 
 
 def demo(
@@ -40,9 +56,7 @@ def demo(
     setup_logging("WARNING")
     logging.getLogger("ai_engine.models").setLevel(logging.INFO)
     home = workdir or load_settings(None).home / "demo"
-    if home.exists():
-        shutil.rmtree(home)
-    (home / "models").mkdir(parents=True)
+    fresh_workdir(home)
     syms = tuple(s.strip().upper() for s in symbols.split(",") if s.strip())
     source = f"real candles from {data}" if data else "SYNTHETIC market (seeded, not real prices)"
     console.print(f"[bold]ai-engine demo[/bold]: {', '.join(syms)} {interval}, {source}; workdir {home}")

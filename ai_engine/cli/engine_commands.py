@@ -61,7 +61,7 @@ def replay(
     env_file: str = EnvFile,
     store: Path = Store,
     jsonl: Path = typer.Option(None, "--jsonl", help="write one JSON object per decision"),
-    resume: bool = typer.Option(False, "--resume", help="skip candles already decided in the store"),
+    resume: bool = typer.Option(False, "--resume", help="skip candles already decided in the store; append to --jsonl"),
     synthetic: bool = typer.Option(False, "--synthetic", help="replay a seeded synthetic market instead of --data"),
     bars: int = typer.Option(3000, "--bars", help="synthetic bars per symbol"),
     seed: int = typer.Option(0, "--seed"),
@@ -132,9 +132,14 @@ def governor_kill(env_file: str = EnvFile, reason: str = typer.Option("", "--rea
     from ai_engine.enums import GovernorMode
     from ai_engine.governor import GovernorState
 
-    gov = _governor(env_file)
-    st, _ = gov.state()
-    gov.backend.write(GovernorState.new(True, st.mode if st else GovernorMode.HALT, reason))
+    try:
+        gov = _governor(env_file)
+        st, _ = gov.state()
+        gov.backend.write(GovernorState.new(True, st.mode if st else GovernorMode.HALT, reason))
+    except Exception:  # the emergency stop failed: say so before the reason (main prints it, exits non-zero)
+        typer.echo("error: kill switch NOT engaged; stop the engine another way "
+                   "(systemctl stop quantum-ai-engine)", err=True)
+        raise
     console.print(f"kill switch ON ({gov.backend.describe()})")
 
 

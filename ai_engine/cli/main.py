@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 
 import typer
@@ -50,14 +52,20 @@ def _register() -> None:
 
 _register()
 
-# Exit codes: 2 = a human must fix input or configuration; 4 = a model was refused.
+# Exit codes: 2 = a human must fix input, configuration or a path; 4 = a model was refused.
 _EXIT = {ConfigError: 2, DataError: 2, DegenerateModelError: 4, ModelLoadError: 5}
 
 
-def main(argv: list[str] | None = None) -> int:
+def os_error_line(exc: OSError) -> str:
+    """``error: PATH: reason``: the path the OS refused and why, without the errno noise."""
+    where = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+    return f"error: {where}: {exc.strerror}" if where and exc.strerror else f"error: {exc}"
+
+
+def main(argv: list[str] | None = None, cli: typer.Typer = app, prog_name: str | None = None) -> int:
     """Run the CLI; known errors become one clear line on stderr and an exit code, never a traceback."""
     try:
-        rc = app(args=argv, standalone_mode=False)
+        rc = cli(args=argv, prog_name=prog_name, standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
@@ -68,6 +76,14 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("ai_engine").debug("error", exc_info=True)
         print(f"error: {exc}", file=sys.stderr)
         return code
+    except BrokenPipeError:  # the reader went away (`| head`): no error to report, as if killed by SIGPIPE
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
+    except OSError as exc:  # a path that is missing, read-only, a directory, …: a human must fix it
+        logging.getLogger("ai_engine").debug("error", exc_info=True)
+        print(os_error_line(exc), file=sys.stderr)
+        return 2
     except Exception as exc:  # click usage errors (typer bundles click) carry their own message and code
         if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()

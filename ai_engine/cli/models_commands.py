@@ -75,7 +75,8 @@ def list_models(env_file: str = EnvFile, as_json: bool = typer.Option(False, "--
     console.print(t)
     for m, p in in_use.items():
         if not any(r["in_use"] and r["model"] == m for r in rows):
-            console.print(f"{m}: in use {p} (not a staged version), role {settings.models[m].role.value}")
+            state = "not a staged version" if p.is_file() else "[red]MISSING: no such file[/red]"
+            console.print(f"{m}: in use {p} ({state}), role {settings.models[m].role.value}")
 
 
 def verify(env_file: str = EnvFile) -> None:

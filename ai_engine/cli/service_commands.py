@@ -67,6 +67,23 @@ def _offline_status(settings) -> dict:
     return out
 
 
+def _check_store(path: Path) -> None:
+    """A store path that is not a file (a directory, say) is a configuration error; none yet is fine."""
+    from ai_engine.exceptions import ConfigError
+
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"telemetry store {path} is not a file; point AI_ENGINE_STORE at the SQLite file")
+
+
+def _missing_model_files(settings) -> dict[str, str]:
+    """Configured artifacts that do not exist (disabled models excepted): the engine cannot load them."""
+    from ai_engine.enums import ModelRole
+    from ai_engine.model_slots import resolve_model_path
+
+    paths = {m: resolve_model_path(settings, m)[0] for m, c in settings.models.items() if c.role is not ModelRole.DISABLED}
+    return {m: str(p) for m, p in paths.items() if not p.is_file()}
+
+
 def status(env_file: str = EnvFile, as_json: bool = typer.Option(False, "--json")) -> None:
     """What runs: roles, weights, versions, last decision, governor (live from /health when the service is up)."""
     from ai_engine.config import load_settings
@@ -74,6 +91,7 @@ def status(env_file: str = EnvFile, as_json: bool = typer.Option(False, "--json"
     from ai_engine.lifecycle import read_pid
 
     settings = load_settings(env_arg(env_file))
+    _check_store(settings.store_path)
     snap = fetch_health(settings.health_port)
     source = "health endpoint"
     if snap is None:
@@ -83,6 +101,8 @@ def status(env_file: str = EnvFile, as_json: bool = typer.Option(False, "--json"
         if pid:
             snap["state"] = f"running (pid {pid})"
     snap["status_source"] = source
+    snap["store_path"] = str(settings.store_path) if settings.store_path.is_file() else None
+    snap["missing_model_files"] = _missing_model_files(settings)
     if as_json:
         console.print_json(json.dumps(snap, default=str))
         return
@@ -95,6 +115,10 @@ def status(env_file: str = EnvFile, as_json: bool = typer.Option(False, "--json"
     for m, role in snap["roles"].items():
         t.add_row(m, role, f"{snap['weights'][m]:g}", str(snap.get("versions", {}).get(m) or "-"))
     console.print(t)
+    for m, p in snap["missing_model_files"].items():
+        console.print(f"[red]{m}: model file MISSING[/red] {p}")
+    if snap["store_path"] is None:
+        console.print(f"store: no store yet at {settings.store_path} (nothing recorded)")
     gov = snap.get("governor") or {}
     if gov.get("error"):
         console.print(f"governor: [red]BLOCKING[/red] {gov['error']}")
@@ -116,7 +140,8 @@ def verify_shadow(
 
     settings = load_settings(env_arg(env_file))
     since_s = parse_since(since)
-    results = run(settings, model, since_s, read_log_lines(since_s, log, journal))
+    source = "journalctl -u quantum-ai-engine.service" if journal else f"log file {log}"
+    results = run(settings, model, since_s, read_log_lines(since_s, log, journal), log_source=source)
     colour = {"PASS": "green", "FAIL": "red", "SKIP": "yellow", "INFO": "cyan"}
     for c in results:
         console.print(f"[{colour[c.status]}]{c.status:4}[/{colour[c.status]}] {c.name}: {c.detail}")

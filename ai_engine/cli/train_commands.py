@@ -67,6 +67,7 @@ def start_train(
     seed: Annotated[int, typer.Option("--seed", help="random seed")] = 0,
     balance: Annotated[Balance, typer.Option("--balance", help="class balancing")] = Balance.weights,
     force: Annotated[bool, typer.Option("--force", help="save even if the degeneracy guard objects")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing --out file")] = False,
     max_action_share: Annotated[float, typer.Option("--max-action-share", help="guard: max share of one action")] = 0.95,
     min_conf_std: Annotated[float, typer.Option("--min-conf-std", help="guard: min std of the confidence")] = 0.02,
     synthetic: Annotated[bool, typer.Option("--synthetic", help="train on a generated market (no --data)")] = False,
@@ -91,6 +92,8 @@ def start_train(
             labels = LabelConfig(horizon=horizon, fee_band=fee_band, k=vol_k, vol_window=vol_window, mode="vol")
         if synthetic and data is not None:
             raise ConfigError("give either --data or --synthetic, not both")
+        if out.exists() and not out.is_dir() and not overwrite:  # it may be the model in use
+            raise ConfigError(f"--out {out} exists; pass --overwrite to replace it (nothing was trained)")
         agent_params = {"seq_len": seq_len} if seq_len is not None else None
         if seq_len is not None and model.value not in ("nhits", "patchtst"):
             raise ConfigError(f"--seq-len applies to nhits/patchtst, not {model.value}")
