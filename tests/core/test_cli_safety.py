@@ -1,4 +1,4 @@
-"""CLI findings of the operator audit: nothing of the user's is deleted or overwritten unasked, and
+"""The CLI never loses what is the user's: nothing is deleted or overwritten unasked, and
 file-system errors are one `error:` line naming the path, never a traceback."""
 
 from __future__ import annotations
