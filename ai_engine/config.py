@@ -5,9 +5,12 @@ whose boolean parser accepts true/false/1/0/yes/no/on/off and nothing else, so
 ``PATCHTST_SHADOW_ONLY=ture`` stops the engine instead of being read as false (failure mode 6).
 Layer 2 is the ``_validate_*`` functions for rules spanning keys (weights sum to 100, role flags agree).
 
-Sources, lowest first: defaults, the process environment, the env file. When an env file is in
-use it is authoritative: a process variable that disagrees with it is reported and ignored, so a
-reload after ``models rollback`` applies what the file says (failure mode 5).
+Sources: defaults, then the env file when one is in use, else the process environment. With an
+env file the engine's keys come from the file alone: a process variable that disagrees with it, or
+that the file does not set, is reported and ignored. Under systemd ``EnvironmentFile=`` copies the
+file into the process environment at start, so a key that ``models activate`` later removes from the
+file is still in the environment; were it read, the reload after the edit would apply nothing
+(failure mode 5).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +51,7 @@ class Key:
     help: str
     minimum: float | None = None
     maximum: float | None = None
+    empty_ok: bool = False  # an empty value is documented (``empty = ...``); else it is refused
 
 
 def _default_home() -> Path:
@@ -61,13 +66,13 @@ KEYS: dict[str, Key] = {
     "AI_ENGINE_SYMBOLS": Key(str, "BTCUSDT,ETHUSDT", "comma-separated symbols this instance decides on"),
     "AI_ENGINE_INTERVAL": Key(str, "1h", "candle interval"),
     "AI_ENGINE_DATA_DIR": Key(Path, None, "candle CSV directory for paced file replay (serve)"),
-    "AI_ENGINE_SHARD": Key(str, "", "symbol shard 'index/count' (e.g. 0/2); empty = all symbols"),
+    "AI_ENGINE_SHARD": Key(str, "", "symbol shard 'index/count' (e.g. 0/2); empty = all symbols", empty_ok=True),
     "AI_ENGINE_LOG_LEVEL": Key(str, "INFO", "logging level"),
     "AI_ENGINE_HEALTH_PORT": Key(int, 0, "HTTP health endpoint port on 127.0.0.1 (0 = off)", 0, 65535),
     "AI_ENGINE_REDIS_PREFIX": Key(str, "quantum", "key prefix of the Redis streams and governor keys"),
     "AI_ENGINE_STREAM_MAXLEN": Key(int, 100_000, "approximate MAXLEN of the Redis streams", 1, None),
     "AI_ENGINE_RETENTION_DAYS": Key(float, 0.0, "keep decisions this many days of market time (0 = keep all; else ≥ 7, the observation window)", 0.0, None),
-    "REDIS_URL": Key(str, "", "Redis URL (redis:// or rediss://, may carry a password); empty = no bus"),
+    "REDIS_URL": Key(str, "", "Redis URL (redis:// or rediss://, may carry a password); empty = no bus", empty_ok=True),
     "ENSEMBLE_MIN_CONSENSUS": Key(int, 3, "voters that must agree for an actionable decision", 1, 4),
     "ENSEMBLE_CONFIDENCE_BOOST": Key(float, 1.1, "confidence factor when all four models vote and agree", 1.0, 2.0),
     "ENSEMBLE_CONFIDENCE_CAP": Key(float, 0.95, "cap of boosted confidence (below 1)", 0.5, 0.999),
@@ -143,15 +148,17 @@ class Settings:
 def _convert(key: str, raw: str) -> Any:
     spec = KEYS[key]
     raw = raw.strip()
+    if not raw and not spec.empty_ok:
+        raise ConfigError(f"{key} is empty; give a value, or remove the line to use the default")
     if spec.type is Path:
-        if not raw:
-            raise ConfigError(f"{key} is empty; give a path or remove the line")
         if "\x00" in raw:
             raise ConfigError(f"{key}={raw!r} is not a valid path (NUL character)")
         try:
             return Path(raw).expanduser()
         except RuntimeError:  # ~user of an unknown user
             raise ConfigError(f"{key}={raw!r}: cannot expand {raw.split('/')[0]!r} (no such user)") from None
+    if spec.type in (int, float) and "_" in raw:  # Python reads 2_5 as 25: a typo must not become a number
+        raise ConfigError(f"{key}={raw!r} is not valid: write the number without '_'")
     try:
         value = TypeAdapter(spec.type).validate_python(raw) if spec.type is not str else raw
     except ValidationError:
@@ -170,18 +177,25 @@ def _convert(key: str, raw: str) -> Any:
 _MODEL_PREFIXES = tuple(p + "_" for p in MODEL_ENV_PREFIX.values())
 
 
-def _check_unknown(keys, source: str, strict: bool) -> None:
-    """Refuse unknown keys that look like ours. In the process environment, where other software
-    sets variables too, only model keys and near-misses of known keys are refused; others warn."""
-    known = list(KEYS)
+def _looks_ours(key: str) -> bool:
+    upper = key.upper()
+    return upper in KEYS or upper.startswith(_OWNED_PREFIXES)
+
+
+def _check_unknown(keys: Iterable[str], source: str, strict: bool) -> None:
+    """Refuse unknown keys that look like ours, in any case: keys are case-sensitive, so
+    ``patchtst_shadow_only=true`` would be ignored and PatchTST would vote. In the process
+    environment, where other software sets variables too, only model keys and near-misses of known
+    keys are refused; others warn."""
     for key in keys:
         if key in KEYS:
             continue
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
-        if key.startswith(_OWNED_PREFIXES) or close:
+        upper = key.upper()
+        close = [upper] if upper in KEYS else difflib.get_close_matches(upper, list(KEYS), n=1, cutoff=0.8)
+        if upper.startswith(_OWNED_PREFIXES) or close:
             hint = f"; did you mean {close[0]}?" if close else ""
             msg = f"unknown configuration key {key} in {source}{hint}"
-            if strict or close or key.startswith(_MODEL_PREFIXES):
+            if strict or close or upper.startswith(_MODEL_PREFIXES):
                 raise ConfigError(msg + " (remove or fix it: unknown keys are refused so a typo never changes behaviour silently)")
             log.warning(msg + " (ignored)")
 
@@ -209,6 +223,38 @@ def _validate_weights(models: dict[str, ModelConfig]) -> None:
     if abs(total - 100.0) > 1e-6:
         parts = ", ".join(f"{m}={c.weight:g}" for m, c in models.items())
         raise ConfigError(f"model weights must sum to 100, got {total:g} ({parts})")
+
+
+def _validate_voters(models: dict[str, ModelConfig], min_consensus: int) -> None:
+    """A voter of weight 0 would still count toward consensus, and a consensus larger than the
+    voters could never be reached: both are configuration mistakes, refused rather than run."""
+    for m, c in models.items():
+        if c.role is ModelRole.VOTER and c.weight <= 0:
+            p = MODEL_ENV_PREFIX[m]
+            raise ConfigError(f"{p}_WEIGHT={c.weight:g} but {m} is a voter, and a voter needs a weight > 0: "
+                              f"give it a weight, or set {p}_ROLE=disabled (or shadow)")
+    voters = [m for m, c in models.items() if c.role is ModelRole.VOTER]
+    if min_consensus > len(voters):
+        raise ConfigError(f"ENSEMBLE_MIN_CONSENSUS={min_consensus} but only {len(voters)} model(s) vote "
+                          f"({', '.join(voters) or 'none'}), so no decision could ever trade: lower it or make "
+                          "more models voters")
+
+
+def _validate_redis(url: str, backend: str) -> None:
+    """Refuse at parse what redis-py would refuse at first use (a traceback in ``status``, a reload
+    "applied" onto a URL nothing can connect with). The message never repeats the URL: it may hold a
+    password."""
+    if backend == "redis" and not url:
+        raise ConfigError("GOVERNOR_BACKEND=redis needs REDIS_URL; set it, or use GOVERNOR_BACKEND=file")
+    if not url:
+        return
+    from redis.connection import parse_url
+
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"REDIS_URL is not valid ({exc}); expected redis://[:password@]host[:port][/db], "
+                          "rediss://… (TLS) or unix:///path/to/socket") from None
 
 
 def _validate_interval(interval: str) -> None:
@@ -263,17 +309,15 @@ def load_settings(
     env_path = Path(env_file) if env_file else None
 
     raw: dict[str, str] = {k: v for k, v in environ.items() if k in KEYS}
-    _check_unknown(
-        [k for k in environ if k.startswith(_OWNED_PREFIXES) and k != "AI_ENGINE_ENV_FILE"], "the environment", strict=False
-    )
+    _check_unknown([k for k in environ if _looks_ours(k) and k != "AI_ENGINE_ENV_FILE"], "the environment", strict=False)
     if env_path is not None:
         from_file = read_env_file(env_path)
         _check_unknown(from_file, str(env_path), strict=True)
-        for k, v in list(raw.items()):
-            if k in from_file and from_file[k] != v:
-                log.warning("environment variable %s differs from %s; the env file wins", k, env_path)
-        raw = {k: v for k, v in raw.items() if k not in from_file or k not in KEYS} | from_file
-        raw = {k: v for k, v in raw.items() if k in KEYS}
+        ignored = sorted(k for k, v in raw.items() if from_file.get(k) != v)
+        if ignored:
+            log.warning("ignoring %s from the process environment: %s is in use and the engine's keys come from it "
+                        "alone", ", ".join(ignored), env_path)
+        raw = {k: v for k, v in from_file.items() if k in KEYS}
         _warn_if_world_readable(env_path, raw)
     for k, v in (overrides or {}).items():
         _check_unknown([k], "overrides", strict=True)
@@ -292,11 +336,13 @@ def load_settings(
         for m in MODEL_NAMES
     }
     _validate_weights(models)
+    _validate_voters(models, get("ENSEMBLE_MIN_CONSENSUS"))
     interval = get("AI_ENGINE_INTERVAL")
     _validate_interval(interval)
     backend = get("GOVERNOR_BACKEND").lower()
     if backend not in ("auto", "file", "redis"):
         raise ConfigError(f"GOVERNOR_BACKEND={backend!r} is not valid: expected auto, file or redis")
+    _validate_redis(get("REDIS_URL"), backend)
     isolation = get("SHADOW_ISOLATION").lower()
     if isolation not in ("process", "thread"):
         raise ConfigError(f"SHADOW_ISOLATION={isolation!r} is not valid: expected process or thread")

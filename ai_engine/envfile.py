@@ -2,6 +2,9 @@
 
 Parsing follows systemd's rules that matter in practice: ``KEY=VALUE`` lines, ``#`` and ``;``
 comments, optional ``export``, single or double quotes around the value, blank lines ignored.
+systemd starts a comment only at the beginning of a line: ``KEY=/x # note`` gives the service the
+value ``/x # note``. Such an unquoted value is refused rather than read that way (a path, prefix or
+URL with a comment glued to it is never what was meant); quote the value if the ``#`` belongs to it.
 Editing keeps comments and order, never duplicates a key (failure mode 18), writes a temp file
 and renames it over the original so a reader never sees half a file.
 """
@@ -21,6 +24,7 @@ __all__ = ["EnvLine", "parse_env_text", "read_env_file", "update_env_file", "wri
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _UNWRITABLE_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")  # would split the line or be unreadable back
+_INLINE_COMMENT_RE = re.compile(r"(?:^|\s)#")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +41,11 @@ def _unquote(value: str, where: str) -> str:
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         inner = value[1:-1]
         return inner.replace('\\"', '"').replace("\\\\", "\\") if value[0] == '"' else inner
-    if value[:1] in "'\"":
+    if value and value[0] in "'\"":
         raise ConfigError(f"{where}: unterminated quote in value {value!r}")
+    if _INLINE_COMMENT_RE.search(value):
+        raise ConfigError(f"{where}: value {value!r} holds a comment, which systemd would keep as part of the value; "
+                          "put the comment on a line of its own, or quote the value if the '#' belongs to it")
     return value
 
 
@@ -87,20 +94,38 @@ def _format_value(value: str) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file in the same directory and a rename."""
-    path = Path(path)
-    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o640
+    """Write ``text`` to ``path`` through a temp file in the same directory and a rename.
+
+    A symlink is written through: its target is replaced and the link kept. The file keeps its mode,
+    owner and group (an env file ``root:qt 640`` must stay readable by the service user). Only a
+    writer that is not root, and so may not give the file away, goes on when chown is refused.
+    """
+    path = Path(os.path.realpath(path))
+    try:
+        st: os.stat_result | None = path.stat()
+    except OSError:  # a new file
+        st = None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
+            if st is not None:
+                _keep_owner(fh.fileno(), st)
+            os.fchmod(fh.fileno(), stat.S_IMODE(st.st_mode) if st is not None else 0o640)
             os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _keep_owner(fd: int, st: os.stat_result) -> None:
+    try:
+        os.fchown(fd, st.st_uid, st.st_gid)
+    except PermissionError:
+        if os.geteuid() == 0:
+            raise
 
 
 def update_env_file(path: Path, set_values: dict[str, str] | None = None, unset: tuple[str, ...] = ()) -> bool:

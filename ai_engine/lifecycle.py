@@ -182,7 +182,7 @@ def edit_env(
         before = {k: old_vals.get(k) for k in keys}
         after = {k: new_vals.get(k) for k in keys}
         backup_path = _backup_copy(env, settings.home)
-        os.replace(tmp, env)
+        write_atomic(env, new_text)  # through a symlink, keeping mode, owner and group
     finally:
         tmp.unlink(missing_ok=True)
     append_audit(settings.home, action, before=before, after=after, env_file=str(env), backup=str(backup_path),

@@ -224,6 +224,21 @@ class BinanceSource:
         self.feed.close()
 
 
+# Settings the running service opened its governor, bus and pid file with. Half-applied they are
+# unsafe: ``ai-engine governor kill`` reads the env file and would write where the service no
+# longer looks. A reload that changes one is refused as a whole; a restart applies it.
+_RESTART_TO_APPLY = {"home": "AI_ENGINE_HOME", "governor_state_file": "GOVERNOR_STATE_FILE",
+                     "governor_backend": "GOVERNOR_BACKEND", "redis_url": "REDIS_URL",
+                     "redis_prefix": "AI_ENGINE_REDIS_PREFIX"}
+
+
+def _refuse_restart_only_changes(old: Settings, new: Settings) -> None:
+    changed = [key for f, key in _RESTART_TO_APPLY.items() if getattr(new, f) != getattr(old, f)]
+    if changed:
+        raise ConfigError(f"{', '.join(changed)} changed in {new.env_file}; the running service cannot switch its "
+                          "governor, bus or state directory, so restart it to apply them")
+
+
 class Service:
     """``serve``: engine + source + health + signals + pid file."""
 
@@ -304,12 +319,14 @@ class Service:
             pass
 
     def _apply_reload(self) -> None:
-        """Re-read the env file and swap the configuration; a bad one keeps the old in force."""
+        """Re-read the env file and swap the configuration; a bad one, or one changing what the
+        service cannot switch while running (``_RESTART_TO_APPLY``), keeps the old in force."""
         self._reload = False
         self.state = "reloading"
         sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
             new = load_settings(self.settings.env_file, overrides=self.options.overrides)
+            _refuse_restart_only_changes(self.settings, new)
         except ConfigError as exc:
             log.error("reload refused, configuration %s stays in force: %s", self.engine.state.config_id, exc)
             self.reloads["refused"] += 1

@@ -38,7 +38,7 @@ def test_misspelt_key_is_refused_with_suggestion(tmp_path):
 
 
 def test_any_model_can_be_shadowed_or_disabled():
-    s = load_settings(None, environ={"XGB_ROLE": "shadow", "NHITS_ROLE": "disabled"})
+    s = load_settings(None, environ={"XGB_ROLE": "shadow", "NHITS_ROLE": "disabled", "ENSEMBLE_MIN_CONSENSUS": "2"})
     assert s.models["xgb"].role is ModelRole.SHADOW and s.models["nhits"].role is ModelRole.DISABLED
 
 

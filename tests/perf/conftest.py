@@ -35,10 +35,10 @@ def market():
 
 
 def tree_settings(home: Path, models: dict[str, Path], **env: str):
-    """xgb and lgbm only (the sequence models disabled), governor released."""
+    """xgb and lgbm only (the sequence models disabled, so consensus 2), governor released."""
     environ = {"AI_ENGINE_HOME": str(home), "AI_ENGINE_SYMBOLS": ",".join(SYMBOLS),
                "XGB_MODEL_PATH": str(models["xgb"]), "LGBM_MODEL_PATH": str(models["lgbm"]),
-               "NHITS_ROLE": "disabled", "PATCHTST_ROLE": "disabled", **env}
+               "NHITS_ROLE": "disabled", "PATCHTST_ROLE": "disabled", "ENSEMBLE_MIN_CONSENSUS": "2", **env}
     settings = load_settings(None, environ=environ)
     FileGovernorBackend(settings.governor_state_file).write(GovernorState.new(False, GovernorMode.PAPER))
     return settings
