@@ -59,10 +59,10 @@ def start_analyze(
             store = _settings(env_file).store_path
         th = Thresholds(max_action_share=max_action_share, min_stddev=min_stddev, min_agreement=min_agreement,
                         min_bucket_n=min_bucket_n, min_gate_n=min_gate_n, seed=seed)
-        result = analyze(store, hours, model=model, until=until, thresholds=th, compare=compare,
-                         horizon=horizon, band=band)
         for flag, name in (("--model", model), ("--compare", compare)):
             _check_known(flag, name, store)
+        result = analyze(store, hours, model=model, until=until, thresholds=th, compare=compare,
+                         horizon=horizon, band=band)
         if html_file is not None:
             write_html(result, html_file)
     except AIEngineError as exc:
@@ -89,15 +89,14 @@ def _settings(env_file: str):
 
 def _check_known(flag: str, name: str | None, store: Path) -> None:
     """A name neither the engine nor the store knows is a typo, not an inconclusive analysis."""
-    import sqlite3
-
     from ai_engine.config import MODEL_ENV_PREFIX
     from ai_engine.exceptions import ConfigError
+    from ai_engine.telemetry.sqlite import TelemetryStore
 
     if name is None or name in MODEL_ENV_PREFIX:
         return
-    with closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
-        seen = [r[0] for r in db.execute("SELECT DISTINCT model FROM predictions ORDER BY model")]
+    with closing(TelemetryStore(store, readonly=True)) as db:
+        seen = [r[0] for r in db.connection.execute("SELECT DISTINCT model FROM predictions ORDER BY model")]
     if name not in seen:
         raise ConfigError(f"{flag} {name!r}: no such model; the engine's models are {', '.join(MODEL_ENV_PREFIX)}, "
                           f"the store has predictions of {', '.join(seen) or 'none'}")
