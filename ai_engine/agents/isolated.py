@@ -82,7 +82,14 @@ def _from_npy(b: bytes) -> np.ndarray:
 def _ready_failure(proc: subprocess.Popen, sha256: str) -> str | None:
     """Wait for the child's ready frame; None when it loaded ``sha256``, else why it did not start."""
     frame: list = []
-    reader = threading.Thread(target=lambda: frame.append(_recv(proc.stdout)), daemon=True)
+
+    def read() -> None:
+        try:
+            frame.append(_recv(proc.stdout))
+        except (OSError, ValueError):  # closed under it: the child was stopped while it started
+            frame.append(None)
+
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     reader.join(START_TIMEOUT_S)
     if not frame or frame[0] is None:
