@@ -301,6 +301,7 @@ class Service:
             "model_processes": {m: {"pid": s.agent.pid, "state": s.agent.process_state}
                                 for m, s in st.slots.items() if s.isolated},
             "governor": gov.to_json() | {"error": None} if gov is not None else {"error": err},
+            "governor_backend": eng.governor.backend.describe(),
         }
 
     # -- lifecycle ------------------------------------------------------------------------------

@@ -141,6 +141,23 @@ def governor_kill(env_file: str = EnvFile, reason: str = typer.Option("", "--rea
                    "(systemctl stop quantum-ai-engine)", err=True)
         raise
     console.print(f"kill switch ON ({gov.backend.describe()})")
+    _confirm_seen_by_service(_settings(env_file).health_port, gov.backend.describe())
+
+
+def _confirm_seen_by_service(port: int, ours: str) -> None:
+    """When the service answers on /health, check that it reads the governor just written: after a
+    refused reload it may still read another file or Redis, and would ignore this kill switch."""
+    from ai_engine.health import fetch_health
+
+    snap = fetch_health(port)
+    if snap is None or "governor_backend" not in snap:
+        return
+    if snap["governor_backend"] != ours or (snap.get("governor") or {}).get("kill") is not True:
+        typer.echo(f"error: the running service (pid {snap.get('pid')}) reads its governor from "
+                   f"{snap['governor_backend']}, where the kill switch is NOT on; restart it to apply the env file, "
+                   "or stop it (systemctl stop quantum-ai-engine)", err=True)
+        raise typer.Exit(1)
+    console.print(f"the running service (pid {snap.get('pid')}) sees it")
 
 
 @governor_app.command("release")

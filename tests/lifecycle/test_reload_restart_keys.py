@@ -6,10 +6,18 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import subprocess
+import sys
 
 from ai_engine.envfile import read_env_file, update_env_file
 from ai_engine.health import fetch_health
 from tests.helpers import wait_for
+
+
+def _governor_kill(env_file):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AI_ENGINE_", "REDIS_", "NOTIFY_SOCKET"))}
+    return subprocess.run([sys.executable, "-m", "ai_engine.cli.main", "governor", "kill", "--env-file", str(env_file)],
+                          capture_output=True, text=True, timeout=60, env=env)
 
 
 def test_a_reload_that_moves_the_governor_bus_or_home_is_refused_until_restart(deployment, start_serve, tmp_path):
@@ -30,9 +38,16 @@ def test_a_reload_that_moves_the_governor_bus_or_home_is_refused_until_restart(d
         assert after["reloads"]["applied"] == 0 and after["config_id"] == snap["config_id"]
         refusal = [ln for ln in log.read_text().splitlines() if "reload refused" in ln][-1]
         assert key in refusal and f"changed in {deployment.env}" in refusal and "restart it to apply" in refusal
+        if key == "GOVERNOR_STATE_FILE":  # the kill switch goes where the service does not look: said so
+            kill = _governor_kill(deployment.env)
+            assert kill.returncode == 1 and "where the kill switch is NOT on" in kill.stderr, kill.stderr
+            assert fetch_health(deployment.port)["governor"]["kill"] is False
     deployment.env.write_text(original)
     proc.send_signal(signal.SIGHUP)
     wait_for(lambda: fetch_health(deployment.port)["reloads"]["applied"] == 1, "the control reload applied")
+    kill = _governor_kill(deployment.env)
+    assert kill.returncode == 0 and "sees it" in kill.stdout, kill.stderr
+    assert fetch_health(deployment.port)["governor"]["kill"] is True
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
 
