@@ -247,6 +247,15 @@ def check_gate(settings: Settings, model: str, hours: float = 168.0) -> GateChec
                                           f"{m.gates_passed}/4 gates, last {hours:g} h of {settings.store_path}")
 
 
+def _gate_to_vote(settings: Settings, model: str, hours: float, force: bool, refusal: str) -> dict:
+    """What makes ``model`` vote needs a READY verdict, or ``force``: the audit fields, or a
+    ConfigError with ``refusal`` ({} = the verdict and why)."""
+    gate = check_gate(settings, model, hours)
+    if gate.verdict != "READY" and not force:
+        raise ConfigError(refusal.format(f"{gate.verdict} ({gate.detail})"))
+    return {"gate": gate.verdict, "gate_detail": gate.detail, "forced": force and gate.verdict != "READY"}
+
+
 # -- commands ------------------------------------------------------------------------------------
 def stage(settings: Settings, model: str, src: Path) -> tuple[StagedVersion, bool]:
     """Stage an artifact into the registry (refused unless it loads), audited."""
@@ -323,17 +332,14 @@ def activate(
         parts = ", ".join(f"{m}={v:g}" for m, v in weights.items())
         raise ConfigError(f"weights must sum to 100, got {total:g} ({parts}); give --rebalance for the other "
                           f"models{_rebalance_hint(weights, model, w)}")
-    gate = check_gate(settings, model, gate_hours)
-    if gate.verdict != "READY" and not force:
-        raise ConfigError(f"{model} gate verdict is {gate.verdict} ({gate.detail}); activation needs READY, "
-                          "or --force (recorded in the audit log)")
+    gate = _gate_to_vote(settings, model, gate_hours, force, f"{model} gate verdict is {{}}; activation needs READY, "
+                         "or --force (recorded in the audit log)")
     set_values = {_model_key(m, "WEIGHT"): f"{v:g}" for m, v in weights.items()
                   if m == model or m in rebalance}
     return edit_env(
         settings, f"models.activate {model}", set_values,
         unset=(_model_key(model, "SHADOW_ONLY"), _model_key(model, "ROLE")), check_models=(model,),
-        detail={"model": model, "weight": w, "rebalance": rebalance, "gate": gate.verdict,
-                "gate_detail": gate.detail, "forced": force and gate.verdict != "READY"},
+        detail={"model": model, "weight": w, "rebalance": rebalance, **gate},
     )
 
 
@@ -409,14 +415,11 @@ def rollback(settings: Settings, level: str, model: str = "patchtst", *, force: 
     if level == "fast":
         current = read_env_file(_env_path(settings))
         unset = (shadow_key,) + ((role_key,) if current.get(role_key, "").strip().lower() == "shadow" else ())
-        gate = check_gate(settings, model, gate_hours)
-        if gate.verdict != "READY" and not force:
-            raise ConfigError(f"rollback --fast makes {model} vote; its gate verdict is {gate.verdict} "
-                              f"({gate.detail}); that needs READY, or --force (recorded in the audit log). "
-                              "To undo the deployment instead: rollback --full")
+        gate = _gate_to_vote(settings, model, gate_hours, force,
+                             f"rollback --fast makes {model} vote; its gate verdict is {{}}; that needs READY, or "
+                             "--force (recorded in the audit log). To undo the deployment instead: rollback --full")
         return edit_env(settings, f"models.rollback.fast {model}", unset=unset, check_models=(model,),
-                        detail={"model": model, "level": level, "gate": gate.verdict, "gate_detail": gate.detail,
-                                "forced": force and gate.verdict != "READY"})
+                        detail={"model": model, "level": level, **gate})
     env_backup = _baseline(settings, "env")
     if level == "nuclear":
         return edit_env(settings, "models.rollback.nuclear", replace_text=env_backup.read_text(encoding="utf-8"),

@@ -88,7 +88,7 @@ def _bind_inputs(slot: ModelSlot) -> None:
 def load_slot(settings: Settings, name: str, *, strict: bool = False) -> ModelSlot:
     """Load one model. With ``strict`` a load failure raises instead of giving an inactive slot."""
     from ai_engine.agents import load_agent
-    from ai_engine.registry import is_baseline, registry_sha256
+    from ai_engine.registry import registry_record
 
     cfg = settings.models[name]
     disp = DISPLAY_NAMES[name]
@@ -100,8 +100,9 @@ def load_slot(settings: Settings, name: str, *, strict: bool = False) -> ModelSl
     else:
         log.info("[%s] Using %s model path: %s", disp, origin, path)
     slot = ModelSlot(name, cfg.role, cfg.weight, path)
-    try:
-        slot.agent = load_agent(name, path, expected_sha256=registry_sha256(settings.models_dir, path))
+    try:  # an unreadable registry index is a load failure of the model too, never a crash
+        recorded = registry_record(settings.models_dir, path)
+        slot.agent = load_agent(name, path, expected_sha256=recorded[1] if recorded else None)
         _bind_inputs(slot)
     except ModelLoadError as exc:
         slot.agent, slot.reason = None, str(exc)
@@ -116,7 +117,7 @@ def load_slot(settings: Settings, name: str, *, strict: bool = False) -> ModelSl
         log.error("[%s] ❌ model not loaded, excluded from the ensemble: %s", disp, slot.reason)
         return slot
     mode = " (mode=SHADOW_ONLY)" if cfg.role is ModelRole.SHADOW else ""
-    if is_baseline(settings.models_dir, path):  # the spec checks a full rollback with grep "PatchTST.*baseline"
+    if recorded and recorded[0] == "baseline":  # the spec checks a full rollback with grep "PatchTST.*baseline"
         mode += " (baseline)"
     log.info("[%s] ✅ Model weights loaded from %s%s", disp, path.name, mode)
     _warn_if_degenerate(disp, slot)

@@ -26,8 +26,7 @@ __all__ = [
     "StagedVersion",
     "VerifyResult",
     "artifact_ext",
-    "is_baseline",
-    "registry_sha256",
+    "registry_record",
 ]
 
 INDEX_NAME = "registry.json"
@@ -203,27 +202,23 @@ class Registry:
         return out
 
 
-def registry_sha256(models_dir: Path, path: Path) -> str | None:
-    """The sha256 the registry recorded for ``path`` (a staged version or a baseline), if any.
+def registry_record(models_dir: Path, path: Path) -> tuple[str, str] | None:
+    """What the registry recorded for ``path``: ``("staged" | "baseline", sha256)``, or None.
 
-    The engine passes it to the loader so a staged file swapped together with its sidecar is
-    still refused: the registry, not the file next to the artifact, is the reference.
+    The engine passes the sha256 to the loader so a staged file swapped together with its sidecar
+    is still refused: the registry, not the file next to the artifact, is the reference. One read
+    of the index per model load.
     """
     reg = Registry(models_dir)
     if not reg.index_path.is_file():
         return None
-    staged = reg.find_by_path(path)
-    if staged is not None:
-        return staged.sha256
+    data = reg.load()
     resolved = Path(path).resolve()
-    for b in reg.baselines().values():
+    for entry in data["models"].values():
+        for e in entry.get("versions", {}).values():
+            if (reg.models_dir / e["file"]).resolve() == resolved:
+                return "staged", e["sha256"]
+    for b in data["baselines"].values():
         if Path(b["file"]).resolve() == resolved:
-            return b["sha256"]
+            return "baseline", b["sha256"]
     return None
-
-
-def is_baseline(models_dir: Path, path: Path) -> bool:
-    """Whether ``path`` is a baseline copy made by ``models backup`` (a full rollback loads one)."""
-    reg = Registry(models_dir)
-    resolved = Path(path).resolve()
-    return reg.index_path.is_file() and any(Path(b["file"]).resolve() == resolved for b in reg.baselines().values())

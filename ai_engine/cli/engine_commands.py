@@ -98,12 +98,11 @@ def replay(
 governor_app = typer.Typer(help="Kill switch and execution mode (fails closed when unreadable).", no_args_is_help=True)
 
 
-def _governor(env_file: str):
+def _governor(env_file: str, settings=None):
     from ai_engine.governor import Governor
     from ai_engine.runtime import governor_backend
 
-    settings = _settings(env_file)
-    return Governor(governor_backend(settings))
+    return Governor(governor_backend(settings or _settings(env_file)))
 
 
 @governor_app.command("status")
@@ -133,7 +132,8 @@ def governor_kill(env_file: str = EnvFile, reason: str = typer.Option("", "--rea
     from ai_engine.governor import GovernorState
 
     try:
-        gov = _governor(env_file)
+        settings = _settings(env_file)
+        gov = _governor(env_file, settings)
         st, _ = gov.state()
         gov.backend.write(GovernorState.new(True, st.mode if st else GovernorMode.HALT, reason))
     except Exception:  # the emergency stop failed: say so before the reason (main prints it, exits non-zero)
@@ -141,7 +141,7 @@ def governor_kill(env_file: str = EnvFile, reason: str = typer.Option("", "--rea
                    "(systemctl stop quantum-ai-engine)", err=True)
         raise
     console.print(f"kill switch ON ({gov.backend.describe()})")
-    _confirm_seen_by_service(_settings(env_file).health_port, gov.backend.describe())
+    _confirm_seen_by_service(settings.health_port, gov.backend.describe())
 
 
 def _confirm_seen_by_service(port: int, ours: str) -> None:
