@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ai_engine.enums import ModelRole, ModelStatus
+from ai_engine.enums import Action, ModelRole, ModelStatus
 from ai_engine.model_slots import DISPLAY_NAMES, ModelSlot
 from ai_engine.types import ModelResult, Prediction
 
@@ -40,10 +40,14 @@ NOT_FED = "non-finite input (window not yet full of valid history, or bad featur
 
 
 def _invalid(p: Prediction) -> str | None:
-    """Why a prediction is unusable (non-finite, not a distribution, confidence out of range), or
-    None. Plain Python: per row it is several times cheaper than numpy over the batch, at 1 row
-    and at 512."""
-    probs, conf = p.probs, p.confidence
+    """Why a prediction is unusable, or None: an action that is not an ``Action`` (a model's
+    ``'buy'``, failure mode 14), non-finite values, probabilities that are not a distribution, or a
+    confidence that is not the model's probability of its own action (a fixed 0.75 or a 1.05,
+    failure mode 12). Plain Python: per row it is several times cheaper than numpy over the batch,
+    at 1 row and at 512."""
+    probs, conf, action = p.probs, p.confidence, p.action
+    if type(action) is not Action:
+        return f"action {action!r} is not one of BUY, SELL, HOLD"
     try:
         a, b, c = probs
         if not (math.isfinite(a) and math.isfinite(b) and math.isfinite(c) and math.isfinite(conf)):
@@ -55,6 +59,8 @@ def _invalid(p: Prediction) -> str | None:
         return f"invalid probabilities {probs!r}"
     if not 0.0 <= conf <= 1.0:
         return f"confidence {conf} outside [0, 1]"
+    if abs(conf - p.prob) > 1e-6:
+        return f"confidence {conf:.4f} is not the probability of its action {action.value} ({p.prob:.4f})"
     return None
 
 
