@@ -1,8 +1,9 @@
 """Configuration: one source of truth, parsed strictly at start and at every reload.
 
 Layer 1 is the declarative table ``KEYS`` (type, default, description), converted with pydantic,
-whose boolean parser accepts true/false/1/0/yes/no/on/off and nothing else, so
-``PATCHTST_SHADOW_ONLY=ture`` stops the engine instead of being read as false (failure mode 6).
+except booleans: true/false/1/0/yes/no/on/off in any case and nothing else (pydantic would also
+take t/f/y/n), so ``PATCHTST_SHADOW_ONLY=ture`` stops the engine instead of being read as false
+(failure mode 6).
 Layer 2 is the ``_validate_*`` functions for rules spanning keys (weights sum to 100, role flags agree).
 
 Sources: defaults, then the env file when one is in use, else the process environment. With an
@@ -145,6 +146,9 @@ class Settings:
         return tuple(s for i, s in enumerate(sorted(self.symbols)) if i % count == idx)
 
 
+_BOOLS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
 def _convert(key: str, raw: str) -> Any:
     spec = KEYS[key]
     raw = raw.strip()
@@ -159,10 +163,14 @@ def _convert(key: str, raw: str) -> Any:
             raise ConfigError(f"{key}={raw!r}: cannot expand {raw.split('/')[0]!r} (no such user)") from None
     if spec.type in (int, float) and "_" in raw:  # Python reads 2_5 as 25: a typo must not become a number
         raise ConfigError(f"{key}={raw!r} is not valid: write the number without '_'")
+    if spec.type is bool:  # pydantic would also take t/f/y/n: a truncated "no" must not flip a role
+        if raw.lower() not in _BOOLS:
+            raise ConfigError(f"{key}={raw!r} is not valid: expected true/false (also 1/0, yes/no, on/off)")
+        return _BOOLS[raw.lower()]
     try:
         value = TypeAdapter(spec.type).validate_python(raw) if spec.type is not str else raw
     except ValidationError:
-        allowed = {bool: "true/false (also 1/0, yes/no, on/off)", int: "an integer", float: "a number"}[spec.type]
+        allowed = {int: "an integer", float: "a number"}[spec.type]
         raise ConfigError(f"{key}={raw!r} is not valid: expected {allowed}") from None
     if spec.type in (int, float):
         if value != value or value in (float("inf"), float("-inf")):
