@@ -82,7 +82,9 @@ def build_dataset(
         input_kind: "tabular" (FEATURE_NAMES rows) or "sequence" (SEQUENCE_CHANNELS windows).
         label_config: how labels are made; its horizon is also the purge gap.
         seq_len: window length for sequence input.
-        val_frac, test_frac: shares of each symbol's time span for validation and held-out test.
+        val_frac, test_frac: shares of the symbols' common time span (earliest first bar to latest
+            last bar) for validation and held-out test: the boundaries fall at the same times for
+            every symbol, so no training row is newer than another symbol's validation or test row.
     """
     from ai_engine.features import (
         FEATURE_NAMES,
@@ -99,6 +101,8 @@ def build_dataset(
     if not series:
         raise DataError("no candle series to train on")
     parts: dict[str, list[Part]] = {"train": [], "val": [], "test": []}
+    spans = [(int(s.open_time[0]), int(s.open_time[-1])) for s in series.values() if len(s)]
+    span = (min(a for a, _ in spans), max(b for _, b in spans)) if spans else None
     intervals = set()
     synthetic = False
     for sym, s in series.items():
@@ -107,7 +111,7 @@ def build_dataset(
         frame = compute_features(s)
         y = make_labels(s.close, label_config, open_time=s.open_time, interval_ms=INTERVAL_MS.get(s.interval))
         usable = (frame.valid_windows(seq_len) if input_kind == "sequence" else frame.valid) & (y != UNLABELLED)
-        split = time_split(s.open_time, gap=label_config.horizon, val_frac=val_frac, test_frac=test_frac, what=sym)
+        split = time_split(s.open_time, gap=label_config.horizon, val_frac=val_frac, test_frac=test_frac, what=sym, span=span)
         for pname in ("train", "val", "test"):
             rows = getattr(split, pname)
             rows = rows[usable[rows]]

@@ -45,6 +45,7 @@ def time_split(
     val_frac: float = 0.15,
     test_frac: float = 0.2,
     what: str = "series",
+    span: tuple[int, int] | None = None,
 ) -> SplitIndices:
     """Split rows by time: train | gap | val | gap | test, where test is the last ``test_frac`` of time.
 
@@ -54,6 +55,10 @@ def time_split(
         val_frac: share of the time span used for validation (just before test).
         test_frac: share of the time span held out as test (0 disables the test part).
         what: name used in error messages (e.g. the symbol).
+        span: (first, last) open time the fractions are taken of; default this series' own. Give
+            every symbol the common span so the boundaries fall at the same times for all of them:
+            with each symbol's own span, one whose history starts later would train on rows newer
+            than another's test rows (failure mode 10).
     """
     if not (0 < val_frac < 1) or not (0 <= test_frac < 1) or val_frac + test_frac >= 0.9:
         raise ConfigError(
@@ -67,10 +72,10 @@ def time_split(
     if n == 0:
         empty = np.zeros(0, dtype=np.int64)
         return SplitIndices(empty, empty, empty)
-    t0, t1 = t[0], t[-1]
-    span = t1 - t0
-    test_start = np.searchsorted(t, t0 + span * (1 - test_frac), side="left") if test_frac > 0 else n
-    val_start = np.searchsorted(t, t0 + span * (1 - test_frac - val_frac), side="left")
+    t0, t1 = (int(t[0]), int(t[-1])) if span is None else span
+    width = t1 - t0
+    test_start = np.searchsorted(t, t0 + width * (1 - test_frac), side="left") if test_frac > 0 else n
+    val_start = np.searchsorted(t, t0 + width * (1 - test_frac - val_frac), side="left")
     idx = np.arange(n)
     train = idx[: max(val_start - gap, 0)]
     val = idx[val_start : max(test_start - gap, val_start)]

@@ -48,6 +48,19 @@ def test_dataset_splits_each_symbol_by_time(kind):
     assert set(np.unique(ds.train.y)) <= {0, 1, 2} and ds.synthetic
 
 
+def test_symbols_starting_at_different_times_share_the_split_boundaries():
+    """Failure mode 10 across symbols: a symbol whose history starts later is cut at the same times
+    as the others, so no training row is newer than any symbol's validation or test row."""
+    market = synthetic_market(["AAAUSDT", "BBBUSDT"], n_bars=2000, seed=3)
+    market["BBBUSDT"] = market["BBBUSDT"].slice(800, 2000)
+    cfg = LabelConfig(horizon=4)
+    ds = build_dataset(market, input_kind="tabular", label_config=cfg)
+    assert len(ds.train) and len(ds.val) and len(ds.test)
+    assert ds.train.open_time.max() + cfg.horizon * H < ds.val.open_time.min()
+    assert ds.val.open_time.max() + cfg.horizon * H < ds.test.open_time.min()
+    assert (ds.train.symbol == "BBBUSDT").any()  # the late symbol still trains, on its older rows
+
+
 def test_sequence_windows_are_real_history_not_tiled_features():
     """Failure modes 7/8: each window must vary over time and end at its own bar."""
     from ai_engine.features import compute_features
