@@ -27,6 +27,7 @@ class AnalysisResult:
     decision_actions: tuple[int, int, int]
     thresholds: Thresholds
     models: tuple[ModelAnalysis, ...]
+    bus_skipped: dict[str, int] | None = None  # read from the bus: its unreadable entries by reason
 
     @property
     def primary(self) -> ModelAnalysis:

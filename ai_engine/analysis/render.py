@@ -185,6 +185,16 @@ def _gate_section(t: _Table) -> None:
     t.row("Gates passed", lambda m: f"{m.gates_passed}/4 → {m.verdict}")
 
 
+def _bus_lines(skipped: dict[str, int] | None) -> list[str]:
+    """What the bus copy left out (nothing when the store was read directly)."""
+    if skipped is None:
+        return []
+    n = sum(skipped.values())
+    lines = [f"Bus:      {n} unreadable stream entr{'y' if n == 1 else 'ies'} skipped (not analysed)"]
+    lines += [f"            {k}× {why}" for why, k in list(skipped.items())[:5]]
+    return lines
+
+
 def render_text(result: AnalysisResult) -> str:
     """The human report; the last line is the verdict line of the analysed model."""
     w = result.window
@@ -197,6 +207,7 @@ def render_text(result: AnalysisResult) -> str:
         head,
         "=" * len(head),
         f"Store:    {result.store_path}",
+        *_bus_lines(result.bus_skipped),
         f"Window:   {wj['start']} → {wj['end']} ({w.hours:g} h, ends at {ends}; market time)",
         f"Decisions in window: {w.n_decisions} (BUY {da[2]}, SELL {da[0]}, HOLD {da[1]}; all decisions, "
         "HOLD included)" + (f", first {wj['first_decision']}, last {wj['last_decision']}" if w.n_decisions else ""),
@@ -270,6 +281,8 @@ def to_json(result: AnalysisResult) -> dict:
     per = [_model_json(m) for m in result.models]
     return _finite({
         "store": result.store_path,
+        "bus_skipped": None if result.bus_skipped is None else {"total": sum(result.bus_skipped.values()),
+                                                                "reasons": result.bus_skipped},
         "window": w.to_json(),
         "n_decisions": w.n_decisions,
         "decision_actions": dict(zip(ACTIONS, result.decision_actions, strict=True)),

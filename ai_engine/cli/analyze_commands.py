@@ -9,6 +9,7 @@ the same command through ``main``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from contextlib import closing
@@ -54,7 +55,8 @@ def start_analyze(
             from ai_engine.telemetry.redis_reader import materialize_from_redis
 
             prefix = redis_prefix if redis_prefix is not None else _settings(env_file).redis_prefix
-            store = materialize_from_redis(redis, prefix, Path(tmp.name) / "from-redis.sqlite")
+            bus = materialize_from_redis(redis, prefix, Path(tmp.name) / "from-redis.sqlite")
+            store = bus.path
         elif store is None:
             store = _settings(env_file).store_path
         th = Thresholds(max_action_share=max_action_share, min_stddev=min_stddev, min_agreement=min_agreement,
@@ -63,6 +65,8 @@ def start_analyze(
             _check_known(flag, name, store)
         result = analyze(store, hours, model=model, until=until, thresholds=th, compare=compare,
                          horizon=horizon, band=band)
+        if redis:  # the report names the stream, not the temporary copy, and what the copy left out
+            result = dataclasses.replace(result, store_path=bus.source, bus_skipped=bus.skipped)
         if html_file is not None:
             write_html(result, html_file)
     except AIEngineError as exc:

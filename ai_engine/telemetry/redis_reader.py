@@ -7,7 +7,8 @@ which is all the outcome scoring needs. Nor does it carry the applied configurat
 ``configs`` row per config id is rebuilt from its first decision's breakdown (roles, weights,
 versions, checksums), so the analysis can tell versions apart; label configs are not on the bus,
 so outcomes use the default labels. The stream holds only what its MAXLEN kept; the engine's
-SQLite store remains the full record. Entries that cannot be read are counted and reported.
+SQLite store remains the full record. Entries that cannot be read are counted, by reason, and the
+analysis reports them beside its figures (failure mode 1: nothing is dropped silently).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -23,11 +25,21 @@ from ai_engine.exceptions import DataError, TransientError
 from ai_engine.telemetry.redis_streams import redact_url, stream_key
 from ai_engine.telemetry.sqlite import TelemetryStore
 
-__all__ = ["materialize_from_redis"]
+__all__ = ["BusCopy", "materialize_from_redis"]
 
 log = logging.getLogger("ai_engine.telemetry")
 
 _PROBS = ("SELL", "HOLD", "BUY")
+
+
+@dataclass(frozen=True, slots=True)
+class BusCopy:
+    """A store materialized from the decision stream: where, from which stream, and what was left out."""
+
+    path: Path
+    source: str  # "redis://host:port/db stream <key>", password redacted
+    read: int  # decisions copied
+    skipped: dict[str, int]  # unreadable entries by reason
 
 
 def _rows(d: dict) -> tuple[tuple, list[tuple], tuple]:
@@ -52,7 +64,7 @@ def _rows(d: dict) -> tuple[tuple, list[tuple], tuple]:
     return dec, preds, candle
 
 
-def materialize_from_redis(url: str, prefix: str, dest: Path, *, page: int = 1000) -> Path:
+def materialize_from_redis(url: str, prefix: str, dest: Path, *, page: int = 1000) -> BusCopy:
     """Copy every readable entry of ``<prefix>:stream:ai.decision`` into the store at ``dest``.
 
     Idempotent (rows keyed by event id). Raises TransientError when Redis is unreachable and
@@ -111,4 +123,4 @@ def materialize_from_redis(url: str, prefix: str, dest: Path, *, page: int = 100
     if read == 0:
         raise DataError(f"stream {key} holds no readable decision ({n_skipped} entries skipped)")
     log.info("materialized %d decisions from %s into %s (%d skipped)", read, key, dest, n_skipped)
-    return Path(dest)
+    return BusCopy(Path(dest), f"{redact_url(url)} stream {key}", read, dict(skipped.most_common()))

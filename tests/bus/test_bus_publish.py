@@ -78,7 +78,9 @@ def test_redelivery_after_a_crash_before_marking_adds_nothing(replayed, redis_ur
 
 def test_materialize_from_redis_rebuilds_the_decision_store(replayed, redis_url, prefix, tmp_path):
     settings, summary = replayed
-    dest = materialize_from_redis(redis_url, prefix, tmp_path / "from_redis.sqlite")
+    copy = materialize_from_redis(redis_url, prefix, tmp_path / "from_redis.sqlite")
+    dest = copy.path
+    assert copy.read == summary.decisions and copy.skipped == {} and copy.source.endswith(":stream:ai.decision")
     with sqlite3.connect(dest) as db, sqlite3.connect(settings.store_path) as src:
         q = "SELECT event_id, action, ROUND(confidence, 6), published FROM decisions ORDER BY event_id"
         assert db.execute(q).fetchall() == src.execute(q).fetchall()
@@ -158,12 +160,16 @@ def test_redis_governor_fails_closed(redis_url, prefix):
 
 
 def test_analyze_reads_the_redis_stream_like_the_store(replayed, redis_url, prefix):
-    """`ai-engine analyze --redis URL` judges the same predictions as the SQLite store."""
+    """`ai-engine analyze --redis URL` judges the same predictions as the SQLite store, and reports
+    the stream entries it could not read (a dict repr, failure mode 1) in its text and JSON."""
     from typer.testing import CliRunner
 
     from ai_engine.cli.main import app
 
     settings, _ = replayed
+    client = redis.Redis.from_url(redis_url)
+    for junk in ("{'shadow': True}", "{'shadow': False}", '{"event_id": "x"}'):
+        client.xadd(f"{prefix}:stream:ai.decision", {"payload": junk})
     runner = CliRunner()
     args = ["analyze", "--hours", "100000", "--json", "--horizon", "4", "--band", "0.004"]
     from_store = runner.invoke(app, [*args, "--store", str(settings.store_path)])
@@ -173,3 +179,9 @@ def test_analyze_reads_the_redis_stream_like_the_store(replayed, redis_url, pref
     for key in ("n_decisions", "n_shadow", "n_scored", "gates_passed", "verdict"):
         assert a[key] == b[key], key
     assert {k: g["status"] for k, g in a["gates"].items()} == {k: g["status"] for k, g in b["gates"].items()}
+    assert a["bus_skipped"] is None
+    assert b["bus_skipped"]["total"] == 3 and sum(b["bus_skipped"]["reasons"].values()) == 3
+    assert b["store"].endswith(f"{prefix}:stream:ai.decision")
+    text = runner.invoke(app, [a for a in args if a != "--json"] + ["--redis", redis_url, "--redis-prefix", prefix]).stdout
+    assert "Bus:      3 unreadable stream entries skipped (not analysed)" in text
+    assert "2× JSONDecodeError" in text and "1× KeyError" in text

@@ -219,10 +219,11 @@ def test_materialize_from_redis_keeps_every_readable_entry(good_store, stream_pr
             client.xadd(key, {"payload": good[i], "event_id": json.loads(good[i])["event_id"]})
     dest = tmp_path / f"{uuid.uuid4().hex}.sqlite"
     try:
-        materialize_from_redis(url, prefix, dest)
+        copy = materialize_from_redis(url, prefix, dest)
     except DataError as exc:
         assert not good and "holds no readable decision" in str(exc)
         return
+    assert copy.read + sum(copy.skipped.values()) == len(entries) + len(good)  # every entry read or counted
     with sqlite3.connect(dest) as db:
         got = {r[0] for r in db.execute("SELECT event_id FROM decisions")}
     assert {json.loads(p)["event_id"] for p in good} <= got
