@@ -38,6 +38,12 @@ class FlatlineMonitor:
             del self.flat[model]
             log.info("[FLATLINE] %s recovered: std %.5f over the last %d outputs", model, std, self.window)
 
+    def status(self) -> dict[str, dict[str, float]]:
+        """The models flat-lined now, for /health and ``ai-engine status``: the std they were
+        flagged at, over how many outputs, against which minimum."""
+        flat = self.flat.copy()  # read by the health thread while the engine updates it
+        return {m: {"std": round(std, 6), "window": self.window, "min_std": self.min_std} for m, std in flat.items()}
+
     def reset(self, model: str) -> None:
         self._hist.pop(model, None)
         self.flat.pop(model, None)

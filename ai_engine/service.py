@@ -302,6 +302,7 @@ class Service:
                                 for m, s in st.slots.items() if s.isolated},
             "governor": gov.to_json() | {"error": None} if gov is not None else {"error": err},
             "governor_backend": eng.governor.backend.describe(),
+            "flatlined": eng.flatline.status(),
         }
 
     # -- lifecycle ------------------------------------------------------------------------------

@@ -117,6 +117,9 @@ def status(env_file: str = EnvFile, as_json: bool = typer.Option(False, "--json"
     console.print(t)
     for m, p in snap["missing_model_files"].items():
         console.print(f"[red]{m}: model file MISSING[/red] {p}")
+    for m, f in (snap.get("flatlined") or {}).items():
+        console.print(f"[yellow]{m}: output FLAT-LINED[/yellow] (confidence std {f['std']:g} over its last "
+                      f"{f['window']} outputs, below {f['min_std']:g})")
     if snap["store_path"] is None:
         console.print(f"store: no store yet at {settings.store_path} (nothing recorded)")
     gov = snap.get("governor") or {}

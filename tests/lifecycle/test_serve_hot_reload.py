@@ -60,6 +60,8 @@ def test_lifecycle_commands_reach_the_next_decisions_without_restart(deployment,
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
+    # a flat-line threshold every model falls under, so /health and status must show the flags
+    deployment.env.write_text(deployment.env.read_text() + "FLATLINE_WINDOW=10\nFLATLINE_MIN_STD=1.0\n")
     proc = start_serve(pace=0.25, NOTIFY_SOCKET=f"{sock_dir}/notify")
     wait_for(lambda: messages, "READY=1")
     assert messages[0] == b"READY=1"
@@ -69,6 +71,11 @@ def test_lifecycle_commands_reach_the_next_decisions_without_restart(deployment,
     assert snap["roles"] == {"xgb": "voter", "lgbm": "voter", "nhits": "voter", "patchtst": "voter"}
     assert snap["governor"]["mode"] == "PAPER" and snap["last_decision_at"]
     assert snap["store"] == {"pending_writes": 0, "dropped_decisions": 0}
+    flat = wait_for(lambda: fetch_health(deployment.port)["flatlined"], "flat-line flags on /health")
+    assert set(flat) <= {"xgb", "lgbm", "nhits", "patchtst"}
+    assert all(f["window"] == 10 and f["min_std"] == 1.0 and 0 <= f["std"] < 1 for f in flat.values())
+    status = cli("status", "--env-file", str(deployment.env))
+    assert status.exit_code == 0 and f"{next(iter(flat))}: output FLAT-LINED" in status.output
     # the health endpoint is read-only
     req = urllib.request.Request(f"http://127.0.0.1:{deployment.port}/health", data=b"{}", method="POST")
     try:
