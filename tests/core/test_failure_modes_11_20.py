@@ -1,6 +1,6 @@
 """Failure modes 11-20 of shared/spec/KNOWN_FAILURE_MODES.md: the checks the other suites lacked.
 
-Each test names the failure mode it proves. docs/failure-modes-11-20.part.md maps every mode to all
+Each test names the failure mode it proves. docs/failure-modes.md maps every mode to all
 of its tests, here and elsewhere. Real models (the session's ``synthetic_models``), real SQLite,
 real files and, for mode 15, the real Redis under a key prefix of its own.
 """

@@ -1,6 +1,6 @@
 """Failure modes 1-10 of ../shared/spec/KNOWN_FAILURE_MODES.md, each proved on real parts: the small
 models trained by the project's code (tests/core/conftest.py), the engine, its SQLite store, env
-files and the lifecycle commands. docs/failure-modes-1-10.part.md maps each mode to its tests."""
+files and the lifecycle commands. docs/failure-modes.md maps each mode to its tests."""
 
 from __future__ import annotations
 
