@@ -1,13 +1,20 @@
-"""Helpers shared by several test folders: free ports, waiting on a condition, a private Redis."""
+"""Helpers shared by several test folders: free ports, waiting on a condition, the shared Redis
+under a key prefix of the test's own, a private Redis."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["free_port", "wait_for", "RedisServer"]
+__all__ = ["free_port", "wait_for", "shared_redis_url", "redis_prefix", "drop_prefix", "RedisServer"]
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def free_port() -> int:
@@ -25,6 +32,45 @@ def wait_for(cond, what: str, timeout: float = 90.0):
             return v
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def shared_redis_url() -> str:
+    """The shared Redis's URL, pinged. Skips the test when there is none, but fails it when
+    REDIS_URL was set (CI; tests/conftest.py moves it to TEST_REDIS_URL): a configured Redis that
+    is down is an error, not a reason to test less."""
+    import pytest
+    import redis
+
+    url = os.environ.get("TEST_REDIS_URL") or DEFAULT_REDIS_URL
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        if os.environ.get("TEST_REDIS_URL"):
+            pytest.fail(f"REDIS_URL={url} is set but unreachable: {exc}")
+        pytest.skip(f"no Redis at {url} ({exc}); set REDIS_URL or start redis-server")
+    return url
+
+
+def drop_prefix(url: str, prefix: str) -> None:
+    """Delete every key under ``prefix:``."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@contextmanager
+def redis_prefix(tag: str = "test") -> Iterator[tuple[str, str]]:
+    """``(url, prefix)``: the shared Redis and a fresh key prefix, whose keys are deleted afterwards."""
+    url = shared_redis_url()
+    prefix = f"{tag}:{uuid.uuid4().hex[:12]}"
+    try:
+        yield url, prefix
+    finally:
+        drop_prefix(url, prefix)
 
 
 class RedisServer:

@@ -3,30 +3,19 @@ redis-server that tests may stop, and small xgb/lgbm artifacts trained once per 
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from pathlib import Path
 
 import pytest
-import redis
 
-from tests.helpers import RedisServer, free_port  # noqa: F401  (free_port re-used by bus tests)
-
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
+from tests.helpers import RedisServer, drop_prefix, free_port, shared_redis_url  # noqa: F401  (free_port re-used by bus tests)
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    """The shared Redis. When REDIS_URL is set (CI; tests/conftest.py moves it to TEST_REDIS_URL) an unreachable server fails the tests."""
-    url = os.environ.get("TEST_REDIS_URL") or DEFAULT_URL
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        if os.environ.get("TEST_REDIS_URL"):
-            pytest.fail(f"REDIS_URL={url} is set but unreachable: {exc}")
-        pytest.skip(f"no Redis at {url} ({exc}); set REDIS_URL or start redis-server")
-    return url
+    """The shared Redis (skips without one; fails when REDIS_URL is set but unreachable)."""
+    return shared_redis_url()
 
 
 @pytest.fixture
@@ -34,11 +23,7 @@ def prefix(redis_url: str):
     """A fresh key prefix; every key under it is deleted afterwards."""
     p = f"test:{uuid.uuid4().hex[:12]}"
     yield p
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"{p}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    drop_prefix(redis_url, p)
 
 
 @pytest.fixture

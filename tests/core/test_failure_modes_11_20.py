@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import threading
-import uuid
 
 import numpy as np
 import pytest
@@ -34,6 +32,7 @@ from ai_engine.runtime import open_engine
 from ai_engine.telemetry.sqlite import TelemetryStore
 from ai_engine.types import Prediction
 from tests.core.conftest import PREFIX, SYMBOLS, make_settings
+from tests.helpers import redis_prefix
 
 BARS = 300  # bars of the session's synthetic market replayed per test (the first ~130 warm up)
 SLOW_OK = {"MODEL_TIMEOUT_MS": "60000"}  # a busy machine must not turn a slow batch into a timed-out voter
@@ -196,33 +195,23 @@ def test_fm14_model_returning_a_lower_case_action_is_excluded_not_a_crash(role, 
 
 # -- 15: bus trimming never trims the analysis store ----------------------------------------------
 @pytest.fixture
-def redis_prefix():
-    """(url, prefix) on the real Redis; every key under the prefix is deleted afterwards."""
+def bus():
+    """(client, url, prefix) on the real Redis; every key under the prefix is deleted afterwards."""
     redis = pytest.importorskip("redis")
-    url = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        if os.environ.get("TEST_REDIS_URL"):
-            pytest.fail(f"REDIS_URL={url} is set but unreachable: {exc}")
-        pytest.skip(f"no Redis at {url} ({exc})")
-    prefix = f"test:fm15:{uuid.uuid4().hex[:12]}"
-    yield client, url, prefix
-    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with redis_prefix("test:fm15") as (url, prefix):
+        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        yield client, url, prefix
+        client.close()
 
 
 @pytest.mark.redis
-def test_fm15_trimming_the_bus_never_trims_what_the_analysis_reads(tmp_path, synthetic_models, market, redis_prefix):
+def test_fm15_trimming_the_bus_never_trims_what_the_analysis_reads(tmp_path, synthetic_models, market, bus):
     """FM15: with a stream MAXLEN of 10 and then ``XTRIM MAXLEN 0`` on both streams, the analysis
     still sees every decision and every shadow prediction of the run."""
     from ai_engine.analysis.analyze import analyze
     from ai_engine.telemetry.redis_streams import STREAMS, RedisPublisher, stream_key
 
-    client, url, prefix = redis_prefix
+    client, url, prefix = bus
     settings, _ = make_settings(tmp_path, synthetic_models, REDIS_URL=url, AI_ENGINE_REDIS_PREFIX=prefix,
                                 AI_ENGINE_STREAM_MAXLEN="10", GOVERNOR_BACKEND="file", PATCHTST_SHADOW_ONLY="true",
                                 SHADOW_ISOLATION="thread", ENSEMBLE_MIN_CONSENSUS="2", **SLOW_OK)

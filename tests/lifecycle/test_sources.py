@@ -27,6 +27,7 @@ from ai_engine.market import kline_entry  # noqa: E402
 from ai_engine.service import kline_group  # noqa: E402
 from ai_engine.telemetry.sqlite import TelemetryStore  # noqa: E402
 from ai_engine.types import Candle  # noqa: E402
+from tests.helpers import redis_prefix  # noqa: E402
 
 H = 3_600_000
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -35,22 +36,12 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT")
 @pytest.fixture
 def bus(deployment):
     """The real Redis with a fresh key prefix (deleted afterwards), configured in the deployment."""
-    url = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        if os.environ.get("TEST_REDIS_URL"):
-            pytest.fail(f"REDIS_URL={url} is set but unreachable: {exc}")
-        pytest.skip(f"no Redis at {url} ({exc})")
-    prefix = f"test:{uuid.uuid4().hex[:12]}"
-    with deployment.env.open("a") as fh:
-        fh.write(f"REDIS_URL={url}\nAI_ENGINE_REDIS_PREFIX={prefix}\nGOVERNOR_BACKEND=file\n")
-    yield client, prefix
-    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with redis_prefix() as (url, prefix):
+        with deployment.env.open("a") as fh:
+            fh.write(f"REDIS_URL={url}\nAI_ENGINE_REDIS_PREFIX={prefix}\nGOVERNOR_BACKEND=file\n")
+        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        yield client, prefix
+        client.close()
 
 
 def _candles(n_bars: int) -> dict[str, list[Candle]]:

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from ai_engine.config import KEYS, load_settings
 from ai_engine.envfile import parse_env_text, read_env_file, update_env_file
 from ai_engine.exceptions import AIEngineError, ConfigError, DataError
+from tests.helpers import redis_prefix
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 KEY_NAMES = sorted(KEYS)
@@ -181,17 +182,8 @@ def test_analysis_over_malformed_rows_reports_or_refuses_clearly(good_store, tmp
 
 @pytest.fixture
 def stream_prefix():
-    url = "redis://127.0.0.1:6379/0"
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"no Redis at {url}: {exc}")
-    prefix = f"test:rel:{uuid.uuid4().hex[:10]}"
-    yield url, prefix
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
+    with redis_prefix("test:rel") as url_prefix:
+        yield url_prefix
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
