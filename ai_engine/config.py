@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from ai_engine.cpu_affinity import decision_cpu
 from ai_engine.enums import MODEL_NAMES, ModelRole
 from ai_engine.envfile import read_env_file
 from ai_engine.exceptions import ConfigError
@@ -83,6 +84,8 @@ KEYS: dict[str, Key] = {
     "SHADOW_DEADLINE_MS": Key(float, 250.0, "how long a decision waits for a shadow result", 0.0, None),
     "MODEL_TIMEOUT_MS": Key(float, 2000.0, "a voter slower than this is excluded from that decision", 1.0, None),
     "SHADOW_ISOLATION": Key(str, "process", "where shadow models run: process (a child process each) or thread"),
+    "AI_ENGINE_DECISION_CPU": Key(str, "auto", "CPU the live decision thread and its voter worker share (auto: the "
+                                  "highest this process may use; off: not pinned; or a CPU number)"),
     "FLATLINE_WINDOW": Key(int, 200, "recent outputs examined by the flat-line detector", 10, None),
     "FLATLINE_MIN_STD": Key(float, 0.005, "confidence std below which a model is flagged flat", 0.0, 1.0),
 }
@@ -126,6 +129,7 @@ class Settings:
     shadow_deadline_ms: float
     model_timeout_ms: float
     shadow_isolation: str
+    decision_cpu: int | None  # None: not pinned
     flatline_window: int
     flatline_min_std: float
     models: dict[str, ModelConfig]
@@ -354,6 +358,10 @@ def load_settings(
     isolation = get("SHADOW_ISOLATION").lower()
     if isolation not in ("process", "thread"):
         raise ConfigError(f"SHADOW_ISOLATION={isolation!r} is not valid: expected process or thread")
+    try:
+        cpu = decision_cpu(get("AI_ENGINE_DECISION_CPU"))
+    except ValueError as exc:
+        raise ConfigError(f"AI_ENGINE_DECISION_CPU={get('AI_ENGINE_DECISION_CPU')!r} is not valid: {exc}") from None
     level = get("AI_ENGINE_LOG_LEVEL").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"AI_ENGINE_LOG_LEVEL={level!r} is not valid: expected DEBUG, INFO, WARNING or ERROR")
@@ -380,6 +388,7 @@ def load_settings(
         shadow_deadline_ms=get("SHADOW_DEADLINE_MS"),
         model_timeout_ms=get("MODEL_TIMEOUT_MS"),
         shadow_isolation=isolation,
+        decision_cpu=cpu,
         flatline_window=get("FLATLINE_WINDOW"),
         flatline_min_std=get("FLATLINE_MIN_STD"),
         models=models,

@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ai_engine.config import Settings
+from ai_engine.cpu_affinity import ALL_CPUS, set_cpus, unpin_current_thread
 from ai_engine.ensemble_manager import EnsembleManager
 from ai_engine.enums import ModelRole, ModelStatus
 from ai_engine.exceptions import TransientError
@@ -172,7 +173,9 @@ class DecisionEngine:
         self.wait_for_shadow = wait_for_shadow
         self._runners: dict[tuple[str, str | None], ModelRunner] = {}  # the shadows' workers
         self._voters = VoterPool()
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="telemetry")
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="telemetry",
+                                          initializer=unpin_current_thread)  # may start on the pinned thread
+        self._pinned: tuple[int, int | None] | None = None  # (thread, CPU) of pin_decisions
         self._pipelined = False
         self._write_errors: list[Exception] = []
         self._lock = threading.Lock()  # held for a whole decision batch; reload swaps between batches
@@ -188,6 +191,24 @@ class DecisionEngine:
         self.decisions_made = 0
 
     # -- configuration ------------------------------------------------------------------------
+    def pin_decisions(self) -> None:
+        """Run the calling thread (the live service's, which decides) and the voter workers on the
+        CPU ``AI_ENGINE_DECISION_CPU`` names (``cpu_affinity`` says why); with ``off``, on every
+        CPU again. Called by the deciding thread before each batch: a no-op unless the thread or
+        the setting changed (a reload may change it). Replay does not pin: it uses every CPU."""
+        cpu = self.state.settings.decision_cpu
+        key = (threading.get_native_id(), cpu)
+        if key == self._pinned:
+            return
+        cpus = ALL_CPUS if cpu is None else frozenset({cpu})
+        set_cpus(0, cpus)
+        self._voters.set_cpus(cpus)
+        if self._pinned is None or self._pinned[1] != cpu:
+            log.info("Decisions run on %s (the deciding thread and its voter worker; AI_ENGINE_DECISION_CPU=%s)",
+                     "every CPU" if cpu is None else f"CPU {cpu}", self.state.settings.raw.get(
+                         "AI_ENGINE_DECISION_CPU", "auto"))
+        self._pinned = key
+
     def _announce(self, reason: str) -> None:
         st = self.state
         log_applied(st.config_id, st.config_payload, reason)

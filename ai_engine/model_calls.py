@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ai_engine.cpu_affinity import set_cpus, unpin_current_thread
 from ai_engine.enums import Action, ModelRole, ModelStatus
 from ai_engine.model_slots import DISPLAY_NAMES, ModelSlot
 from ai_engine.types import ModelResult, Prediction
@@ -135,6 +136,7 @@ class ModelRunner:
         self._thread.start()
 
     def _work(self) -> None:
+        unpin_current_thread()  # started from the deciding thread: a shadow never takes the voters' CPU
         while (job := self._jobs.get()) is not None:
             fut, fn, args = job
             if not fut.set_running_or_notify_cancel():
@@ -207,10 +209,12 @@ class _VoterWorker:
     def __init__(self, k: int) -> None:
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.last: _VoterJob | None = None
+        self.native_id: int | None = None  # the thread's id for its CPU affinity, once it runs
         self._thread = threading.Thread(target=self._work, name=f"voters-{k}", daemon=True)
         self._thread.start()
 
     def _work(self) -> None:
+        self.native_id = threading.get_native_id()
         while (job := self._jobs.get()) is not None:
             job.run()
 
@@ -248,6 +252,12 @@ class VoterPool:
         w = _VoterWorker(len(self._workers))
         self._workers.append(w)
         return w
+
+    def set_cpus(self, cpus: frozenset[int]) -> None:
+        """Run the workers on ``cpus`` (those started later inherit it from the deciding thread)."""
+        for w in self._workers:
+            if w.native_id is not None:
+                set_cpus(w.native_id, cpus)
 
     def running_ms(self, slot: ModelSlot) -> float | None:
         """How long this model's timed-out call has been running; None when it has none."""

@@ -375,6 +375,7 @@ class Service:
                 break
             if self._reload:
                 self._apply_reload()
+            self.engine.pin_decisions()
             self.processor.process(batch)
             self.candles_seen += len(batch)
             self._maybe_prune()
@@ -418,6 +419,7 @@ class Service:
                              len(batch.candles) - len(fresh), time.strftime("%Y-%m-%d %H:%M", time.gmtime(
                                  batch.candles[0].open_time / 1000)))
                 if fresh:
+                    self.engine.pin_decisions()
                     self.processor.process(fresh)
                     self.candles_seen += len(fresh)
                     for c in fresh:

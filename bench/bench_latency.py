@@ -120,6 +120,8 @@ def run_symbols(models: dict[str, Path], n_symbols: int, batches: int) -> dict:
             wait_started = getattr(slot.agent, "wait_started", None)
             if wait_started is not None:
                 wait_started(120)
+    for e in engines.values():  # as the service does before each batch: its thread and voter worker on one CPU
+        e.pin_decisions()
     procs = {k: CandleProcessor(e, "1h") for k, e in engines.items()}
     seen = []
     decide = engines["on"].decide

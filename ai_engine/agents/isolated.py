@@ -35,6 +35,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ai_engine.agents.base import predictions_from_logits
+from ai_engine.cpu_affinity import ALL_CPUS, set_cpus, unpin_current_thread
 from ai_engine.exceptions import ModelLoadError
 from ai_engine.types import Prediction
 
@@ -113,6 +114,7 @@ def _ready_failure(proc: subprocess.Popen, sha256: str) -> str | None:
 def _pump(proc: subprocess.Popen, name: str, sha256: str) -> None:
     """Wait until the child is ready, then write the queued requests to it, in order, until told
     to stop or the child is gone. Requests queued while it starts wait in the queue."""
+    unpin_current_thread()  # a restart starts it from the deciding thread, whose CPU is the voters'
     proc.failure = _ready_failure(proc, sha256)
     if proc.failure is not None:
         if proc.stopping:  # the engine closed while it was starting: nothing went wrong
@@ -219,6 +221,7 @@ class IsolatedAgent:
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         except OSError as exc:
             raise ModelLoadError(f"{agent.name}: model process did not start: {exc}") from None
+        set_cpus(proc.pid, ALL_CPUS)  # not the deciding thread's CPU, which a restart would pass on
         proc.outbox = queue.SimpleQueue()  # requests waiting for the pump thread
         proc.started = threading.Event()  # set once the child is ready or has failed to start
         proc.failure = None

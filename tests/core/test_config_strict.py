@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -132,3 +133,19 @@ def test_an_edit_keeps_the_mode_owner_and_group(tmp_path):
     assert update_env_file(env, {"XGB_WEIGHT": "30"})
     st = env.stat()
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (4321, 1234, 0o640)
+
+
+def test_decision_cpu_is_auto_off_or_a_cpu_this_process_may_use():
+    from ai_engine.cpu_affinity import ALL_CPUS
+
+    def cpu(value):
+        return load_settings(None, environ={"AI_ENGINE_DECISION_CPU": value}).decision_cpu
+
+    assert cpu("off") is None and cpu("OFF") is None
+    assert cpu("auto") == (max(ALL_CPUS) if len(ALL_CPUS) > 1 else None)
+    assert cpu(str(min(ALL_CPUS))) == min(ALL_CPUS)
+    for bad in ("fast", "-1", "1.5", "0x1"):
+        with pytest.raises(ConfigError, match=rf"AI_ENGINE_DECISION_CPU='{re.escape(bad)}' is not valid: expected auto"):
+            cpu(bad)
+    with pytest.raises(ConfigError, match=r"AI_ENGINE_DECISION_CPU='4096' is not valid: this process may use CPUs"):
+        cpu("4096")

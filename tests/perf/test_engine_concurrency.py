@@ -5,15 +5,18 @@ models are held on Events."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
 
 from ai_engine.analysis import analyze
+from ai_engine.cpu_affinity import ALL_CPUS, set_cpus
 from ai_engine.engine import DecisionEngine
 from ai_engine.governor import FileGovernorBackend, Governor
 from ai_engine.live import CandleProcessor
 from ai_engine.model_slots import load_slots
+from ai_engine.runtime import open_engine
 from ai_engine.telemetry.sqlite import TelemetryStore
 from tests.perf.conftest import Held, Sink, tree_settings
 
@@ -98,3 +101,58 @@ def test_held_voter_times_out_is_skipped_while_hung_and_comes_back(tmp_path, tre
     reasons = engine.store.connection.execute(
         "SELECT DISTINCT reason FROM predictions WHERE model=? AND status='error'", (hold,)).fetchall()
     assert ("timed out after 250 ms",) in reasons
+
+
+def _cpus_of(thread_name: str) -> set[int]:
+    (thread,) = [t for t in threading.enumerate() if t.name == thread_name]
+    return os.sched_getaffinity(thread.native_id)
+
+
+@pytest.mark.skipif(len(ALL_CPUS) < 2, reason="pinning the decision path needs 2 or more CPUs")
+def test_the_deciding_thread_and_its_voter_worker_share_one_cpu_and_the_shadow_does_not(tmp_path, tree_models, market):
+    """Live (AI_ENGINE_DECISION_CPU=auto): the thread that decides and the voter worker run on the
+    highest CPU; the shadow's worker thread, pipe thread and process, started from or for that
+    thread, keep every CPU; a reload to ``off`` gives the deciding path every CPU back."""
+    env = {"LGBM_ROLE": "shadow", "ENSEMBLE_MIN_CONSENSUS": "1", "SHADOW_DEADLINE_MS": "60000"}  # no busy-machine `late`
+    settings = tree_settings(tmp_path, tree_models, **env)
+    assert settings.decision_cpu == max(ALL_CPUS)
+    engine = open_engine(settings)  # the shadow in its own process, the default
+    assert engine.state.slots["lgbm"].agent.wait_started(120) is None
+    seen: dict[str, object] = {}
+
+    def live() -> None:  # the service's deciding thread (not pytest's, which must stay unpinned)
+        proc = CandleProcessor(engine, "1h")
+        proc.prime(c for batch in market[:PRIME] for c in batch)
+        for batch in market[PRIME:PRIME + 10]:
+            engine.pin_decisions()
+            seen.setdefault("records", []).extend(proc.process(batch))
+        seen["decider"], seen["voters"] = os.sched_getaffinity(0), _cpus_of("voters-0")
+        seen["shadow worker"], seen["shadow pipe"] = _cpus_of("model-lgbm"), _cpus_of("model-lgbm-pipe")
+        seen["shadow process"] = os.sched_getaffinity(engine.state.slots["lgbm"].agent.pid)
+        assert engine.reload(tree_settings(tmp_path, tree_models, **env, AI_ENGINE_DECISION_CPU="off"))
+        engine.pin_decisions()
+        proc.process(market[PRIME + 10])
+        seen["decider off"], seen["voters off"] = os.sched_getaffinity(0), _cpus_of("voters-0")
+
+    worker = threading.Thread(target=live)
+    try:
+        worker.start()
+        worker.join(120)
+    finally:
+        engine.close()
+    cpu = max(ALL_CPUS)
+    assert seen["decider"] == seen["voters"] == {cpu}
+    assert seen["shadow worker"] == seen["shadow pipe"] == seen["shadow process"] == set(ALL_CPUS)
+    assert seen["decider off"] == seen["voters off"] == set(ALL_CPUS)
+    records = seen["records"]
+    assert len(records) == 20 and all(r.decision.results[1].status.value == "ok" for r in records)
+    assert os.sched_getaffinity(0) == set(ALL_CPUS)  # pytest's own thread untouched
+
+
+@pytest.mark.skipif(not ALL_CPUS, reason="no CPU affinity on this platform")
+def test_a_cpu_that_cannot_be_used_is_logged_and_the_thread_keeps_its_cpus(caplog):
+    """A CPU taken away after the start (a cgroup change) must never stop the deciding thread."""
+    before = os.sched_getaffinity(0)
+    set_cpus(0, frozenset({4095}))
+    assert os.sched_getaffinity(0) == before
+    assert "could not run thread 0 on CPUs [4095]" in caplog.text
