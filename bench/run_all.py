@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Decision latency runs from the candle's arrival (before its features) to the voters' decision and "
         "the governor verdict. The shadow hold (≤ SHADOW_DEADLINE_MS), the SQLite commit and the hand-off to "
-        "the sinks come after it and are in the `process()` row.",
+        "the sinks come after it and are in the `process()` row. The engines run as the service runs them: the "
+        "deciding thread and its voter worker on one CPU (`AI_ENGINE_DECISION_CPU=auto`).",
         "",
     ]
     for r in results:
