@@ -1,12 +1,14 @@
 """Which CPUs the live decision path runs on.
 
 Why: at one row a decision is a chain of short steps handed between two threads (the thread that
-computes the features and the voter worker, and back). On the 2-vCPU machines measured here, when
-the two sit on different CPUs every hand-off wakes an idle vCPU, and the tail of the decision
-latency is that wake-up: pinning both to one CPU took the 1-symbol p99 from 2.0-2.8 ms to
-1.7-1.9 ms, and with a busy-looping process beside the engine from 5.1 ms to 2.5-3.3 ms (p50
-unchanged; docs/performance.md). Everything else (the shadow's process and threads, the store
-writer, the bus, the health endpoint) keeps every CPU the process was started with.
+computes the features and the voter worker, and back). When another process keeps a CPU busy, a
+thread that may run anywhere waits behind it at each hand-off: with a busy-looping process beside
+the engine on 2 vCPUs, pinning both to one CPU took the 1-symbol p99 from 5.5-5.9 ms to
+2.6-2.7 ms. On a quiet machine it changes neither p50 nor p99 measurably, but it keeps two engines
+alike (each has its own worker, and unpinned, where the scheduler put it skewed one engine's p50
+by up to 12% for a whole run). docs/performance.md has the figures. Everything else (the shadow's
+process and threads, the store writer, the bus, the health endpoint) keeps every CPU the process
+was started with.
 
 Linux only; elsewhere nothing is pinned.
 """

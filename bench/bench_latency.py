@@ -11,6 +11,7 @@ them (after other work, caches cold); the same forwards in a tight loop (warm) a
 the run; the load average is printed beside them. Asserts nothing.
 
     python bench/bench_latency.py [--batches 300 | --batches 4000,1500] [--symbols 1,30] [--json out.json]
+                                  [--decision-cpu auto|off|N]
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def run_symbols(models: dict[str, Path], n_symbols: int, batches: int) -> dict:
+def run_symbols(models: dict[str, Path], n_symbols: int, batches: int, decision_cpu: str = "auto") -> dict:
     from ai_engine.data import synthetic_market, time_batches
     from ai_engine.live import CandleProcessor
     from ai_engine.runtime import open_engine
@@ -112,8 +113,10 @@ def run_symbols(models: dict[str, Path], n_symbols: int, batches: int) -> dict:
     steps = list(time_batches(series))
     tmp = Path(tempfile.mkdtemp(prefix="ai-engine-latency-"))
     engines = {
-        "on": open_engine(engine_settings(tmp / "on", models, symbols, PATCHTST_SHADOW_ONLY="true")),
-        "off": open_engine(engine_settings(tmp / "off", models, symbols, PATCHTST_ROLE="disabled")),
+        "on": open_engine(engine_settings(tmp / "on", models, symbols, PATCHTST_SHADOW_ONLY="true",
+                                          AI_ENGINE_DECISION_CPU=decision_cpu)),
+        "off": open_engine(engine_settings(tmp / "off", models, symbols, PATCHTST_ROLE="disabled",
+                                           AI_ENGINE_DECISION_CPU=decision_cpu)),
     }
     for e in engines.values():  # a service runs for hours: measure once its shadow's process is up
         for slot in e.state.slots.values():
@@ -183,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--symbols", default="1,30", help="symbol counts, comma-separated")
     ap.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR, help="cache of the small trained models")
     ap.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
+    ap.add_argument("--decision-cpu", default="auto", help="AI_ENGINE_DECISION_CPU of both engines (off: not pinned)")
     args = ap.parse_args(argv)
     logging.disable(logging.WARNING)
     models, _ = ensure_models(args.models)
@@ -194,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--batches has {len(batches)} entries for {len(counts)} symbol counts")
     results = []
     for n, b in zip(counts, batches, strict=True):
-        r = run_symbols(models, n, b)
+        r = run_symbols(models, n, b, args.decision_cpu)
         results.append(r)
         print(f"{n:>3} symbol(s): decision latency p50/p99 shadow on {r['latency_on_p50_ms']:.3f}/"
               f"{r['latency_on_p99_ms']:.3f} ms, off {r['latency_off_p50_ms']:.3f}/{r['latency_off_p99_ms']:.3f} ms "
