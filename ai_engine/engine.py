@@ -209,6 +209,11 @@ class DecisionEngine:
                          "AI_ENGINE_DECISION_CPU", "auto"))
         self._pinned = key
 
+    @property
+    def decision_cpu(self) -> int | None:
+        """The CPU the deciding thread was last pinned to (None: not pinned)."""
+        return self._pinned[1] if self._pinned is not None else None
+
     def _announce(self, reason: str) -> None:
         st = self.state
         log_applied(st.config_id, st.config_payload, reason)

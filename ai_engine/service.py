@@ -303,6 +303,7 @@ class Service:
             "governor": gov.to_json() | {"error": None} if gov is not None else {"error": err},
             "governor_backend": eng.governor.backend.describe(),
             "flatlined": eng.flatline.status(),
+            "decision_cpu": eng.decision_cpu,
         }
 
     # -- lifecycle ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from ai_engine.audit import read_audit
+from ai_engine.cpu_affinity import ALL_CPUS
 from ai_engine.health import fetch_health
 from tests.helpers import wait_for
 
@@ -71,6 +72,7 @@ def test_lifecycle_commands_reach_the_next_decisions_without_restart(deployment,
     assert snap["roles"] == {"xgb": "voter", "lgbm": "voter", "nhits": "voter", "patchtst": "voter"}
     assert snap["governor"]["mode"] == "PAPER" and snap["last_decision_at"]
     assert snap["store"] == {"pending_writes": 0, "dropped_decisions": 0}
+    assert snap["decision_cpu"] == (max(ALL_CPUS) if len(ALL_CPUS) > 1 else None)  # AI_ENGINE_DECISION_CPU=auto
     flat = wait_for(lambda: fetch_health(deployment.port)["flatlined"], "flat-line flags on /health")
     assert set(flat) <= {"xgb", "lgbm", "nhits", "patchtst"}
     assert all(f["window"] == 10 and f["min_std"] == 1.0 and 0 <= f["std"] < 1 for f in flat.values())
