@@ -376,9 +376,7 @@ class Service:
                 break
             if self._reload:
                 self._apply_reload()
-            self.engine.pin_decisions()
-            self.processor.process(batch)
-            self.candles_seen += len(batch)
+            self._decide(batch)
             self._maybe_prune()
             self._pause(self.options.pace)
         else:
@@ -420,15 +418,19 @@ class Service:
                              len(batch.candles) - len(fresh), time.strftime("%Y-%m-%d %H:%M", time.gmtime(
                                  batch.candles[0].open_time / 1000)))
                 if fresh:
-                    self.engine.pin_decisions()
-                    self.processor.process(fresh)
-                    self.candles_seen += len(fresh)
+                    self._decide(fresh)
                     for c in fresh:
                         last[c.symbol] = c.open_time
                 unacked.append(batch)
                 unacked = self._ack(source, unacked)
             self._maybe_prune()
         self._ack(source, unacked)
+
+    def _decide(self, candles: list) -> None:
+        """Decide on closed candles on this (the deciding) thread, on its CPU (``pin_decisions``)."""
+        self.engine.pin_decisions()
+        self.processor.process(candles)
+        self.candles_seen += len(candles)
 
     def _maybe_prune(self, every_s: float = 3600.0) -> None:
         """Hourly: drop bus-delivered outbox rows older than a day and, with a retention set,

@@ -1,5 +1,5 @@
 """Helpers shared by several test folders: free ports, waiting on a condition, the shared Redis
-under a key prefix of the test's own, a private Redis."""
+under a key prefix of the test's own, fault injection into real agents, a private Redis."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["free_port", "wait_for", "shared_redis_url", "redis_prefix", "drop_prefix", "RedisServer"]
+__all__ = ["free_port", "wait_for", "shared_redis_url", "redis_prefix", "drop_prefix", "AgentWrapper", "RedisServer"]
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -71,6 +71,17 @@ def redis_prefix(tag: str = "test") -> Iterator[tuple[str, str]]:
         yield url, prefix
     finally:
         drop_prefix(url, prefix)
+
+
+class AgentWrapper:
+    """A real, loaded agent whose ``predict`` a subclass overrides (fault injection); everything
+    else (name, version, sha256, input kind, features) is the agent's own."""
+
+    def __init__(self, agent) -> None:
+        self._agent = agent
+
+    def __getattr__(self, name):
+        return getattr(self._agent, name)
 
 
 class RedisServer:

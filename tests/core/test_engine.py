@@ -22,6 +22,7 @@ from ai_engine.replay import replay_series
 from ai_engine.runtime import open_engine
 from ai_engine.telemetry.sqlite import TelemetryStore
 from tests.core.conftest import make_settings
+from tests.helpers import AgentWrapper
 
 DECISION_FIELDS = ("action", "confidence", "consensus_count", "total_models", "actionable", "published", "blocked_reason")
 
@@ -58,14 +59,12 @@ def test_four_voters_can_reach_consensus_four(tmp_path, synthetic_models, synthe
     assert any(d["consensus_count"] == 4 for d in voting)  # so "never 4" under shadow is a real check
 
 
-class Broken:
+class Broken(AgentWrapper):
     """A real agent whose inference misbehaves in a chosen way (fault injection)."""
 
     def __init__(self, agent, mode):
-        self._agent, self.mode = agent, mode
-
-    def __getattr__(self, name):
-        return getattr(self._agent, name)
+        super().__init__(agent)
+        self.mode = mode
 
     def predict(self, X):
         if self.mode == "raise":

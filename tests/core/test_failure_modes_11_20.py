@@ -32,7 +32,7 @@ from ai_engine.runtime import open_engine
 from ai_engine.telemetry.sqlite import TelemetryStore
 from ai_engine.types import Prediction
 from tests.core.conftest import PREFIX, SYMBOLS, make_settings
-from tests.helpers import redis_prefix
+from tests.helpers import AgentWrapper, redis_prefix
 
 BARS = 300  # bars of the session's synthetic market replayed per test (the first ~130 warm up)
 SLOW_OK = {"MODEL_TIMEOUT_MS": "60000"}  # a busy machine must not turn a slow batch into a timed-out voter
@@ -62,14 +62,12 @@ def _replay(settings, series, slots=None, **kw):
     return store.decisions_json()
 
 
-class _Rewritten:
+class _Rewritten(AgentWrapper):
     """A real agent whose predictions are rewritten by ``fn`` (a model returning garbage)."""
 
     def __init__(self, agent, fn):
-        self._agent, self._fn = agent, fn
-
-    def __getattr__(self, name):
-        return getattr(self._agent, name)
+        super().__init__(agent)
+        self._fn = fn
 
     def predict(self, X):
         return [self._fn(p) for p in self._agent.predict(X)]

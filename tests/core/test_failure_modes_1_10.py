@@ -28,6 +28,7 @@ from ai_engine.runtime import open_engine
 from ai_engine.telemetry.sqlite import TelemetryStore
 from ai_engine.types import Prediction
 from tests.core.conftest import SYMBOLS, make_settings
+from tests.helpers import AgentWrapper
 
 YEARS = 24 * 3650  # an analysis window that takes every decision
 THREAD = {"SHADOW_ISOLATION": "thread"}  # the shadow on a thread of the engine: no child process to start
@@ -97,14 +98,12 @@ def test_fm1_shadow_telemetry_is_json_and_the_analysis_counts_every_row(shadow_r
 
 
 # -- 2. a shadow stays out of the vote on every path -------------------------------------------------
-class Faulty:
+class Faulty(AgentWrapper):
     """A real agent whose inference fails in a chosen way (fault injection)."""
 
     def __init__(self, agent, mode: str) -> None:
-        self._agent, self.mode = agent, mode
-
-    def __getattr__(self, name):
-        return getattr(self._agent, name)
+        super().__init__(agent)
+        self.mode = mode
 
     def predict(self, X):
         if self.mode == "raise":

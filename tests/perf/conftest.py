@@ -11,6 +11,7 @@ import pytest
 from ai_engine.config import load_settings
 from ai_engine.enums import GovernorMode
 from ai_engine.governor import FileGovernorBackend, GovernorState
+from tests.helpers import AgentWrapper
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 
@@ -44,17 +45,14 @@ def tree_settings(home: Path, models: dict[str, Path], **env: str):
     return settings
 
 
-class Held:
+class Held(AgentWrapper):
     """A real agent whose forward waits until ``release`` is set; ``entered`` says it is inside."""
 
     def __init__(self, agent) -> None:
-        self._agent = agent
+        super().__init__(agent)
         self.entered = threading.Event()
         self.release = threading.Event()
         self.calls = 0
-
-    def __getattr__(self, name):
-        return getattr(self._agent, name)
 
     def predict(self, X):
         self.calls += 1

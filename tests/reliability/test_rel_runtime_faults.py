@@ -21,17 +21,16 @@ from ai_engine.data import time_batches
 from ai_engine.live import CandleProcessor
 from ai_engine.runtime import open_engine
 from ai_engine.types import Candle
+from tests.helpers import AgentWrapper
 from tests.reliability.conftest import engine_env, settings_for
 
 
-class Misbehaving:
+class Misbehaving(AgentWrapper):
     """A real agent whose inference raises, or hangs until released."""
 
     def __init__(self, agent, mode: str, release: threading.Event | None = None) -> None:
-        self._agent, self.mode, self.release = agent, mode, release
-
-    def __getattr__(self, name):
-        return getattr(self._agent, name)
+        super().__init__(agent)
+        self.mode, self.release = mode, release
 
     def predict(self, X):
         if self.mode == "raise":

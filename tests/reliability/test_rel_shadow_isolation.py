@@ -15,6 +15,7 @@ from ai_engine.model_slots import load_slots
 from ai_engine.replay import replay_series
 from ai_engine.telemetry.sqlite import TelemetryStore
 from ai_engine.types import Prediction
+from tests.helpers import AgentWrapper
 from tests.reliability.conftest import SYMBOLS, settings_for
 
 N_BARS = 1500
@@ -39,12 +40,10 @@ def real(candles_dir, models, tmp_path_factory):
     return trained, {s: v.slice(len(v) - N_BARS, None) for s, v in series.items()}
 
 
-class BrokenShadow:
+class BrokenShadow(AgentWrapper):
     def __init__(self, agent, mode: str, release: threading.Event) -> None:
-        self._agent, self.mode, self.release = agent, mode, release
-
-    def __getattr__(self, name):
-        return getattr(self._agent, name)
+        super().__init__(agent)
+        self.mode, self.release = mode, release
 
     def predict(self, X):
         if self.mode == "raise":
