@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ai_engine.analysis.decisions import DecisionTable, read_decision_table
 from ai_engine.analysis.labels import (
     DEFAULT_LABEL,
     LabelSpec,
@@ -75,6 +76,7 @@ class Series:
     t0: int
     close: np.ndarray
     last_ms: int | None  # newest recorded candle of the series, beyond the loaded range too
+    open: np.ndarray | None = None  # on the same grid; the money view trades at the opens
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,7 @@ class Snapshot:
     decision_actions: tuple[int, int, int]  # decisions in window per CLASS_ORDER
     series: tuple[Series, ...]
     models: tuple[ModelRows, ...]
+    table: DecisionTable | None = None  # every decision with every model's prediction, when asked for
 
 
 def parse_time(value: int | str | datetime | None) -> int | None:
@@ -168,21 +171,25 @@ def _load_series(db, symbol: str, interval: str, lo: int, hi: int) -> Series:
     if iv is None:
         raise DataError(f"candles of {symbol} have unknown interval {interval!r}")
     rows = db.execute(
-        "SELECT open_time, close FROM candles WHERE symbol=? AND interval=? AND open_time BETWEEN ? AND ?",
+        "SELECT open_time, close, open FROM candles WHERE symbol=? AND interval=? AND open_time BETWEEN ? AND ?",
         (symbol, interval, lo, hi),
     ).fetchall()
     last = db.execute("SELECT MAX(open_time) FROM candles WHERE symbol=? AND interval=? AND typeof(open_time)='integer'",
                       (symbol, interval)).fetchone()[0]
     if not rows:
-        return Series(symbol, interval, iv, lo, np.full(0, np.nan), last)
+        return Series(symbol, interval, iv, lo, np.full(0, np.nan), last, np.full(0, np.nan))
     arr = np.array(rows, dtype=np.float64)
     t = arr[:, 0].astype(np.int64)
     t0 = int(t[0])
-    close = np.full((int(t[-1]) - t0) // iv + 1, np.nan)
     on_grid = (t - t0) % iv == 0
-    c = arr[:, 1]
-    close[(t[on_grid] - t0) // iv] = np.where(np.isfinite(c[on_grid]) & (c[on_grid] > 0), c[on_grid], np.nan)
-    return Series(symbol, interval, iv, t0, close, last)
+    at = (t[on_grid] - t0) // iv
+    grids = []
+    for col in (1, 2):
+        g = np.full((int(t[-1]) - t0) // iv + 1, np.nan)
+        c = arr[on_grid, col]
+        g[at] = np.where(np.isfinite(c) & (c > 0), c, np.nan)
+        grids.append(g)
+    return Series(symbol, interval, iv, t0, grids[0], last, grids[1])
 
 
 def _from_configs(db, model: str, config_ids: list[str], horizon: int | None, band: float | None):
@@ -279,9 +286,13 @@ def read_snapshot(
     horizon: int | None = None,
     band: float | None = None,
     only: tuple[str, str] | None = None,
+    table: bool = False,
+    hold_bars: int = 0,
 ) -> Snapshot:
     """Window, decision counts, the models' rows and the candles needed to score them; ``only``
-    (role, sha256) restricts the first model's rows to that artifact in that role."""
+    (role, sha256) restricts the first model's rows to that artifact in that role; ``table`` adds
+    the decision table (the counterfactual and the money view), with candles for ``hold_bars``
+    past the window."""
     if not (isinstance(hours, int | float) and math.isfinite(hours) and hours > 0):
         raise ConfigError(f"--hours must be a number > 0, got {hours!r}")
     store = TelemetryStore(path, readonly=True)
@@ -304,11 +315,12 @@ def read_snapshot(
         rows = tuple(_model_rows(db, m, win, keys, config_ids, horizon, band, only if i == 0 else None)
                      for i, m in enumerate(models))
         need_back = max(s.vol_window for r in rows for s in r.labels) + 2
-        need_fwd = max(s.horizon for r in rows for s in r.labels)
+        need_fwd = max([s.horizon for r in rows for s in r.labels] + [hold_bars]) + 1
         series = tuple(
             _load_series(db, s, i, start - need_back * INTERVAL_MS.get(i, 0), end + need_fwd * INTERVAL_MS.get(i, 0))
             for s, i in keys
         )
+        dt = read_decision_table(db, start, end, keys, config_ids) if table else None
         db.execute("COMMIT")
     except sqlite3.DatabaseError as exc:
         raise DataError(f"telemetry store {path} cannot be read: {exc}") from None
@@ -317,4 +329,4 @@ def read_snapshot(
                         f"({type(exc).__name__}: {exc}); was it edited by hand?") from None
     finally:
         store.close()
-    return Snapshot(win, (int(agg[3] or 0), int(agg[4] or 0), int(agg[5] or 0)), series, rows)
+    return Snapshot(win, (int(agg[3] or 0), int(agg[4] or 0), int(agg[5] or 0)), series, rows, dt)

@@ -1,0 +1,88 @@
+"""The ensemble rule over recorded predictions, vectorised: what the engine would have decided
+had the models voted with other roles and weights (the counterfactual activation).
+
+It computes exactly what ``EnsembleManager.decide`` computes, in the same order of floating-point
+operations (scores summed over the models in the engine's order; adding 0.0 for a model that does
+not vote changes no bit), so re-voting a recorded configuration reproduces its decisions bit for
+bit — the analysis checks that on every run — and a counterfactual equals a replay with those
+weights (tests/analysis/test_counterfactual_replay.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Rule", "Vote", "revote"]
+
+HOLD = 1  # CLASS_ORDER index
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """The ensemble's settings (``ENSEMBLE_MIN_CONSENSUS``, boost, cap, models configured)."""
+
+    min_consensus: int = 3
+    boost: float = 1.1
+    cap: float = 0.95
+    n_configured: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    """Per decision: action (CLASS_ORDER index), confidence, consensus count, voters, actionable, boosted."""
+
+    action: np.ndarray  # int8
+    confidence: np.ndarray  # float64
+    consensus: np.ndarray  # int16
+    total: np.ndarray  # int16
+    actionable: np.ndarray  # bool
+    boosted: np.ndarray  # bool
+
+
+def revote(action: np.ndarray, confidence: np.ndarray, votes: np.ndarray, weights: np.ndarray,
+           rule: Rule) -> Vote:
+    """Decide every row from the models' predictions.
+
+    Args:
+        action: (N, M) CLASS_ORDER index of each model's prediction (any value where it does not vote).
+        confidence: (N, M) the predictions' confidences.
+        votes: (N, M) bool, the model votes on that row (a voter with a valid result).
+        weights: (M,) or (N, M) voting weights, columns in the engine's model order.
+        rule: the ensemble settings.
+    """
+    n, m = action.shape
+    w = np.broadcast_to(np.asarray(weights, dtype=np.float64), (n, m))
+    act = np.where(votes, action, 0).astype(np.int64)
+    conf = np.where(votes, confidence, 0.0)
+    rows = np.arange(n)
+    scores = np.zeros((n, 3))
+    for j in range(m):  # in model order, as the engine adds them
+        contrib = np.where(votes[:, j], w[:, j] * conf[:, j], 0.0)
+        scores[rows, act[:, j]] += contrib
+    top = scores.max(axis=1)
+    n_top = (scores == top[:, None]).sum(axis=1)
+    winner = np.where((n_top == 1) & (top > 0), scores.argmax(axis=1), HOLD)
+    agree = votes & (act == winner[:, None])
+    wsum = np.zeros(n)
+    csum = np.zeros(n)
+    for j in range(m):
+        wsum += np.where(agree[:, j], w[:, j], 0.0)
+        csum += np.where(agree[:, j], w[:, j] * conf[:, j], 0.0)
+    k = agree.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        plain = np.where(agree, conf, 0.0).sum(axis=1) / np.maximum(k, 1)
+        out_conf = np.where(wsum > 0, csum / np.where(wsum > 0, wsum, 1.0), np.where(k > 0, plain, 0.0))
+    n_votes = votes.sum(axis=1)
+    unanimous = (n_votes == rule.n_configured) & (k == n_votes) & (n_votes > 0)
+    boosted = unanimous & (rule.boost > 1.0) & (out_conf < rule.cap)
+    out_conf = np.where(boosted, np.minimum(out_conf * rule.boost, rule.cap), out_conf)
+    return Vote(
+        action=winner.astype(np.int8),
+        confidence=np.clip(out_conf, 0.0, 1.0),
+        consensus=k.astype(np.int16),
+        total=n_votes.astype(np.int16),
+        actionable=(winner != HOLD) & (k >= rule.min_consensus),
+        boosted=boosted,
+    )
