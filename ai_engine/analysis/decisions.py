@@ -136,7 +136,7 @@ def read_decision_table(db: sqlite3.Connection, start_ms: int, end_ms: int,
     p_role = np.full((n, m), -1, dtype=np.int8)
     role_sql, role_args = _case("role", list(ROLE_CODES), -1)
     ids = None
-    for j, model in enumerate(models):
+    for model in models:
         if unique_keys:
             cur = db.execute(
                 f"SELECT candle_open_time, {sym_sql}, status IN ('ok', 'late') AND (status = 'ok' OR reason LIKE ?), "

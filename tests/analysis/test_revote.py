@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ai_engine.analysis.revote import Rule, revote
-from ai_engine.enums import CLASS_ORDER, ModelRole, ModelStatus
 from ai_engine.ensemble_manager import EnsembleManager
+from ai_engine.enums import CLASS_ORDER, ModelRole, ModelStatus
 from ai_engine.types import ModelResult, Prediction
 
 MODELS = ("xgb", "lgbm", "nhits", "patchtst")
