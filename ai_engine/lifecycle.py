@@ -72,6 +72,7 @@ class BackupResult:
 class GateCheck:
     verdict: str  # READY | NOT_READY | INCONCLUSIVE
     detail: str
+    edge: str | None = None  # BETTER | WORSE | NOT DISTINGUISHABLE YET; None without an edge analysis
 
 
 def _model_key(model: str, suffix: str) -> str:
@@ -194,26 +195,26 @@ def edit_env(
 
 
 # -- weights -------------------------------------------------------------------------------------
-def parse_weights(text: str) -> dict[str, float]:
-    """Parse ``xgb=27.5,lgbm=27.5,nhits=40``; anything malformed is a ConfigError naming the part."""
+def parse_weights(text: str, flag: str = "--rebalance") -> dict[str, float]:
+    """Parse ``xgb=27.5,lgbm=27.5,nhits=40``; anything malformed is a ConfigError naming ``flag`` and the part."""
     out: dict[str, float] = {}
     if not text or not text.strip():
-        raise ConfigError("--rebalance is empty; expected MODEL=WEIGHT pairs, e.g. xgb=27.5,lgbm=27.5,nhits=40")
+        raise ConfigError(f"{flag} is empty; expected MODEL=WEIGHT pairs, e.g. xgb=27.5,lgbm=27.5,nhits=40")
     for part in text.split(","):
         name, sep, value = part.partition("=")
         name = name.strip().lower()
         if not sep or not name or not value.strip():
-            raise ConfigError(f"--rebalance item {part.strip()!r} is malformed; expected MODEL=WEIGHT, e.g. xgb=27.5")
+            raise ConfigError(f"{flag} item {part.strip()!r} is malformed; expected MODEL=WEIGHT, e.g. xgb=27.5")
         if name not in MODEL_ENV_PREFIX:
-            raise ConfigError(f"--rebalance names unknown model {name!r}; expected one of {', '.join(MODEL_ENV_PREFIX)}")
+            raise ConfigError(f"{flag} names unknown model {name!r}; expected one of {', '.join(MODEL_ENV_PREFIX)}")
         if name in out:
-            raise ConfigError(f"--rebalance gives {name} twice")
+            raise ConfigError(f"{flag} gives {name} twice")
         try:
             w = float(value)
         except ValueError:
-            raise ConfigError(f"--rebalance weight for {name} is {value.strip()!r}, not a number") from None
+            raise ConfigError(f"{flag} weight for {name} is {value.strip()!r}, not a number") from None
         if not math.isfinite(w) or not 0.0 <= w <= 100.0:
-            raise ConfigError(f"--rebalance weight for {name} is {value.strip()}; expected a number in [0, 100]")
+            raise ConfigError(f"{flag} weight for {name} is {value.strip()}; expected a number in [0, 100]")
         out[name] = w
     return out
 
@@ -243,17 +244,23 @@ def check_gate(settings: Settings, model: str, hours: float = 168.0) -> GateChec
     if m.n_rows == 0:
         return GateCheck("INCONCLUSIVE", f"no shadow predictions of {path.name} (sha256 {sha[:16]}…) in the last "
                                          f"{hours:g} h of {settings.store_path}; run it in shadow first")
+    e = result.edge
+    edge = f"; edge {e.verdict}: {e.reason}" if e else f"; no edge analysis: {result.edge_error}"
     return GateCheck(str(result.verdict), f"{m.n_rows} shadow predictions of {path.name} (sha256 {sha[:16]}…), "
-                                          f"{m.gates_passed}/4 gates, last {hours:g} h of {settings.store_path}")
+                                          f"{m.gates_passed}/4 gates, last {hours:g} h of {settings.store_path}{edge}",
+                     e.verdict if e else None)
 
 
 def _gate_to_vote(settings: Settings, model: str, hours: float, force: bool, refusal: str) -> dict:
-    """What makes ``model`` vote needs a READY verdict, or ``force``: the audit fields, or a
+    """What makes ``model`` vote needs a READY verdict and an edge that is not WORSE (activating
+    it would have made the ensemble forecast or earn worse), or ``force``: the audit fields, or a
     ConfigError with ``refusal`` ({} = the verdict and why)."""
     gate = check_gate(settings, model, hours)
-    if gate.verdict != "READY" and not force:
-        raise ConfigError(refusal.format(f"{gate.verdict} ({gate.detail})"))
-    return {"gate": gate.verdict, "gate_detail": gate.detail, "forced": force and gate.verdict != "READY"}
+    ok = gate.verdict == "READY" and gate.edge != "WORSE"
+    if not ok and not force:
+        verdict = gate.verdict if gate.verdict != "READY" else "READY but its edge is WORSE"
+        raise ConfigError(refusal.format(f"{verdict} ({gate.detail})"))
+    return {"gate": gate.verdict, "edge": gate.edge, "gate_detail": gate.detail, "forced": force and not ok}
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -332,8 +339,8 @@ def activate(
         parts = ", ".join(f"{m}={v:g}" for m, v in weights.items())
         raise ConfigError(f"weights must sum to 100, got {total:g} ({parts}); give --rebalance for the other "
                           f"models{_rebalance_hint(weights, model, w)}")
-    gate = _gate_to_vote(settings, model, gate_hours, force, f"{model} gate verdict is {{}}; activation needs READY, "
-                         "or --force (recorded in the audit log)")
+    gate = _gate_to_vote(settings, model, gate_hours, force, f"{model} gate verdict is {{}}; activation needs READY and an "
+                         "edge that is not WORSE, or --force (recorded in the audit log)")
     set_values = {_model_key(m, "WEIGHT"): f"{v:g}" for m, v in weights.items()
                   if m == model or m in rebalance}
     return edit_env(

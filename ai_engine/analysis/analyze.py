@@ -1,21 +1,62 @@
-"""Entry point of the shadow analysis: one window of the store, one or two models, four gates."""
+"""Entry point of the shadow analysis: one window of the store, one or two models, four gates,
+then the edge: the counterfactual activation, the money view and the paired comparison with the
+champion, and a recommendation among the spec's options A, B and C."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+
+from ai_engine.analysis.edge import EdgeAnalysis, analyze_edge
 from ai_engine.analysis.gates import EXIT_CODES, Thresholds, Verdict
+from ai_engine.analysis.labels import DEFAULT_LABEL
 from ai_engine.analysis.metrics import ModelAnalysis, analyze_model
 from ai_engine.analysis.reader import Window, parse_time, read_snapshot
 from ai_engine.exceptions import ConfigError
+from ai_engine.money import Execution
 
-__all__ = ["AnalysisResult", "analyze", "PLAN_HOURS", "PLAN_PREDICTIONS"]
+__all__ = ["AnalysisResult", "Recommendation", "analyze", "recommend", "PLAN_HOURS", "PLAN_PREDICTIONS"]
 
 # The spec's observation plan: 7 days of shadow mode, about 10,000 predictions.
 PLAN_HOURS = 7 * 24
 PLAN_PREDICTIONS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """The spec's option A (activate at its weight), B (5%) or C (keep shadowing), and why."""
+
+    option: str
+    reason: str
+
+    def to_json(self) -> dict:
+        return {"option": self.option, "reason": self.reason}
+
+
+def recommend(m: ModelAnalysis, edge: EdgeAnalysis | None) -> Recommendation:
+    """A only on evidence that activating helps, with gate 4 passed on real (not synthetic)
+    outcomes; B when the edge is BETTER but gate 4 lacks that evidence; C otherwise."""
+    if m.role_counts and set(m.role_counts) == {"voter"}:
+        return Recommendation("-", f"{m.model} already votes in this window; nothing to activate")
+    if m.verdict != "READY":
+        return Recommendation("C", f"keep shadowing: the gates say {m.verdict.replace('_', ' ')}")
+    if edge is None:
+        return Recommendation("C", "keep shadowing: there is no edge analysis for this window")
+    if edge.verdict == "WORSE":
+        return Recommendation("C", "keep shadowing, do not activate: the edge is WORSE (see the edge verdict)")
+    if edge.verdict != "BETTER":
+        return Recommendation("C", "keep shadowing: the gates pass, but nothing shows yet that activating it "
+                                   "would do better (edge NOT DISTINGUISHABLE YET)")
+    gate4 = m.gates[3]
+    if gate4.status != "PASS" or edge.synthetic:
+        why = "its outcomes are synthetic candles" if edge.synthetic else f"gate 4 is {gate4.status}"
+        return Recommendation("B", f"activate at 5%: the edge is BETTER but {why}, so there is no real-outcome "
+                                   "evidence that its confidence means what it says")
+    return Recommendation("A", "activate at its weight: the edge is BETTER and gate 4 passed on real outcomes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +69,9 @@ class AnalysisResult:
     thresholds: Thresholds
     models: tuple[ModelAnalysis, ...]
     bus_skipped: dict[str, int] | None = None  # read from the bus: its unreadable entries by reason
+    edge: EdgeAnalysis | None = None
+    edge_error: str | None = None  # why there is no edge analysis
+    recommendation: Recommendation | None = None
 
     @property
     def primary(self) -> ModelAnalysis:
@@ -54,9 +98,17 @@ def analyze(
     horizon: int | None = None,
     band: float | None = None,
     only: tuple[str, str] | None = None,
+    edge: bool = True,
+    execution: Execution | None = None,
+    hold: int | None = None,
+    rebalance: dict[str, float] | None = None,
+    custom: tuple[dict[str, float], ...] = (),
 ) -> AnalysisResult:
     """Analyse ``model`` (and ``compare``) over the ``hours`` ending at ``until`` or the newest decision;
-    ``only`` = (role, sha256) keeps just ``model``'s rows of that artifact in that role.
+    ``only`` = (role, sha256) keeps just ``model``'s rows of that artifact in that role. ``edge``
+    adds the counterfactual activation and money view (``execution``: costs, default 10 bps per
+    side; positions held ``hold`` bars, default the model's label horizon), with option B's
+    ``rebalance`` and ``custom`` weight sets.
 
     Raises:
         DataError: the store is missing, unreadable, of another schema, or holds no decisions.
@@ -72,6 +124,24 @@ def analyze(
     if band is not None and not (isinstance(band, int | float) and 0 < band < 1):
         raise ConfigError(f"--band must be a log-return half-width in (0, 1), e.g. 0.004; got {band!r}")
     names = (model,) if compare is None else (model, compare)
-    snap = read_snapshot(store_path, hours, names, until=parse_time(until), horizon=horizon, band=band, only=only)
+    snap = read_snapshot(store_path, hours, names, until=parse_time(until), horizon=horizon, band=band, only=only,
+                         table=edge, hold_bars=hold or 0)
     models = tuple(analyze_model(rows, snap.series, snap.window, th) for rows in snap.models)
-    return AnalysisResult(str(store_path), snap.window, snap.decision_actions, th, models)
+    result = AnalysisResult(str(store_path), snap.window, snap.decision_actions, th, models)
+    if not edge:
+        return result
+    e, why = None, None
+    table = snap.table
+    if table is None or model not in table.models:
+        why = f"no decision in the window has a {model} prediction beside it"
+    else:
+        if only is not None:
+            table = table.only(model, *only)
+        if table.n == 0:
+            why = f"no decision in the window has a {model} prediction of that artifact and role"
+        else:
+            used = [snap.models[0].labels[i].horizon for i in np.unique(snap.models[0].label)] or [DEFAULT_LABEL.horizon]
+            execution = dataclasses.replace(execution or Execution(), hold_bars=hold or int(max(used)))
+            e = analyze_edge(table, snap.series, snap.models[0], model, execution=execution, rebalance=rebalance,
+                             custom=custom, seed=th.seed)
+    return dataclasses.replace(result, edge=e, edge_error=why, recommendation=recommend(models[0], e))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ai_engine.analysis.revote import Rule
+from ai_engine.enums import MODEL_NAMES
 from ai_engine.types import LATE_JOINED
 
 __all__ = ["ConfigInfo", "DecisionTable", "read_decision_table"]
@@ -70,6 +71,21 @@ class DecisionTable:
     def column(self, model: str) -> int:
         return self.models.index(model)
 
+    def select(self, keep: np.ndarray) -> DecisionTable:
+        """The decisions where ``keep`` is true."""
+        return DecisionTable(self.models, self.configs, **{
+            f: getattr(self, f)[keep] for f in self.__slots__ if f not in ("models", "configs")})
+
+    def only(self, model: str, role: str, sha256: str) -> DecisionTable:
+        """The decisions where ``model`` ran as ``role`` with the artifact ``sha256`` (the activation
+        gate judges exactly the file it would make vote)."""
+        from ai_engine.analysis.reader import ROLE_CODES
+
+        j = self.column(model)
+        sha_ok = np.array([c.sha256[j] == sha256 for c in self.configs] + [False])
+        cfg = np.where(self.config >= 0, self.config, len(self.configs))
+        return self.select(sha_ok[cfg] & (self.pred_role[:, j] == ROLE_CODES.index(role)))
+
 
 def _configs(db: sqlite3.Connection, config_ids: list[str]) -> tuple[tuple[str, ...], tuple[ConfigInfo, ...]]:
     payloads: dict[str, dict] = {}
@@ -78,11 +94,11 @@ def _configs(db: sqlite3.Connection, config_ids: list[str]) -> tuple[tuple[str, 
             payloads[cid] = json.loads(payload)
         except ValueError:
             continue
-    order: list[str] = []
+    seen: set[str] = set()
     for cid in config_ids:
-        for m in (payloads.get(cid) or {}).get("models", {}):
-            if m not in order:
-                order.append(m)
+        seen.update((payloads.get(cid) or {}).get("models", {}))
+    # the engine adds the voters' scores in its own model order; the re-vote must add them alike
+    order = sorted(seen, key=lambda m: (MODEL_NAMES.index(m) if m in MODEL_NAMES else len(MODEL_NAMES), m))
     infos = []
     for cid in config_ids:
         p = payloads.get(cid) or {}
@@ -136,7 +152,7 @@ def read_decision_table(db: sqlite3.Connection, start_ms: int, end_ms: int,
     p_role = np.full((n, m), -1, dtype=np.int8)
     role_sql, role_args = _case("role", list(ROLE_CODES), -1)
     ids = None
-    for model in models:
+    for j, model in enumerate(models):
         if unique_keys:
             cur = db.execute(
                 f"SELECT candle_open_time, {sym_sql}, status IN ('ok', 'late') AND (status = 'ok' OR reason LIKE ?), "
@@ -166,11 +182,11 @@ def read_decision_table(db: sqlite3.Connection, start_ms: int, end_ms: int,
         act = rows[:, 3].astype(np.int8)
         with np.errstate(invalid="ignore"):
             ok = (rows[:, 2] == 1) & (act >= 0) & np.isfinite(conf) & (conf >= 0) & (conf <= 1)
-        p_act[pos] = act
-        p_conf[pos] = conf
-        p_probs[pos] = rows[:, 5:8]
-        p_valid[pos] = ok
-        p_role[pos] = rows[:, 8].astype(np.int8)
+        p_act[pos, j] = act
+        p_conf[pos, j] = conf
+        p_probs[pos, j] = rows[:, 5:8]
+        p_valid[pos, j] = ok
+        p_role[pos, j] = rows[:, 8].astype(np.int8)
     return DecisionTable(
         models=models, configs=configs, t=t, series=d[:, 1].astype(np.int16), action=d[:, 3].astype(np.int8),
         confidence=d[:, 4], consensus=d[:, 5].astype(np.int16), actionable=d[:, 6] == 1, boosted=d[:, 7] == 1,

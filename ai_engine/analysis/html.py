@@ -40,6 +40,48 @@ def _timeline_x(m: ModelAnalysis) -> np.ndarray:
     return ((e[:-1] + e[1:]) / 2 - e[0]) / 3_600_000
 
 
+_CURVES = ("champion (as recorded)", "option A", "option B", "buy-and-hold")
+
+
+def _edge_figures(result: AnalysisResult, plt) -> list[tuple[str, str]]:
+    """Equity and drawdown of the champion, options A and B and buy-and-hold, and the cumulative
+    return difference of A and B against the champion with a 95% band from its HAC variance."""
+    e = result.edge
+    by_name = {s.name: s for s in e.strategies}
+    x = (np.arange(e.bars) * 1.0)
+    out = []
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    for name in _CURVES:
+        s = by_name.get(name)
+        if s is None:
+            continue
+        ax1.plot(x, s.equity, label=name, lw=1.2)
+        peak = np.maximum.accumulate(np.concatenate([[1.0], s.equity]))[1:]
+        ax2.plot(x, s.equity / peak - 1, lw=1)
+    ax1.set(ylabel="equity (start 1)", title=f"Equity after costs ({e.execution.fee_bps:g} bps per side)")
+    ax1.legend(fontsize=8)
+    ax2.set(xlabel=f"bars of {e.interval} since the first decision", ylabel="drawdown")
+    out.append(("Equity curves and drawdown", _png(fig)))
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    champ = by_name["champion (as recorded)"]
+    for sc in e.scenarios[:2]:
+        d = sc.money.returns - champ.returns
+        cum = np.cumsum(d)
+        line = ax.plot(x, cum, label=f"{sc.name} minus champion")[0]
+        t = sc.vs_champion
+        if t is not None and np.isfinite(t.se):
+            band = 1.959964 * t.se * np.sqrt(t.n) * np.sqrt(np.arange(1, d.size + 1))
+            ax.fill_between(x, -band, band, color=line.get_color(), alpha=0.12)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set(xlabel=f"bars of {e.interval}", ylabel="cumulative return difference",
+           title="Counterfactual minus champion (95% band under no difference, HAC)")
+    ax.legend(fontsize=8)
+    out.append(("Cumulative paired difference", _png(fig)))
+    plt.close(fig)
+    return out
+
+
 def write_html(result: AnalysisResult, path: Path | str) -> Path:
     """Write the report to ``path`` (no external resources); returns the path."""
     import matplotlib
@@ -96,6 +138,9 @@ def write_html(result: AnalysisResult, path: Path | str) -> Path:
     ax.legend()
     figs.append(("Agreement over time", _png(fig)))
     plt.close(fig)
+
+    if result.edge is not None and result.edge.bars > 1:
+        figs += _edge_figures(result, plt)
 
     title = f"Shadow analysis — {result.primary.model}"
     body = "\n".join(f'<h2>{html.escape(t)}</h2>\n<img src="data:image/png;base64,{b}" alt="{html.escape(t)}">'

@@ -1,7 +1,7 @@
 """Text and JSON forms of an AnalysisResult. Gate lines stay greppable as the spec shows them.
 
-With ``--compare`` every section has one column per model; the last line is always the
-verdict of the analysed model.
+With ``--compare`` every section has one column per model. The spec's report ends with the
+verdict line of the analysed model; the edge sections and the recommendation follow it.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 
 from ai_engine.analysis.analyze import PLAN_HOURS, PLAN_PREDICTIONS, AnalysisResult
+from ai_engine.analysis.edge_render import edge_lines
 from ai_engine.analysis.gates import VERDICT_LINES, Gate
 from ai_engine.analysis.metrics import BUCKET_EDGES, HIST_EDGES, ModelAnalysis
 from ai_engine.analysis.stats import Share
@@ -196,7 +197,7 @@ def _bus_lines(skipped: dict[str, int] | None) -> list[str]:
 
 
 def render_text(result: AnalysisResult) -> str:
-    """The human report; the last line is the verdict line of the analysed model."""
+    """The human report: the spec's sections, the verdict line of the analysed model, then the edge."""
     w = result.window
     m0 = result.primary
     head = f"Shadow metrics analysis — {m0.model}" + (f" vs {result.models[1].model}" if len(result.models) > 1 else "")
@@ -227,6 +228,7 @@ def render_text(result: AnalysisResult) -> str:
     for m in result.models[1:]:
         lines.append(f"{m.model}: {verdict_line(m)}")
     lines.append(verdict_line(m0))
+    lines += edge_lines(result)
     return "\n".join(lines) + "\n"
 
 
@@ -294,6 +296,9 @@ def to_json(result: AnalysisResult) -> dict:
         **per[0],
         "exit_code": result.exit_code,
         "models": {p["model"]: p for p in per},
+        "edge": result.edge.to_json() if result.edge else None,
+        "edge_error": result.edge_error,
+        "recommendation": result.recommendation.to_json() if result.recommendation else None,
     })
 
 

@@ -42,12 +42,28 @@ def start_analyze(
     redis: Annotated[str | None, typer.Option("--redis", help="read the ai.decision stream at this Redis URL instead of SQLite")] = None,
     redis_prefix: Annotated[str | None, typer.Option("--redis-prefix", help="key prefix of the streams; default "
                                                      "AI_ENGINE_REDIS_PREFIX of the env file")] = None,
+    fee_bps: Annotated[float, typer.Option("--fee-bps", help="money view: fee per side in basis points "
+                                           "(10 = Binance spot taker)")] = 10.0,
+    slippage_bps: Annotated[float, typer.Option("--slippage-bps", help="money view: slippage per side, bps")] = 0.0,
+    hold: Annotated[int | None, typer.Option("--hold", help="money view: bars a position is held; default the "
+                                             "model's label horizon")] = None,
+    long_only: Annotated[bool, typer.Option("--long-only", help="money view: SELL closes a long, never shorts")] = False,
+    rebalance: Annotated[str | None, typer.Option("--rebalance", help="option B's other weights, e.g. "
+                                                  "xgb=27.5,lgbm=27.5,nhits=40 (the spec's, the default)")] = None,
+    weights: Annotated[list[str] | None, typer.Option("--weights", help="also re-vote with these weights, e.g. "
+                                                      "xgb=20,lgbm=20,nhits=30,patchtst=30 (repeatable)")] = None,
+    no_edge: Annotated[bool, typer.Option("--no-edge", help="only the spec's gates: skip the counterfactual, "
+                                          "money view and paired comparison")] = False,
 ) -> None:
-    """Analyse shadow metrics over the last N hours and judge the four evaluation gates."""
+    """Analyse shadow metrics over the last N hours, judge the four evaluation gates, then the edge:
+    the counterfactual activation (options A and B), the money view and the paired comparison
+    with the champion, and a recommendation among A, B and C."""
     import tempfile
 
     from ai_engine.analysis import Thresholds, analyze, render_text, to_json, write_html
-    from ai_engine.exceptions import AIEngineError
+    from ai_engine.exceptions import AIEngineError, ConfigError
+    from ai_engine.lifecycle import parse_weights
+    from ai_engine.money import Execution
 
     tmp = tempfile.TemporaryDirectory(prefix="ai-engine-analyze-") if redis else None
     try:
@@ -63,8 +79,17 @@ def start_analyze(
                         min_bucket_n=min_bucket_n, min_gate_n=min_gate_n, seed=seed)
         for flag, name in (("--model", model), ("--compare", compare)):
             _check_known(flag, name, store)
+        execution = None
+        if not no_edge:
+            try:
+                execution = Execution(fee_bps=fee_bps, slippage_bps=slippage_bps, long_only=long_only,
+                                      hold_bars=hold if hold is not None else 1)
+            except ValueError as exc:
+                raise ConfigError(f"money view: {exc}") from None
         result = analyze(store, hours, model=model, until=until, thresholds=th, compare=compare,
-                         horizon=horizon, band=band)
+                         horizon=horizon, band=band, edge=not no_edge, execution=execution, hold=hold,
+                         rebalance=parse_weights(rebalance) if rebalance else None,
+                         custom=tuple(parse_weights(w, "--weights") for w in weights or ()))
         if redis:  # the report names the stream, not the temporary copy, and what the copy left out
             result = dataclasses.replace(result, store_path=bus.source, bus_skipped=bus.skipped)
         if html_file is not None:

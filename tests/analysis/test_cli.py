@@ -39,7 +39,8 @@ def run(app, *args):
 
 
 def last_line(text: str) -> str:
-    return text.rstrip().splitlines()[-1]
+    """The spec's verdict line: the last line of the spec's report, before the edge sections."""
+    return text.split("\n── Edge:")[0].rstrip().splitlines()[-1]
 
 
 def test_exit_codes_follow_the_verdict(app, make_store):
@@ -50,6 +51,15 @@ def test_exit_codes_follow_the_verdict(app, make_store):
     assert flat.exit_code == 1 and last_line(flat.stdout) == NOT_READY_LINE
     short = run(app, "--hours", "5", "--store", make_store(n=50))
     assert short.exit_code == 3 and last_line(short.stdout).startswith("⏳ INCONCLUSIVE")
+
+
+def test_a_copy_of_the_ensemble_is_ready_by_the_gates_but_never_recommended(app, make_store):
+    """The spec's gates pass a model that only repeats the ensemble (they measure similarity); the
+    edge sees that it forecasts worse than the class prior and recommends keeping it in shadow."""
+    d = json.loads(run(app, "--hours", HOURS, "--store", make_store(shadow="copy"), "--json").stdout)
+    assert d["verdict"] == "READY"
+    assert d["edge"]["verdict"] == "WORSE"
+    assert d["recommendation"]["option"] == "C"
 
 
 def test_gate_lines_are_greppable_as_in_the_spec(app, make_store):
@@ -80,7 +90,9 @@ def test_html_report_is_self_contained(app, make_store, tmp_path):
     res = run(app, "--hours", HOURS, "--store", make_store(n=400), "--html", out, "--compare", "lgbm")
     assert res.exit_code in (0, 1, 3), res.output
     text = out.read_text()
-    assert text.count('<img src="data:image/png;base64,') == 4
+    # reliability, histogram, action shares, agreement; then equity with drawdown, paired difference
+    assert text.count('<img src="data:image/png;base64,') == 6
+    assert 'alt="Equity curves and drawdown"' in text and 'alt="Cumulative paired difference"' in text
     assert "http://" not in text and "https://" not in text and "<script" not in text
 
 

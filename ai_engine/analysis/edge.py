@@ -1,0 +1,443 @@
+"""Is the challenger better than what trades now? The counterfactual activation, the money view
+and the paired comparison with the champion, from the recorded predictions alone (no inference).
+
+* **Counterfactual.** Every decision of the window is re-voted (``revote``) as if the challenger
+  had voted: option A (its configured weight, the others as they are), option B (5, with the
+  spec's 27.5/27.5/40 or the given rebalance) and any weights the operator names. Re-voting the
+  recorded configuration must reproduce the recorded decisions; mismatches are counted.
+* **Governor.** A counterfactual decision trades only where the governor let the champion's
+  actionable decisions through: the state is known at each recorded actionable decision (blocked
+  or not) and carried to the decisions between them (the nearest earlier one, else the next).
+* **Money.** ``ai_engine.money`` turns each strategy's actionable, allowed decisions into
+  positions and equity after costs, on one grid of opens.
+* **Paired comparison.** Per scored prediction, log loss and Brier score of the challenger against
+  each voter and the class prior (the window's realised class frequencies), and of the ensemble's
+  pooled forecast with the challenger (option A weights) against without it; per bar, option A's
+  and B's returns minus the champion's. Differences are averaged over the symbols of one
+  timestamp, then tested with ``inference.paired_test`` (Diebold–Mariano with Newey–West and the
+  HLN correction, a stationary bootstrap, and a confidence sequence over daily block means).
+* **Edge verdict.** BETTER when the challenger's log loss beats the class prior's (skill of its
+  own), the pooled forecast with it beats the pool without it, and option A's money is not worse;
+  WORSE when any of the three is worse; otherwise NOT DISTINGUISHABLE YET. The anytime-valid verdict applies the same rule to the confidence sequences, which keep
+  their error rate however often the analysis is run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from ai_engine.analysis.decisions import DecisionTable
+from ai_engine.analysis.inference import PairedTest, anytime_verdict, edge_verdict, paired_test
+from ai_engine.analysis.outcomes import score_outcomes
+from ai_engine.analysis.reader import ROLE_CODES, ModelRows, Series
+from ai_engine.analysis.revote import Rule, Vote, revote
+from ai_engine.exceptions import ConfigError
+from ai_engine.money import Execution, PriceGrid, StrategyResult, buy_and_hold, flat, simulate
+
+__all__ = ["Scenario", "ScoreComparison", "EdgeAnalysis", "EdgeVerdict", "analyze_edge", "option_b_weights",
+           "SPEC_OPTION_B"]
+
+EdgeVerdict = Literal["BETTER", "WORSE", "NOT DISTINGUISHABLE YET"]
+SPEC_OPTION_B = {"xgb": 27.5, "lgbm": 27.5, "nhits": 40.0, "patchtst": 5.0}
+OPTION_B_WEIGHT = 5.0
+EPS = 1e-12
+DAY_MS = 86_400_000
+_VOTER = ROLE_CODES.index("voter")
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One re-vote of the window: weights of the voters and what changed against the record."""
+
+    name: str
+    weights: dict[str, float]
+    decisions: int
+    actions_changed: int
+    actionable: int
+    actionable_recorded: int
+    consensus: dict[int, int]  # consensus count -> decisions
+    boosted: int
+    money: StrategyResult
+    vs_champion: PairedTest | None  # per-bar return minus the champion's
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "weights": self.weights, "decisions": self.decisions,
+                "actions_changed": self.actions_changed, "actionable": self.actionable,
+                "actionable_recorded": self.actionable_recorded,
+                "consensus": {str(k): v for k, v in sorted(self.consensus.items())}, "boosted": self.boosted,
+                "money": self.money.stats.to_json(),
+                "vs_champion": self.vs_champion.to_json() if self.vs_champion else None}
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreComparison:
+    """Mean proper scores of the challenger (or a pooled forecast) and a reference on the same
+    scored predictions; tests are of challenger minus reference (below 0: the challenger is better)."""
+
+    challenger: str
+    reference: str
+    n: int
+    log_loss: tuple[float, float]  # challenger, reference
+    brier: tuple[float, float]
+    log_loss_test: PairedTest | None
+    brier_test: PairedTest | None
+
+    @property
+    def skill(self) -> float:
+        """Log-loss skill score against the reference: 1 - LL / LL_ref (above 0: better)."""
+        a, b = self.log_loss
+        return 1 - a / b if b > 0 else math.nan
+
+    def to_json(self) -> dict:
+        f = lambda x: None if not math.isfinite(x) else round(float(x), 8)  # noqa: E731
+        return {"challenger": self.challenger, "reference": self.reference, "n": self.n,
+                "log_loss": [f(x) for x in self.log_loss], "brier": [f(x) for x in self.brier],
+                "log_loss_skill": f(self.skill),
+                "log_loss_test": self.log_loss_test.to_json() if self.log_loss_test else None,
+                "brier_test": self.brier_test.to_json() if self.brier_test else None}
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeAnalysis:
+    challenger: str
+    execution: Execution
+    interval: str | None
+    symbols: tuple[str, ...]
+    bars: int
+    decisions: int
+    synthetic: bool  # the outcomes were scored on synthetic candles
+    revote_mismatches: int  # recorded decisions the re-vote of their own config does not reproduce
+    governor_blocked: int  # recorded actionable decisions the governor stopped
+    scenarios: tuple[Scenario, ...]
+    strategies: tuple[StrategyResult, ...]  # champion, A, B, custom, challenger alone, voters, buy-and-hold, flat
+    scores: tuple[ScoreComparison, ...]
+    forecast_edge: ScoreComparison | None  # pooled forecast with the challenger vs without
+    money_edge: PairedTest | None  # option A minus champion, per bar
+    verdict: EdgeVerdict
+    anytime: EdgeVerdict
+    reason: str
+    notes: tuple[str, ...]
+
+    def to_json(self) -> dict:
+        return {
+            "challenger": self.challenger, "execution": self.execution.to_json(), "interval": self.interval,
+            "symbols": list(self.symbols), "bars": self.bars, "decisions": self.decisions,
+            "synthetic": self.synthetic, "revote_mismatches": self.revote_mismatches,
+            "governor_blocked": self.governor_blocked,
+            "scenarios": [s.to_json() for s in self.scenarios],
+            "strategies": {s.name: s.stats.to_json() for s in self.strategies},
+            "scores": [s.to_json() for s in self.scores],
+            "forecast_edge": self.forecast_edge.to_json() if self.forecast_edge else None,
+            "money_edge": self.money_edge.to_json() if self.money_edge else None,
+            "verdict": self.verdict, "anytime_verdict": self.anytime, "reason": self.reason,
+            "notes": list(self.notes),
+        }
+
+
+def option_b_weights(models: tuple[str, ...], weights: dict[str, float], challenger: str,
+                     rebalance: dict[str, float] | None) -> dict[str, float]:
+    """Option B: the challenger at 5; the others as ``rebalance`` says, else the spec's 27.5/27.5/40
+    when the voters are the spec's, else scaled to sum to 95."""
+    others = [m for m in models if m != challenger and weights.get(m, 0) > 0]
+    if rebalance:
+        out = {m: float(rebalance.get(m, weights.get(m, 0.0))) for m in others}
+    elif challenger == "patchtst" and set(others) == {"xgb", "lgbm", "nhits"}:
+        out = {m: SPEC_OPTION_B[m] for m in others}
+    else:
+        total = sum(weights[m] for m in others)
+        out = {m: weights[m] * (100 - OPTION_B_WEIGHT) / total for m in others} if total > 0 else {}
+    out[challenger] = OPTION_B_WEIGHT
+    return out
+
+
+def _governor_allowed(table: DecisionTable) -> np.ndarray:
+    """Whether the governor would have let an actionable decision through at each decision time."""
+    known = table.actionable
+    n = table.n
+    if not known.any():
+        return np.ones(n, dtype=bool)
+    idx = np.where(known, np.arange(n), -1)
+    np.maximum.accumulate(idx, out=idx)
+    nxt = np.where(known, np.arange(n), n)
+    nxt = np.minimum.accumulate(nxt[::-1])[::-1]
+    src = np.where(idx >= 0, idx, nxt)
+    return ~table.blocked[np.clip(src, 0, n - 1)]
+
+
+def _grid(table: DecisionTable, series: tuple[Series, ...], hold: int) -> tuple[PriceGrid, np.ndarray, np.ndarray, list[str]]:
+    """The grid of opens over the decisions' series (one interval: the one most decisions use),
+    and each decision's (grid row, grid bar), -1 where it is off the grid."""
+    notes: list[str] = []
+    ok = table.series >= 0
+    if not ok.any():
+        return PriceGrid((), np.zeros(0, dtype=np.int64), np.zeros((0, 0)), 3_600_000), \
+            np.full(table.n, -1), np.full(table.n, -1), ["no candles recorded for the decisions' symbols"]
+    used = np.unique(table.series[ok])
+    intervals = [series[i].interval for i in used]
+    counts = {iv: int(sum((table.series == i).sum() for i in used if series[i].interval == iv)) for iv in set(intervals)}
+    interval = max(counts, key=counts.get)
+    keep = [int(i) for i in used if series[i].interval == interval]
+    if len(counts) > 1:
+        notes.append(f"money view on {interval} only; {sum(v for k, v in counts.items() if k != interval)} "
+                     "decisions of other intervals left out")
+    iv = series[keep[0]].interval_ms
+    t_dec = table.t[np.isin(table.series, keep)]
+    start = int(t_dec.min())
+    last_open = max((s.t0 + (s.close.size - 1) * iv for s in (series[i] for i in keep) if s.close.size), default=start)
+    end = min(int(t_dec.max()) + (hold + 1) * iv, max(last_open, int(t_dec.max())))
+    times = np.arange(start, end + iv, iv, dtype=np.int64)
+    opens = np.full((len(keep), times.size), np.nan)
+    for r, si in enumerate(keep):
+        s = series[si]
+        src = s.open if s.open is not None else np.concatenate([[np.nan], s.close[:-1]])
+        g = (times - s.t0) // iv
+        inside = (g >= 0) & (g < src.size)
+        opens[r, inside] = src[g[inside]]
+    grid = PriceGrid(tuple(series[i].symbol for i in keep), times, opens, iv)
+    row_of = np.full(max(len(series), 1), -1)
+    row_of[keep] = np.arange(len(keep))
+    rows = np.where(table.series >= 0, row_of[np.maximum(table.series, 0)], -1)
+    bar, on = grid.index_of(table.t)
+    rows = np.where(on, rows, -1)
+    return grid, rows, np.where(rows >= 0, bar, -1), notes
+
+
+def _signals(grid: PriceGrid, rows: np.ndarray, bars: np.ndarray, action: np.ndarray, trade: np.ndarray) -> np.ndarray:
+    sig = np.zeros(grid.opens.shape, dtype=np.int8)
+    sel = trade & (rows >= 0) & (action != 1) & (action >= 0)
+    sig[rows[sel], bars[sel]] = np.where(action[sel] == 2, 1, -1)
+    return sig
+
+
+def _per_time(t: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Mean of ``d`` over the rows of each timestamp, in time order (pooled symbols move together)."""
+    if t.size == 0:
+        return np.zeros(0)
+    u, inv = np.unique(t, return_inverse=True)
+    return np.bincount(inv, weights=d, minlength=u.size) / np.bincount(inv, minlength=u.size)
+
+
+def _losses(probs: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(probs, dtype=np.float64)
+    ll = -np.log(np.clip(p[np.arange(real.size), real], EPS, 1.0))
+    br = ((p - np.eye(3)[real]) ** 2).sum(axis=1)
+    return ll, br
+
+
+def _probs_ok(p: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.all(np.isfinite(p) & (p >= 0) & (p <= 1), axis=-1) & (np.abs(p.sum(axis=-1) - 1) <= 1e-3)
+
+
+def _compare(name: str, ref: str, t: np.ndarray, real: np.ndarray, pa: np.ndarray, pb: np.ndarray,
+             horizon: int, block: int, seed: int) -> ScoreComparison:
+    la, ba = _losses(pa, real)
+    lb, bb = _losses(pb, real)
+    n = int(real.size)
+    if n < 2:
+        nan = (math.nan, math.nan)
+        return ScoreComparison(name, ref, n, nan, nan, None, None)
+    dl, db = _per_time(t, la - lb), _per_time(t, ba - bb)
+    tests = [paired_test(x, horizon=horizon, cs_block=block, seed=seed) if x.size >= 3 else None for x in (dl, db)]
+    return ScoreComparison(name, ref, n, (float(la.mean()), float(lb.mean())), (float(ba.mean()), float(bb.mean())),
+                           tests[0], tests[1])
+
+
+def _pool(table: DecisionTable, votes: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The ensemble's forecast as a linear opinion pool: the voters' probabilities averaged with
+    their weights (rows where nobody votes get NaN)."""
+    w = np.where(votes, weights, 0.0)
+    p = np.nan_to_num(table.pred_probs.astype(np.float64)) * w[..., None]
+    tot = w.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return p.sum(axis=1) / tot[:, None]
+
+
+def _combine(skill: PairedTest | None, forecast: PairedTest | None, money: PairedTest | None, judge) -> EdgeVerdict:
+    """BETTER needs all three: the challenger forecasts better than the class prior (it has skill
+    of its own: a model that only sharpens or softens the ensemble's forecast has none), the
+    ensemble forecasts better with it, and option A earns no less. Any of them worse is WORSE."""
+    verdicts = [judge(t, higher_is_better=hib) if t is not None else "NOT DISTINGUISHABLE YET"
+                for t, hib in ((skill, False), (forecast, False), (money, True))]
+    if "WORSE" in verdicts:
+        return "WORSE"
+    return "BETTER" if verdicts[0] == verdicts[1] == "BETTER" else "NOT DISTINGUISHABLE YET"
+
+
+def analyze_edge(
+    table: DecisionTable,
+    series: tuple[Series, ...],
+    primary: ModelRows,
+    challenger: str,
+    *,
+    execution: Execution | None = None,
+    rebalance: dict[str, float] | None = None,
+    custom: tuple[dict[str, float], ...] = (),
+    seed: int = 0,
+) -> EdgeAnalysis:
+    """Counterfactual activation of ``challenger``, money table and paired comparison (module docstring).
+
+    ``primary`` gives the challenger's label specs (indexed by config, as its rows are) for scoring.
+    """
+    if challenger not in table.models:
+        raise ConfigError(f"{challenger!r} has no predictions beside the decisions of this window")
+    j = table.column(challenger)
+    cfg = np.where(table.config >= 0, table.config, len(table.configs))
+    infos = table.configs
+    m = len(table.models)
+    # per decision: recorded weights and voter roles
+    w_rec = np.array([list(c.weights) for c in infos] + [[0.0] * m]).reshape(len(infos) + 1, m)[cfg]
+    voter_rec = np.array([[r == "voter" for r in c.roles] for c in infos] + [[False] * m]).reshape(len(infos) + 1, m)[cfg]
+    notes: list[str] = []
+    hold = execution.hold_bars if execution else int(np.median([s.horizon for s in primary.labels]) if primary.labels else 4)
+    execution = execution or Execution(hold_bars=hold)
+    valid = table.pred_valid
+    votes_rec = valid & voter_rec & (table.pred_role == _VOTER)
+
+    # the record must be reproducible from its own configuration
+    mismatches = 0
+    for ci, info in enumerate(infos):
+        sel = table.config == ci
+        if sel.any():
+            v = revote(table.pred_action[sel], table.pred_conf[sel], votes_rec[sel], w_rec[sel], info.rule)
+            mismatches += int(((v.action != table.action[sel]) | (v.actionable != table.actionable[sel])
+                               | (v.confidence != table.confidence[sel]) | (v.consensus != table.consensus[sel])
+                               | (v.boosted != table.boosted[sel])).sum())
+    if (table.config < 0).any():
+        notes.append(f"{int((table.config < 0).sum())} decisions of a configuration the store does not hold: "
+                     "not re-voted")
+    if mismatches:
+        notes.append(f"re-voting the recorded configuration does not reproduce {mismatches} decisions "
+                     "(predictions missing or edited?)")
+
+    base_w = {mod: float(np.median(w_rec[:, k])) if table.n else 0.0 for k, mod in enumerate(table.models)}
+    cfg_w = [c.weights[j] for c in infos if c.roles[j] in ("shadow", "voter")]
+    a_weight = float(cfg_w[-1]) if cfg_w and cfg_w[-1] > 0 else 20.0
+    voters = [mod for k, mod in enumerate(table.models) if k != j and voter_rec[:, k].any()]
+    option_a = {mod: base_w[mod] for mod in voters} | {challenger: a_weight}
+    option_b = option_b_weights(tuple(voters + [challenger]), base_w, challenger, rebalance)
+    named = [("option A", option_a), ("option B", option_b)] + [(f"custom {i + 1}", c) for i, c in enumerate(custom)]
+    for _, wts in named:
+        unknown = set(wts) - set(table.models)
+        if unknown:
+            raise ConfigError(f"weights name {', '.join(sorted(unknown))}, not models of this store "
+                              f"({', '.join(table.models)})")
+
+    allowed = _governor_allowed(table)
+    grid, rows, bars, grid_notes = _grid(table, series, execution.hold_bars)
+    notes += grid_notes
+    champion = simulate("champion (as recorded)", grid,
+                        _signals(grid, rows, bars, table.action, table.actionable & ~table.blocked), execution)
+
+    def rule_for(ci: int) -> Rule:
+        return infos[ci].rule if ci < len(infos) else Rule()
+
+    scenarios: list[Scenario] = []
+    results: list[StrategyResult] = [champion]
+    block = max(1, int(round(DAY_MS / grid.interval_ms)))
+    for name, wts in named:
+        wvec = np.array([wts.get(mod, 0.0) for mod in table.models])
+        votes = valid & (wvec > 0)[None, :]
+        vote = _vote_by_config(table, votes, wvec, cfg, rule_for)
+        money = simulate(name, grid, _signals(grid, rows, bars, vote.action, vote.actionable & allowed), execution)
+        diff = money.returns - champion.returns
+        test = paired_test(diff, horizon=execution.hold_bars, cs_block=block, seed=seed) if diff.size >= 3 else None
+        cons = np.bincount(vote.consensus, minlength=m + 1)
+        scenarios.append(Scenario(
+            name, {k: v for k, v in wts.items() if v > 0}, table.n, int((vote.action != table.action).sum()),
+            int(vote.actionable.sum()), int(table.actionable.sum()), {k: int(c) for k, c in enumerate(cons) if c},
+            int(vote.boosted.sum()), money, test))
+        results.append(money)
+
+    for k, mod in enumerate(table.models):
+        if k == j or voter_rec[:, k].any():
+            label = f"{mod} alone" + (" (challenger)" if k == j else "")
+            trade = valid[:, k] & allowed
+            results.append(simulate(label, grid, _signals(grid, rows, bars, table.pred_action[:, k], trade), execution))
+    start_bar = 1 if grid.times.size > 1 else 0
+    results += [buy_and_hold(grid, execution, start_bar), flat(grid, execution)]
+
+    # scores on realised outcomes, with the challenger's label config
+    rows_like = dataclasses.replace(primary, t=table.t, series=table.series,
+                                    label=np.where(table.config >= 0, table.config,
+                                                   len(primary.labels) - 1).astype(np.int16))
+    out = score_outcomes(rows_like, series, np.ones(table.n, dtype=bool))
+    scored = out.state == 0
+    real = out.realised.astype(np.int64)
+    horizon = int(max((s.horizon for s in primary.labels), default=1))
+    scores: list[ScoreComparison] = []
+    p_ch = table.pred_probs[:, j].astype(np.float64)
+    ch_ok = scored & valid[:, j] & _probs_ok(p_ch)
+    if ch_ok.any():
+        freq = np.bincount(real[ch_ok], minlength=3) / ch_ok.sum()
+        prior = np.tile(freq, (table.n, 1))
+        sel = ch_ok
+        scores.append(_compare(challenger, "class prior", table.t[sel], real[sel], p_ch[sel], prior[sel],
+                               horizon, block, seed))
+        for k, mod in enumerate(table.models):
+            if k == j or not voter_rec[:, k].any():
+                continue
+            pv = table.pred_probs[:, k].astype(np.float64)
+            sel = ch_ok & valid[:, k] & _probs_ok(pv)
+            if sel.sum() >= 2:
+                scores.append(_compare(challenger, mod, table.t[sel], real[sel], p_ch[sel], pv[sel], horizon, block, seed))
+    wa = np.array([option_a.get(mod, 0.0) for mod in table.models])
+    pool_a = _pool(table, valid & (wa > 0)[None, :] & _probs_ok(table.pred_probs.astype(np.float64)), wa)
+    pool_c = _pool(table, votes_rec & _probs_ok(table.pred_probs.astype(np.float64)), w_rec)
+    sel = scored & _probs_ok(pool_a) & _probs_ok(pool_c)
+    forecast = (_compare("ensemble with challenger (option A)", "ensemble as recorded", table.t[sel], real[sel],
+                         pool_a[sel], pool_c[sel], horizon, block, seed) if sel.sum() >= 2 else None)
+    money_edge = scenarios[0].vs_champion
+    f_test = forecast.log_loss_test if forecast else None
+    skill = scores[0].log_loss_test if scores else None
+    verdict = _combine(skill, f_test, money_edge, edge_verdict)
+    anytime = _combine(skill, f_test, money_edge, anytime_verdict)
+    synthetic = bool(table.synthetic[scored].any()) if scored.any() else bool(table.synthetic.any())
+    return EdgeAnalysis(
+        challenger=challenger, execution=execution, interval=_interval_name(series, grid), symbols=grid.symbols,
+        bars=int(grid.times.size), decisions=table.n, synthetic=synthetic, revote_mismatches=mismatches,
+        governor_blocked=int((table.actionable & table.blocked).sum()), scenarios=tuple(scenarios),
+        strategies=tuple(results), scores=tuple(scores), forecast_edge=forecast, money_edge=money_edge,
+        verdict=verdict, anytime=anytime, reason=_reason(verdict, skill, f_test, money_edge, int(sel.sum())),
+        notes=tuple(notes),
+    )
+
+
+def _vote_by_config(table: DecisionTable, votes: np.ndarray, w: np.ndarray, cfg: np.ndarray, rule_for) -> Vote:
+    n = table.n
+    out = Vote(np.full(n, 1, dtype=np.int8), np.zeros(n), np.zeros(n, dtype=np.int16), np.zeros(n, dtype=np.int16),
+               np.zeros(n, dtype=bool), np.zeros(n, dtype=bool))
+    for ci in np.unique(cfg):
+        sel = cfg == ci
+        v = revote(table.pred_action[sel], table.pred_conf[sel], votes[sel], w, rule_for(int(ci)))
+        for f in Vote.__slots__:
+            getattr(out, f)[sel] = getattr(v, f)
+    return out
+
+
+def _interval_name(series: tuple[Series, ...], grid: PriceGrid) -> str | None:
+    for s in series:
+        if s.interval_ms == grid.interval_ms:
+            return s.interval
+    return None
+
+
+def _reason(verdict: EdgeVerdict, skill: PairedTest | None, forecast: PairedTest | None, money: PairedTest | None,
+            n: int) -> str:
+    def ci(t: PairedTest | None, scale: float, unit: str) -> str:
+        if t is None:
+            return "n/a"
+        return f"{t.mean * scale:+.4f}{unit} [{t.lo * scale:+.4f}, {t.hi * scale:+.4f}]"
+
+    k = f"log loss minus the class prior's {ci(skill, 1, '')}"
+    f = f"the ensemble's log loss with it minus without {ci(forecast, 1, '')} over {n} scored predictions"
+    m = f"option A minus champion {ci(money, 1e4, ' bps/bar')}"
+    lead = {"BETTER": "it has skill, the ensemble forecasts better with it and does not earn less",
+            "WORSE": "it forecasts worse than the class prior, or the ensemble forecasts or earns worse with it",
+            "NOT DISTINGUISHABLE YET": "no difference the data can tell apart yet"}[verdict]
+    return f"{lead}: {k}; {f}; {m}"
