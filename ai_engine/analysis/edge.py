@@ -39,8 +39,8 @@ from ai_engine.analysis.revote import Rule, Vote, revote
 from ai_engine.exceptions import ConfigError
 from ai_engine.money import Execution, PriceGrid, StrategyResult, buy_and_hold, flat, simulate
 
-__all__ = ["Scenario", "ScoreComparison", "EdgeAnalysis", "EdgeVerdict", "analyze_edge", "option_b_weights",
-           "SPEC_OPTION_B"]
+__all__ = ["Scenario", "ScoreComparison", "EdgeAnalysis", "EdgeVerdict", "analyze_edge", "counterfactual",
+           "option_b_weights", "SPEC_OPTION_B"]
 
 EdgeVerdict = Literal["BETTER", "WORSE", "NOT DISTINGUISHABLE YET"]
 SPEC_OPTION_B = {"xgb": 27.5, "lgbm": 27.5, "nhits": 40.0, "patchtst": 5.0}
@@ -334,16 +334,11 @@ def analyze_edge(
     champion = simulate("champion (as recorded)", grid,
                         _signals(grid, rows, bars, table.action, table.actionable & ~table.blocked), execution)
 
-    def rule_for(ci: int) -> Rule:
-        return infos[ci].rule if ci < len(infos) else Rule()
-
     scenarios: list[Scenario] = []
     results: list[StrategyResult] = [champion]
     block = max(1, int(round(DAY_MS / grid.interval_ms)))
     for name, wts in named:
-        wvec = np.array([wts.get(mod, 0.0) for mod in table.models])
-        votes = valid & (wvec > 0)[None, :]
-        vote = _vote_by_config(table, votes, wvec, cfg, rule_for)
+        vote = counterfactual(table, wts)
         money = simulate(name, grid, _signals(grid, rows, bars, vote.action, vote.actionable & allowed), execution)
         diff = money.returns - champion.returns
         test = paired_test(diff, horizon=execution.hold_bars, cs_block=block, seed=seed) if diff.size >= 3 else None
@@ -406,6 +401,16 @@ def analyze_edge(
         verdict=verdict, anytime=anytime, reason=_reason(verdict, skill, f_test, money_edge, int(sel.sum())),
         notes=tuple(notes),
     )
+
+
+def counterfactual(table: DecisionTable, weights: dict[str, float]) -> Vote:
+    """Every decision re-voted with ``weights`` (a model votes where its weight is above 0 and its
+    prediction is valid), under each decision's own ensemble rule."""
+    wvec = np.array([float(weights.get(mod, 0.0)) for mod in table.models])
+    cfg = np.where(table.config >= 0, table.config, len(table.configs))
+    infos = table.configs
+    return _vote_by_config(table, table.pred_valid & (wvec > 0)[None, :], wvec, cfg,
+                           lambda ci: infos[ci].rule if ci < len(infos) else Rule())
 
 
 def _vote_by_config(table: DecisionTable, votes: np.ndarray, w: np.ndarray, cfg: np.ndarray, rule_for) -> Vote:
