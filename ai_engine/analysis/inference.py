@@ -116,7 +116,7 @@ def _politis_white(e: np.ndarray, min_lag: int = 0) -> tuple[np.ndarray, int, fl
     g = 2 * float((lam * k * gam[1 : m + 1]).sum())
     b_max = math.ceil(min(3 * math.sqrt(n), n / 3))
     block = min((g * g / (lr * lr)) ** (1 / 3) * n ** (1 / 3), b_max) if lr > 0 else 1.0
-    return gam, max(m, 2 * min_lag) if min_lag else m, block
+    return gam, min(max(m, 2 * min_lag) if min_lag else m, gam.size - 1), block
 
 
 def long_run_variance(e: np.ndarray, min_lag: int = 0) -> tuple[float, int]:
