@@ -31,9 +31,11 @@ app.add_typer(models_app, name="models")
 def _register() -> None:
     from ai_engine.cli import (
         analyze_commands,
+        backtest_commands,
         data_commands,
         demo_commands,
         engine_commands,
+        evaluate_commands,
         models_commands,
         service_commands,
         train_commands,
@@ -48,6 +50,8 @@ def _register() -> None:
     service_commands.register(app)
     analyze_commands.register(app)
     data_commands.register(app)
+    evaluate_commands.register(app)
+    backtest_commands.register(app)
 
 
 _register()
