@@ -324,7 +324,7 @@ def activate(
 
     Raises:
         ConfigError: weights not summing to 100, a rebalance naming ``model``, or a gate verdict
-            other than READY without ``force``.
+            other than READY, or an edge verdict of WORSE, without ``force``.
     """
     _model_key(model, "WEIGHT")
     rebalance = dict(rebalance or {})
