@@ -63,6 +63,7 @@ class DecisionTable:
     pred_probs: np.ndarray  # (N, M, 3) float32
     pred_valid: np.ndarray  # (N, M) bool
     pred_role: np.ndarray  # (N, M) int8 index into ROLE_CODES, -1 no row
+    pred_weight: np.ndarray  # (N, M) float64 weight the engine recorded with the prediction (0 no row)
 
     @property
     def n(self) -> int:
@@ -150,16 +151,17 @@ def read_decision_table(db: sqlite3.Connection, start_ms: int, end_ms: int,
     p_probs = np.full((n, m, 3), np.nan, dtype=np.float32)
     p_valid = np.zeros((n, m), dtype=bool)
     p_role = np.full((n, m), -1, dtype=np.int8)
+    p_weight = np.zeros((n, m))
     role_sql, role_args = _case("role", list(ROLE_CODES), -1)
     ids = None
     for j, model in enumerate(models):
         if unique_keys:
             cur = db.execute(
                 f"SELECT candle_open_time, {sym_sql}, status IN ('ok', 'late') AND (status = 'ok' OR reason LIKE ?), "
-                f"{_ACT.format(c='action')}, confidence, p_sell, p_hold, p_buy, {role_sql} FROM predictions "
+                f"{_ACT.format(c='action')}, confidence, p_sell, p_hold, p_buy, {role_sql}, weight FROM predictions "
                 "WHERE model = ? AND candle_open_time > ? AND candle_open_time <= ?",
                 sym_args + [f"{LATE_JOINED}%"] + role_args + [model, start_ms, end_ms])
-            rows = _fetch(cur, 9)
+            rows = _fetch(cur, 10)
             rk = (rows[:, 0].astype(np.int64) - start_ms) * 65_536 + rows[:, 1].astype(np.int64)
             pos = np.searchsorted(key, rk)
         else:  # one symbol at two intervals: match on the event id
@@ -169,11 +171,11 @@ def read_decision_table(db: sqlite3.Connection, start_ms: int, end_ms: int,
                     "ORDER BY candle_open_time, symbol, interval", (start_ms, end_ms)))}
             raw = db.execute(
                 f"SELECT event_id, candle_open_time, 0, status IN ('ok', 'late') AND (status = 'ok' OR reason LIKE ?), "
-                f"{_ACT.format(c='action')}, confidence, p_sell, p_hold, p_buy, {role_sql} FROM predictions "
+                f"{_ACT.format(c='action')}, confidence, p_sell, p_hold, p_buy, {role_sql}, weight FROM predictions "
                 "WHERE model = ? AND candle_open_time > ? AND candle_open_time <= ?",
                 [f"{LATE_JOINED}%"] + role_args + [model, start_ms, end_ms]).fetchall()
             pos = np.array([ids.get(r[0], -1) for r in raw], dtype=np.int64)
-            rows = np.array([r[1:] for r in raw], dtype=np.float64).reshape(len(raw), 9)
+            rows = np.array([r[1:] for r in raw], dtype=np.float64).reshape(len(raw), 10)
             rk = pos
         pos = np.clip(pos, 0, max(n - 1, 0))
         hit = (n > 0) & ((key[pos] == rk) if unique_keys else rk >= 0)
@@ -187,9 +189,11 @@ def read_decision_table(db: sqlite3.Connection, start_ms: int, end_ms: int,
         p_probs[pos, j] = rows[:, 5:8]
         p_valid[pos, j] = ok
         p_role[pos, j] = rows[:, 8].astype(np.int8)
+        p_weight[pos, j] = np.nan_to_num(rows[:, 9])
     return DecisionTable(
         models=models, configs=configs, t=t, series=d[:, 1].astype(np.int16), action=d[:, 3].astype(np.int8),
         confidence=d[:, 4], consensus=d[:, 5].astype(np.int16), actionable=d[:, 6] == 1, boosted=d[:, 7] == 1,
         blocked=d[:, 8] == 1, synthetic=d[:, 9] == 1, config=d[:, 10].astype(np.int16),
         pred_action=p_act, pred_conf=p_conf, pred_probs=p_probs, pred_valid=p_valid, pred_role=p_role,
+        pred_weight=p_weight,
     )

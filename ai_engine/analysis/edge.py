@@ -287,17 +287,16 @@ def analyze_edge(
     if challenger not in table.models:
         raise ConfigError(f"{challenger!r} has no predictions beside the decisions of this window")
     j = table.column(challenger)
-    cfg = np.where(table.config >= 0, table.config, len(table.configs))
     infos = table.configs
     m = len(table.models)
-    # per decision: recorded weights and voter roles
-    w_rec = np.array([list(c.weights) for c in infos] + [[0.0] * m]).reshape(len(infos) + 1, m)[cfg]
-    voter_rec = np.array([[r == "voter" for r in c.roles] for c in infos] + [[False] * m]).reshape(len(infos) + 1, m)[cfg]
+    # per decision: the weights the engine recorded with each prediction, and who voted
+    w_rec = table.pred_weight
+    voter_rec = table.pred_role == _VOTER
     notes: list[str] = []
     hold = execution.hold_bars if execution else int(np.median([s.horizon for s in primary.labels]) if primary.labels else 4)
     execution = execution or Execution(hold_bars=hold)
     valid = table.pred_valid
-    votes_rec = valid & voter_rec & (table.pred_role == _VOTER)
+    votes_rec = valid & voter_rec
 
     # the record must be reproducible from its own configuration
     mismatches = 0
@@ -315,9 +314,10 @@ def analyze_edge(
         notes.append(f"re-voting the recorded configuration does not reproduce {mismatches} decisions "
                      "(predictions missing or edited?)")
 
-    base_w = {mod: float(np.median(w_rec[:, k])) if table.n else 0.0 for k, mod in enumerate(table.models)}
-    cfg_w = [c.weights[j] for c in infos if c.roles[j] in ("shadow", "voter")]
-    a_weight = float(cfg_w[-1]) if cfg_w and cfg_w[-1] > 0 else 20.0
+    base_w = {mod: float(np.median(w_rec[voter_rec[:, k], k])) if voter_rec[:, k].any() else 0.0
+              for k, mod in enumerate(table.models)}
+    configured = w_rec[table.pred_role[:, j] >= 0, j]
+    a_weight = float(configured[-1]) if configured.size and configured[-1] > 0 else 20.0
     voters = [mod for k, mod in enumerate(table.models) if k != j and voter_rec[:, k].any()]
     option_a = {mod: base_w[mod] for mod in voters} | {challenger: a_weight}
     option_b = option_b_weights(tuple(voters + [challenger]), base_w, challenger, rebalance)
