@@ -26,8 +26,8 @@ import numpy as np
 from scipy import stats
 
 __all__ = [
-    "PairedTest", "EdgeVerdict", "long_run_variance", "diebold_mariano", "stationary_bootstrap_ci",
-    "confidence_sequence", "paired_test", "edge_verdict", "anytime_verdict",
+    "PairedTest", "EdgeVerdict", "block_lengths", "long_run_variance", "diebold_mariano",
+    "stationary_bootstrap_ci", "confidence_sequence", "paired_test", "edge_verdict", "anytime_verdict",
 ]
 
 EdgeVerdict = Literal["BETTER", "WORSE", "NOT DISTINGUISHABLE YET"]
@@ -82,8 +82,8 @@ def _autocov(e: np.ndarray, max_lag: int) -> np.ndarray:
     return np.fft.irfft(f * np.conj(f), size)[: max_lag + 1] / n
 
 
-def _politis_white(e: np.ndarray, min_lag: int = 0) -> tuple[np.ndarray, int, float]:
-    """(autocovariances, M, stationary-bootstrap block length) of a centred series, n >= 3.
+def _politis_white(e: np.ndarray, min_lag: int = 0) -> tuple[np.ndarray, int, float, float]:
+    """(autocovariances, M, stationary and circular block lengths) of a centred series, n >= 3.
 
     Politis–White (2004) with Patton–Politis–White's (2009) correction, exactly as
     ``arch.bootstrap.optimal_block_length`` computes it (a test checks equality): m is the first
@@ -115,8 +115,18 @@ def _politis_white(e: np.ndarray, min_lag: int = 0) -> tuple[np.ndarray, int, fl
     lr = gam[0] + 2 * float((lam * gam[1 : m + 1]).sum())
     g = 2 * float((lam * k * gam[1 : m + 1]).sum())
     b_max = math.ceil(min(3 * math.sqrt(n), n / 3))
-    block = min((g * g / (lr * lr)) ** (1 / 3) * n ** (1 / 3), b_max) if lr > 0 else 1.0
-    return gam, min(max(m, 2 * min_lag) if min_lag else m, gam.size - 1), block
+    raw = (g * g / (lr * lr)) ** (1 / 3) * n ** (1 / 3) if lr > 0 else 1.0
+    return gam, min(max(m, 2 * min_lag), gam.size - 1), min(raw, b_max), min(raw * 1.5 ** (1 / 3), b_max)
+
+
+def block_lengths(x: np.ndarray) -> tuple[float, float]:
+    """(stationary, circular) optimal mean block lengths of a series, as
+    ``arch.bootstrap.optimal_block_length``; (1, 1) for fewer than 3 values or a constant one."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.size < 3 or np.all(x == x[0]):
+        return 1.0, 1.0
+    _, _, sb, cb = _politis_white(x - x.mean())
+    return max(sb, 1.0), max(cb, 1.0)
 
 
 def long_run_variance(e: np.ndarray, min_lag: int = 0) -> tuple[float, int]:
@@ -130,7 +140,7 @@ def long_run_variance(e: np.ndarray, min_lag: int = 0) -> tuple[float, int]:
     smaller than Bartlett's at the same M. Where the flat-top estimate is not positive, the
     Bartlett window of the same M is used, which cannot be negative.
     """
-    gam, big_m, _ = _politis_white(e, min_lag)
+    gam, big_m, _, _ = _politis_white(e, min_lag)
     if gam[0] <= 0 or big_m == 0:
         return max(float(gam[0]), 0.0), 0
     k = np.arange(1, big_m + 1)
@@ -182,7 +192,7 @@ def stationary_bootstrap_ci(d: np.ndarray, *, samples: int = 500, seed: int = 0)
         return -math.inf, math.inf, math.nan
     if np.all(d == d[0]):
         return float(d[0]), float(d[0]), 1.0
-    block = max(1.0, _politis_white(d - d.mean())[2])
+    block = block_lengths(d)[0]
     p = 1.0 / block
     csum = np.concatenate(([0.0], np.cumsum(np.concatenate((d, d)))))
     k = math.ceil(n * p + 8 * math.sqrt(n * p) + 8)  # blocks per resample: short with prob ~1e-15

@@ -1,7 +1,9 @@
 """Section figures and gates for one model over the window (all decisions, HOLD ones included).
 
 Rows that cannot be used are never dropped silently: each is counted under the first reason
-that applies (status, missing decision, NULL or unknown action, bad confidence).
+that applies (status, missing decision, NULL or unknown action, bad confidence). The intervals of
+the gates, the shares and ECE/Brier take the candle time as their unit (``stats``): rows of one
+timestamp are one cluster, and the series of timestamps is autocorrelated.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from ai_engine.analysis.outcomes import OUTCOME_STATES, Outcomes, score_outcomes
 from ai_engine.analysis.reader import STATUS_CODES, ModelRows, Series, VersionSeen, Window
 from ai_engine.analysis.stats import (
     Share,
+    TimeIndex,
     bootstrap_ece_brier,
     std_interval,
     trend_interval,
     wilson,
+    wilson_by_time,
 )
 
 __all__ = ["ConfidenceStats", "Bucket", "Timeline", "ModelAnalysis", "analyze_model", "BUCKET_EDGES"]
@@ -129,10 +133,10 @@ def _skip_reasons(rows: ModelRows) -> tuple[np.ndarray, list[tuple[str, int]]]:
     return left, reasons
 
 
-def _confidence(conf: np.ndarray) -> ConfidenceStats | None:
+def _confidence(conf: np.ndarray, ti: TimeIndex) -> ConfidenceStats | None:
     if conf.size == 0:
         return None
-    std, lo, hi = std_interval(conf)
+    std, lo, hi = std_interval(conf, ti)
     pct = np.percentile(conf, [10, 25, 50, 75, 90])
     hist = np.histogram(conf, bins=np.asarray(HIST_EDGES))[0]
     return ConfidenceStats(
@@ -162,7 +166,9 @@ def _status(n: int, th: Thresholds, ok: bool, bad: bool) -> tuple[str, str]:
     return "INCONCLUSIVE", "95% interval straddles the threshold"
 
 
-def _gates(m: dict, th: Thresholds) -> tuple[Gate, Gate, Gate, Gate]:
+def _gates(m: dict, th: Thresholds, scored: tuple[np.ndarray, np.ndarray, TimeIndex]) -> tuple[Gate, Gate, Gate, Gate]:
+    """Gates 1-4 from the window's figures; ``scored`` = (correct, bucket index, TimeIndex) of the
+    scored rows, for gate 4's trend."""
     n = m["n_valid"]
     acts: tuple[Share, Share, Share] = m["actions"]
     top = max(range(3), key=lambda i: acts[i].count)
@@ -185,21 +191,26 @@ def _gates(m: dict, th: Thresholds) -> tuple[Gate, Gate, Gate, Gate]:
     detail = "; ".join(x for x in ("agreement with the ensemble action", why) if x)
     g3 = Gate(3, "Shadow Correlation", "Agreement Rate", ag.p, ag.lo, ag.hi, f"≥ {th.min_agreement:.1%}",
               status, detail)
-    return g1, g2, g3, _calibration_gate(m["buckets"], th)
+    return g1, g2, g3, _calibration_gate(m["buckets"], th, *scored)
 
 
-def _calibration_gate(buckets: tuple[Bucket, ...], th: Thresholds) -> Gate:
+def _calibration_gate(buckets: tuple[Bucket, ...], th: Thresholds, correct: np.ndarray, bidx: np.ndarray,
+                      ti: TimeIndex) -> Gate:
     """PASS only on evidence that accuracy rises with confidence: the fitted trend of accuracy on
-    the buckets' mean confidence (one Cochran–Armitage test over every qualifying bucket), shown
-    as the rise from the lowest to the highest of them, has a 95% interval above 0. Below 0 is a
-    FAIL; an interval that straddles 0 is INCONCLUSIVE, as for the other gates."""
+    the buckets' mean confidence (one Cochran–Armitage test over every qualifying bucket's rows,
+    its variance robust to autocorrelation and to symbols at one timestamp), shown as the rise
+    from the lowest to the highest of them, has a 95% interval above 0. Below 0 is a FAIL; an
+    interval that straddles 0 is INCONCLUSIVE, as for the other gates. ``correct``, ``bidx``
+    (bucket index) and ``ti`` describe the scored rows."""
     q = [b for b in buckets if b.qualifies]
     thr = f"fitted rise > 0 (95%), bucket n ≥ {th.min_bucket_n}"
     if len(q) < 2:
         return Gate(4, "Calibration", "accuracy vs confidence", None, None, None, thr, "INCONCLUSIVE",
                     f"{len(q)} confidence bucket(s) with ≥ {th.min_bucket_n} scored predictions; need 2")
     span = q[-1].mean_confidence - q[0].mean_confidence
-    slope, lo, hi = trend_interval([b.accuracy.count for b in q], [b.accuracy.n for b in q], [b.mean_confidence for b in q])
+    qual = np.array([b.qualifies for b in buckets])[bidx]
+    score = np.array([b.mean_confidence for b in buckets])[bidx[qual]]
+    slope, lo, hi = trend_interval(correct[qual], score, ti.sub(qual))
     path = " → ".join(f"{b.accuracy.p:.0%}" for b in q)
     detail = f"{len(q)} buckets {q[0].lo:.2f}–{q[-1].hi:.2f}: {path}"
     if not math.isfinite(slope):
@@ -217,8 +228,8 @@ def analyze_model(rows: ModelRows, series: tuple[Series, ...], win: Window, th: 
     act = rows.action[valid].astype(np.int64)
     ens = rows.ensemble[valid].astype(np.int64)
     conf = rows.confidence[valid]
-    cnt = np.bincount(act, minlength=3)
-    actions = tuple(wilson(c, n_valid) for c in cnt)
+    ti = TimeIndex.of(rows.t[valid])
+    actions = tuple(wilson_by_time(act == i, ti) for i in range(3))
     agree = act == ens
     cross = np.bincount(act * 3 + ens, minlength=9).reshape(3, 3)
 
@@ -229,7 +240,7 @@ def analyze_model(rows: ModelRows, series: tuple[Series, ...], win: Window, th: 
     pred = act[scored]
     sconf = conf[scored]
     correct = pred == real
-    rcnt = np.bincount(real, minlength=3)
+    ti_s = ti.sub(scored)
     edges = np.asarray(BUCKET_EDGES)
     bidx = np.clip(np.searchsorted(edges, sconf, side="right") - 1, 0, len(BUCKET_EDGES) - 2)
     bn = np.bincount(bidx, minlength=len(BUCKET_EDGES) - 1)
@@ -245,7 +256,7 @@ def analyze_model(rows: ModelRows, series: tuple[Series, ...], win: Window, th: 
         pok = np.all(np.isfinite(probs) & (probs >= 0) & (probs <= 1), axis=1) & (np.abs(probs.sum(axis=1) - 1) <= 1e-3)
     onehot = np.eye(3)[real[pok]]
     brier = ((probs[pok] - onehot) ** 2).sum(axis=1)
-    boot = bootstrap_ece_brier(sconf[pok], pred[pok], real[pok], brier, BUCKET_EDGES,
+    boot = bootstrap_ece_brier(sconf[pok], pred[pok], real[pok], brier, BUCKET_EDGES, ti_s.sub(pok),
                                samples=th.bootstrap_samples, seed=th.seed)
     n_bad_probs = int((~pok).sum())
     if n_bad_probs:
@@ -255,9 +266,9 @@ def analyze_model(rows: ModelRows, series: tuple[Series, ...], win: Window, th: 
     labels_used = tuple((rows.labels[i].describe(), int((lab == i).sum())) for i in np.unique(lab))
     unscorable = tuple((OUTCOME_STATES[i], int((state == i).sum())) for i in range(2, len(OUTCOME_STATES))
                        if (state == i).any())
-    m = {"n_valid": n_valid, "actions": actions, "confidence": _confidence(conf),
-         "agreement": wilson(int(agree.sum()), n_valid), "buckets": buckets}
-    gates = _gates(m, th)
+    m = {"n_valid": n_valid, "actions": actions, "confidence": _confidence(conf, ti),
+         "agreement": wilson_by_time(agree, ti), "buckets": buckets}
+    gates = _gates(m, th, (correct, bidx, ti_s))
     return ModelAnalysis(
         model=rows.model,
         versions=rows.versions,
@@ -275,8 +286,8 @@ def analyze_model(rows: ModelRows, series: tuple[Series, ...], win: Window, th: 
         n_pending=int((state == 1).sum()),
         unscorable=unscorable,
         band_fallback=int(out.band_fallback[valid][scored].sum()),
-        realised=tuple(wilson(c, int(scored.sum())) for c in rcnt),  # type: ignore[arg-type]
-        accuracy=wilson(int(correct.sum()), int(scored.sum())),
+        realised=tuple(wilson_by_time(real == i, ti_s) for i in range(3)),  # type: ignore[arg-type]
+        accuracy=wilson_by_time(correct, ti_s),
         buckets=buckets,
         n_calibrated=int(pok.sum()),
         ece=boot["ece"],

@@ -164,14 +164,20 @@ def test_calibration_is_inconclusive_when_accuracy_does_not_depend_on_confidence
 
 def test_calibration_never_passes_a_fall_in_accuracy():
     from ai_engine.analysis.metrics import Bucket, _calibration_gate
-    from ai_engine.analysis.stats import wilson
+    from ai_engine.analysis.stats import TimeIndex, wilson
+
+    def gate(per_bucket: tuple[tuple[float, int, int], ...]):
+        """Gate 4 on rows with these (lo, correct, n) buckets, one row per hour in a shuffled order."""
+        buckets = tuple(Bucket(lo, lo + 0.1, wilson(k, n), lo + 0.05, True) for lo, k, n in per_bucket)
+        bidx = np.concatenate([np.full(n, i) for i, (_, _, n) in enumerate(per_bucket)])
+        correct = np.concatenate([np.arange(n) < k for _, k, n in per_bucket])
+        order = np.random.default_rng(0).permutation(bidx.size)
+        return _calibration_gate(buckets, Thresholds(), correct[order], bidx[order], TimeIndex.of(np.arange(bidx.size)))
 
     # what an operator saw: 16% → 10% → 7%, no two buckets significantly apart
-    falling = tuple(Bucket(lo, lo + 0.1, wilson(k, 100), lo + 0.05, True) for lo, k in ((0.4, 16), (0.5, 10), (0.6, 7)))
-    g = _calibration_gate(falling, Thresholds())
+    g = gate(((0.4, 16, 100), (0.5, 10, 100), (0.6, 7, 100)))
     assert g.status != "PASS" and g.value < 0 and g.hi > g.value
-    rising = tuple(Bucket(lo, lo + 0.1, wilson(k, 400), lo + 0.05, True) for lo, k in ((0.4, 160), (0.5, 200), (0.6, 240)))
-    assert _calibration_gate(rising, Thresholds()).status == "PASS"
+    assert gate(((0.4, 160, 400), (0.5, 200, 400), (0.6, 240, 400))).status == "PASS"
 
 
 def test_only_keeps_the_rows_of_one_artifact_in_one_role(make_store):

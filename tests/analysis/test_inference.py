@@ -16,8 +16,8 @@ from scipy.signal import lfilter
 
 from ai_engine.analysis.inference import (
     PairedTest,
-    _politis_white,
     anytime_verdict,
+    block_lengths,
     confidence_sequence,
     diebold_mariano,
     edge_verdict,
@@ -90,8 +90,8 @@ def test_power_a_real_shift_is_better():
 def test_block_length_is_arch_politis_white():
     for s, (n, phi) in enumerate([(60, 0.0), (500, 0.5), (3000, 0.9), (20_000, 0.97)]):
         d = ar1(np.random.default_rng(s), phi, (n,))
-        ours = _politis_white(d - d.mean())[2]
-        assert ours == pytest.approx(optimal_block_length(d)["stationary"].iloc[0], rel=1e-9)
+        ref = optimal_block_length(d).iloc[0]
+        assert block_lengths(d) == pytest.approx((max(ref["stationary"], 1), max(ref["circular"], 1)), rel=1e-9)
 
 
 def test_long_run_lag_grows_with_persistence_and_respects_horizon():
