@@ -16,7 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ai_engine.analysis.decisions import DecisionTable, read_decision_table
+from ai_engine.analysis.decisions import (
+    ROLE_CODES,
+    STATUS_CODES,
+    Decisions,
+    DecisionTable,
+    Predictions,
+    build_table,
+    config_infos,
+    read_decisions,
+    read_predictions,
+)
 from ai_engine.analysis.labels import (
     DEFAULT_LABEL,
     LabelSpec,
@@ -25,7 +35,7 @@ from ai_engine.analysis.labels import (
 )
 from ai_engine.exceptions import ConfigError, DataError
 from ai_engine.telemetry import TelemetryStore
-from ai_engine.types import INTERVAL_MS, LATE_JOINED
+from ai_engine.types import INTERVAL_MS
 
 __all__ = [
     "Window", "Series", "VersionSeen", "ModelRows", "Snapshot", "parse_time", "read_snapshot",
@@ -37,10 +47,7 @@ HOUR_MS = 3_600_000
 # year 287,396). A store edited by hand may hold anything; other values never open a window.
 MAX_TIME_MS = 2**53
 _TIME_SQL = f"typeof(candle_open_time) = 'integer' AND candle_open_time BETWEEN 0 AND {MAX_TIME_MS}"
-ROLE_CODES = ("voter", "shadow", "disabled")
-STATUS_CODES = ("ok", "late", "error", "inactive", "disabled")  # code = index; anything else = len
 ACTION_CODES = ("SELL", "HOLD", "BUY")  # CLASS_ORDER; -1 NULL, -2 unknown string
-_CHUNK = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,13 +153,6 @@ def _in_range(ms: int, given: object) -> int:
     return ms
 
 
-def _case(column: str, values: list[str], default: int) -> tuple[str, list[str]]:
-    if not values:
-        return str(default), []
-    whens = " ".join(f"WHEN ? THEN {i}" for i in range(len(values)))
-    return f"CASE {column} {whens} ELSE {default} END", list(values)
-
-
 def _series_keys(db: sqlite3.Connection) -> list[tuple[str, str]]:
     """Distinct (symbol, interval) of the candles table by skipping along its primary key."""
     keys: list[tuple[str, str]] = []
@@ -222,58 +222,41 @@ def _versions(role: np.ndarray, cfg: np.ndarray, t: np.ndarray, per_cfg) -> tupl
     return tuple(sorted((VersionSeen(*e, *v) for e, v in seen.items()), key=lambda v: v.first_ms))
 
 
-def _model_rows(db, model: str, win: Window, series_keys, config_ids, horizon, band,
+def _model_rows(db, model: str, pred: Predictions, dec: Decisions, win: Window, config_ids, horizon, band,
                 only: tuple[str, str] | None = None) -> ModelRows:
-    """The model's rows in the window; ``only`` = (role, sha256) keeps the rows of that artifact
-    in that role (the activation gate judges exactly the file it would make vote)."""
-    where = "p.model = ? AND p.candle_open_time > ? AND p.candle_open_time <= ?"
-    args = [model, win.start_ms, win.end_ms]
-    n = db.execute(f"SELECT COUNT(*) FROM predictions p WHERE {where}", args).fetchone()[0]
-    ser_sql, ser_args = _case("p.symbol || '|' || d.interval", [f"{s}|{i}" for s, i in series_keys], -1)
-    st_sql, st_args = _case("p.status", list(STATUS_CODES), len(STATUS_CODES))
-    cfg_sql, cfg_args = _case("d.config_id", config_ids, len(config_ids))
-    role_sql, role_args = _case("p.role", list(ROLE_CODES), len(ROLE_CODES))
-    act = "CASE WHEN {c} IS NULL THEN -1 WHEN {c}='SELL' THEN 0 WHEN {c}='HOLD' THEN 1 WHEN {c}='BUY' THEN 2 ELSE -2 END"
-    sql = (
-        f"SELECT p.candle_open_time, {ser_sql}, {st_sql}, {act.format(c='p.action')}, p.confidence, "
-        f"p.p_sell, p.p_hold, p.p_buy, CASE WHEN d.event_id IS NULL THEN -1 ELSE "
-        f"{act.format(c='d.action')} END, {cfg_sql}, {role_sql}, p.reason LIKE '{LATE_JOINED}%' "
-        f"FROM predictions p LEFT JOIN decisions d ON d.event_id = p.event_id WHERE {where}"
-    )
-    out = np.empty((n, 12), dtype=np.float64)
-    cur = db.execute(sql, ser_args + st_args + cfg_args + role_args + args)
-    i = 0
-    while chunk := cur.fetchmany(_CHUNK):
-        k = min(len(chunk), n - i)
-        out[i:i + k] = np.array(chunk[:k], dtype=np.float64)
-        i += k
-    out = out[:i]
+    """The model's rows in the window, with their decision's action, series and config; ``only`` =
+    (role, sha256) keeps the rows of that artifact in that role (the activation gate judges
+    exactly the file it would make vote)."""
+    hit = pred.pos >= 0
+    at = np.where(hit, pred.pos, 0)
+    cfg = np.where(hit & (dec.config[at] >= 0), dec.config[at], len(config_ids)).astype(np.int16)
     unknown = ()
-    if np.any(out[:, 3] == -2):
+    if np.any(pred.action == -2):
         unknown = tuple(db.execute(
-            f"SELECT p.action, COUNT(*) FROM predictions p WHERE {where} AND p.action NOT IN ('SELL','HOLD','BUY') "
-            "GROUP BY p.action ORDER BY 2 DESC", args).fetchall())
+            "SELECT action, COUNT(*) FROM predictions WHERE model = ? AND candle_open_time > ? AND candle_open_time <= ? "
+            "AND action NOT IN ('SELL','HOLD','BUY') GROUP BY action ORDER BY 2 DESC",
+            (model, win.start_ms, win.end_ms)).fetchall())
     labels, per_cfg = _from_configs(db, model, config_ids, horizon, band)
+    keep = slice(None)
     if only is not None:
         role, sha = only
         cfg_ok = np.array([v[1] == sha for v in per_cfg])
-        out = out[cfg_ok[out[:, 9].astype(np.int64)] & (out[:, 10] == ROLE_CODES.index(role))]
-    t = out[:, 0].astype(np.int64)
-    cfg = out[:, 9].astype(np.int16)
+        keep = cfg_ok[cfg] & (pred.role == ROLE_CODES.index(role))
+    t = pred.t[keep]
     return ModelRows(
         model=model,
         t=t,
-        series=out[:, 1].astype(np.int16),
-        status=out[:, 2].astype(np.int8),
-        action=np.nan_to_num(out[:, 3], nan=-1).astype(np.int8),
-        confidence=out[:, 4].copy(),
-        probs=out[:, 5:8].astype(np.float32),
-        ensemble=np.nan_to_num(out[:, 8], nan=-1).astype(np.int8),
-        joined_late=out[:, 11] == 1,
-        label=cfg,
+        series=np.where(hit, dec.series[at], -1).astype(np.int16)[keep],
+        status=pred.status[keep],
+        action=pred.action[keep],
+        confidence=pred.confidence[keep],
+        probs=pred.probs[keep],
+        ensemble=np.where(hit, dec.action[at], -1).astype(np.int8)[keep],
+        joined_late=pred.joined_late[keep],
+        label=cfg[keep],
         labels=labels,
         unknown_actions=unknown,
-        versions=_versions(out[:, 10], cfg, t, per_cfg),
+        versions=_versions(pred.role[keep], cfg[keep], t, per_cfg),
     )
 
 
@@ -312,7 +295,13 @@ def read_snapshot(
         win = Window(start, end, float(hours), until is not None, agg[0], agg[1], agg[2])
         keys = _series_keys(db)
         config_ids = [r[0] for r in db.execute("SELECT DISTINCT config_id FROM configs ORDER BY config_id")]
-        rows = tuple(_model_rows(db, m, win, keys, config_ids, horizon, band, only if i == 0 else None)
+        symbols = sorted({sym for sym, _ in keys})
+        dec = read_decisions(db, start, end, keys, symbols, config_ids)
+        order, infos = config_infos(db, config_ids) if table else ((), ())
+        preds = {m: read_predictions(db, m, start, end, symbols, dec,
+                                     with_weight=m in order and any(c.weights[order.index(m)] is None for c in infos))
+                 for m in dict.fromkeys((*models, *order))}
+        rows = tuple(_model_rows(db, m, preds[m], dec, win, config_ids, horizon, band, only if i == 0 else None)
                      for i, m in enumerate(models))
         need_back = max(s.vol_window for r in rows for s in r.labels) + 2
         need_fwd = max([s.horizon for r in rows for s in r.labels] + [hold_bars]) + 1
@@ -320,7 +309,7 @@ def read_snapshot(
             _load_series(db, s, i, start - need_back * INTERVAL_MS.get(i, 0), end + need_fwd * INTERVAL_MS.get(i, 0))
             for s, i in keys
         )
-        dt = read_decision_table(db, start, end, keys, config_ids) if table else None
+        dt = build_table(order, infos, dec, preds) if table else None
         db.execute("COMMIT")
     except sqlite3.DatabaseError as exc:
         raise DataError(f"telemetry store {path} cannot be read: {exc}") from None

@@ -55,8 +55,13 @@ def test_analyze_after_real_replay_prints_every_section(real, tmp_path):
     assert text.returncode in (0, 1, 3), text.stderr
     for section in ("Action Distribution", "Stddev", "Agreement Rate", "Calibration", "Action Diversity"):
         assert section in text.stdout, section
-    last = text.stdout.strip().splitlines()[-1]
-    assert last.startswith(("✅ READY FOR ACTIVATION", "❌ NOT READY", "⏳ INCONCLUSIVE"))
+    spec, edge = text.stdout.split("\n── Edge: would activating patchtst have done better than what trades now? ──\n")
+    assert spec.rstrip().splitlines()[-1].startswith(("✅ READY FOR ACTIVATION", "❌ NOT READY", "⏳ INCONCLUSIVE"))
+    for needle in ("Counterfactual activation:", "option A ", "option B ", "Money view: act at the next candle's open",
+                   "champion (as recorded)", "buy-and-hold", "minus champion, return per bar", "Edge verdict: ",
+                   "Recommendation: option "):
+        assert needle in edge, needle
+    assert "re-voting the record reproduces" in edge and "SYNTHETIC" not in edge
     wrapper = subprocess.run([sys.executable, str(REPO / "ops/analysis/analyze_shadow_metrics.py"), "--hours", "24",
                               "--store", str(settings.store_path)], capture_output=True, text=True, timeout=300)
     assert wrapper.stdout == text.stdout and wrapper.returncode == text.returncode
@@ -65,4 +70,7 @@ def test_analyze_after_real_replay_prints_every_section(real, tmp_path):
     report = json.loads(week.stdout)
     assert report["n_scored"] > 0 and report["verdict"] in ("READY", "NOT_READY", "INCONCLUSIVE")
     assert set(report["gates"]) == {"action_diversity", "confidence_spread", "shadow_correlation", "calibration"}
+    assert report["edge"]["revote_mismatches"] == 0
+    assert report["edge"]["verdict"] in ("BETTER", "WORSE", "NOT DISTINGUISHABLE YET")
+    assert {"option A", "option B", "buy-and-hold"} <= set(report["edge"]["strategies"])
     assert "data:image/png;base64," in (tmp_path / "r.html").read_text()
