@@ -40,7 +40,8 @@ def _noise_probs(rng, n: int) -> np.ndarray:
     return rng.dirichlet([4, 5, 4], n)
 
 
-def planted_store(path, *, challenger: str, n: int = 1500, seed: int = 0, symbols=("BTCUSDT", "ETHUSDT")):
+def planted_store(path, *, challenger: str, n: int = 1500, seed: int = 0, symbols=("BTCUSDT", "ETHUSDT"),
+                  synthetic: bool = False):
     rng = np.random.default_rng(seed)
     iv = INTERVAL_MS[IV]
     manager = EnsembleManager(min_consensus=3, boost=1.1, cap=0.95, n_configured=4)
@@ -52,7 +53,7 @@ def planted_store(path, *, challenger: str, n: int = 1500, seed: int = 0, symbol
         for i in range(n + 1):
             o = close[i - 1] if i else close[0]
             candles.append(Candle(sym, IV, T0 + i * iv, float(o), float(max(o, close[i])) * 1.001,
-                                  float(min(o, close[i])) * 0.999, float(close[i]), 1.0))
+                                  float(min(o, close[i])) * 0.999, float(close[i]), 1.0, synthetic))
         ch = _true_probs(z)
         if challenger == "shuffled":
             ch = ch[rng.permutation(n)]
@@ -67,7 +68,7 @@ def planted_store(path, *, challenger: str, n: int = 1500, seed: int = 0, symbol
             records.append(DecisionRecord(
                 event_id=event_id_for("ai.decision", sym, IV, t), symbol=sym, interval=IV, candle_open_time=t,
                 decided_at=t + iv, entry_price=float(close[i]), decision=d, published=d.actionable,
-                blocked_reason=None, config_id="planted", decision_latency_ms=1.0,
+                blocked_reason=None, config_id="planted", decision_latency_ms=1.0, synthetic=synthetic,
                 intent_event_id=event_id_for("trade.intent", sym, IV, t) if d.actionable else None))
     store = TelemetryStore(path)
     lc = {"horizon": 1, "mode": "fixed", "fee_band": BAND, "k": 0.5, "vol_window": 168}
@@ -92,6 +93,14 @@ def test_a_challenger_that_sees_the_signal_is_better(tmp_path):
     a = {s.name: s for s in e.strategies}
     assert a["option A"].stats.net_return > a["champion (as recorded)"].stats.net_return
     assert a["patchtst alone (challenger)"].stats.avg_trade > 0
+
+
+def test_an_edge_seen_only_on_synthetic_candles_is_never_recommended_for_option_a(tmp_path):
+    res = analyze(planted_store(tmp_path / "synthetic.sqlite", challenger="skilled", synthetic=True), HOURS)
+    assert res.edge.verdict == "BETTER" and res.edge.synthetic
+    assert res.recommendation.option == "B" and "synthetic" in res.recommendation.reason
+    real = analyze(planted_store(tmp_path / "real.sqlite", challenger="skilled"), HOURS)
+    assert real.primary.gates[3].status == "PASS" and real.recommendation.option == "A"
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
