@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from ai_engine.types import DecisionRecord, ModelResult
 
-__all__ = ["ShadowLogger", "log_intent"]
+__all__ = ["ShadowLogger", "intent_line", "log_intent"]
 
 shadow_log = logging.getLogger("ai_engine.shadow")
 intent_log = logging.getLogger("ai_engine.intent")
@@ -44,7 +44,19 @@ class ShadowLogger:
         )
 
 
+def intent_line(record: DecisionRecord) -> str:
+    """``Publishing trade.intent {...}``: the payload as JSON with ``consensus_count`` its last key.
+
+    The spec's emergency check is ``grep "consensus_count.*4"`` ("if found, shadow filtering
+    broken"); with the count last, only ``}`` follows it, so the grep matches a count of 4 and
+    nothing else (prices, times and ids before it may hold any digit).
+    """
+    payload = record.intent_payload()
+    payload["consensus_count"] = payload.pop("consensus_count")
+    return "Publishing trade.intent " + json.dumps(payload, separators=(",", ":"))
+
+
 def log_intent(record: DecisionRecord) -> None:
-    """``Publishing trade.intent {...}`` with the payload as JSON (model_breakdown, consensus_count)."""
+    """Log ``intent_line(record)`` (the line the spec greps for model_breakdown and consensus_count)."""
     if intent_log.isEnabledFor(logging.INFO):
-        intent_log.info("Publishing trade.intent %s", json.dumps(record.intent_payload(), separators=(",", ":")))
+        intent_log.info("%s", intent_line(record))
