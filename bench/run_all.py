@@ -105,6 +105,14 @@ def walkforward_rows(wf: dict | None) -> list[str]:
             for r in wf["rows"] if r["model"] != "ensemble"]
 
 
+def gate_sim_rows(gs: list[dict] | None) -> list[str]:
+    """Issue 15, item 4: gate 4's false PASS rate for a no-skill model with persistence 0.95."""
+    return [f"| gate 4 false PASS, no-skill model, AR(1) φ {r['phi']}, {r['hours']} h × {r['symbols']} symbols, "
+            f"{r['windows']} windows (previous iid interval: {r['old']['PASS'] / r['windows']:.1%}) | "
+            f"{r['new']['PASS'] / r['windows']:.1%} | ≤ 3% | {_ok(r['new']['PASS'] / r['windows'], 0.03)} |"
+            for r in gs or []]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller sizes everywhere (smoke run)")
@@ -112,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-walkforward", action="store_true", help="leave out the walk-forward timing (about "
                                                                     "20 min on 2 cores)")
     ap.add_argument("--only", default=None, help="comma-separated subset: latency,replay,training,features,"
-                                                 "analysis,bus,reload,etth1,walkforward")
+                                                 "analysis,bus,reload,etth1,walkforward,gatesim")
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="ai-engine-runall-"))
@@ -138,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                          "--threads", "2", "--json", str(tmp / "wf.json")], 3600,
                         "xgb, 2 symbols, 2 folds (smoke run)" if q else "PatchTST, the slowest of the four; real "
                         "candles in ../shared/data/candles"),
+        "gatesim": (["bench/bench_gate_sim.py", "--windows", "100" if q else "500", "--json", str(tmp / "gate.json")],
+                    1200, "seeded simulation; every PASS or FAIL of gate 4 is false"),
     }
     chosen = args.only.split(",") if args.only else [p for p in plan if not (p == "walkforward" and args.skip_walkforward)]
     unknown = [c for c in chosen if c not in plan]
@@ -150,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     lat = json.loads((tmp / "lat.json").read_text()) if (tmp / "lat.json").is_file() else None
     rep = json.loads((tmp / "rep.json").read_text()) if (tmp / "rep.json").is_file() else None
     wf = json.loads((tmp / "wf.json").read_text()) if (tmp / "wf.json").is_file() else None
+    gs = json.loads((tmp / "gate.json").read_text()) if (tmp / "gate.json").is_file() else None
     md = [
         "# Benchmarks",
         "",
@@ -166,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *summary(lat, rep),
         *walkforward_rows(wf),
+        *gate_sim_rows(gs),
         "",
         "Decision latency runs from the candle's arrival (before its features) to the voters' decision and "
         "the governor verdict. The shadow hold (≤ SHADOW_DEADLINE_MS), the SQLite commit and the hand-off to "

@@ -53,7 +53,8 @@ class TimeIndex:
 
 @dataclass(frozen=True, slots=True)
 class Share:
-    """``count`` of ``n`` with its 95% Wilson interval; ``p`` is NaN when ``n`` is 0."""
+    """``count`` of ``n`` with its 95% Wilson interval (at the effective sample size when made by
+    ``wilson_by_time``); ``p`` is NaN when ``n`` is 0."""
 
     count: int
     n: int
@@ -201,10 +202,10 @@ def bootstrap_ece_brier(
         return {"ece": nan, "brier": nan}
     k = len(edges) - 1
     bucket = np.clip(np.searchsorted(np.asarray(edges), conf, side="right") - 1, 0, k - 1)
-    correct = (pred == real).astype(np.float64)
-    cols = [ti.sums(bucket == b) for b in range(k)] + [ti.sums(correct * (bucket == b)) for b in range(k)]
-    cols += [ti.sums(conf * (bucket == b)) for b in range(k)] + [ti.sums(brier)]
-    per_t = np.stack(cols, axis=1)  # (T, 3k + 1)
+    key = ti.tid * k + bucket
+    cols = [np.bincount(key, weights=w, minlength=ti.size * k).reshape(ti.size, k)
+            for w in (None, (pred == real).astype(np.float64), conf)]
+    per_t = np.concatenate([*cols, ti.sums(brier)[:, None]], axis=1)  # (T, 3k + 1)
 
     def stats(tot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = tot[:, :k].sum(axis=1)
