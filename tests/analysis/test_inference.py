@@ -135,3 +135,16 @@ def test_paired_test_on_250k_periods_is_fast():
     t = paired_test(d, horizon=4, cs_block=24)
     assert time.perf_counter() - t0 < 8.0  # ~1.5-3.5 s measured on 2 shared cores
     assert t.lo < 0 < t.hi and t.boot_lo < 0 < t.boot_hi
+
+
+def test_bootstrap_spread_matches_arch_stationary_bootstrap():
+    """Our block-sum resampling and arch's StationaryBootstrap (same mean block length) give the
+    same spread of the resampled mean, within Monte Carlo error."""
+    from arch.bootstrap import StationaryBootstrap
+
+    d = ar1(np.random.default_rng(5), 0.8, (600,))
+    lo, hi, block = stationary_bootstrap_ci(d, samples=2000, seed=1)
+    bs = StationaryBootstrap(block, d, seed=2)
+    ref = np.array([x[0][0].mean() for x in bs.bootstrap(2000)])
+    lo_ref, hi_ref = np.percentile(ref, [2.5, 97.5])
+    assert hi - lo == pytest.approx(hi_ref - lo_ref, rel=0.1)
