@@ -5,6 +5,12 @@ Each table is read once, without a join (the predictions' key is (model, time, e
 few columns: small integer fields are packed into one integer in SQL, so 10M predictions cost
 six values a row, and aligned to the decisions by (time, symbol). A store holding one symbol at
 two intervals falls back to matching on the event id.
+
+The bulk reads go through ADBC's SQLite driver (``BulkReader``), which fills Arrow columns in C:
+2.5M rows in 2.1 s where Python's ``sqlite3`` took 6.0 s building a float object per value
+(same query, same loaded machine). Its connection is a second reader of the same file, opened
+inside the caller's read transaction; a query it cannot type (a hand-edited column of mixed
+types) is read again through ``sqlite3``.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from ai_engine.analysis.revote import Rule
 from ai_engine.enums import MODEL_NAMES
 from ai_engine.types import LATE_JOINED
 
-__all__ = ["ConfigInfo", "Decisions", "Predictions", "DecisionTable", "read_decisions", "read_predictions",
+__all__ = ["BulkReader", "ConfigInfo", "Decisions", "Predictions", "DecisionTable", "read_decisions", "read_predictions",
            "config_infos", "build_table", "STATUS_CODES", "ROLE_CODES"]
 
 ROLE_CODES = ("voter", "shadow", "disabled")
@@ -41,6 +47,52 @@ def _fetch(cur, ncols: int) -> np.ndarray:
     while chunk := cur.fetchmany(_CHUNK):
         parts.append(np.array(chunk, dtype=np.float64).reshape(len(chunk), ncols))
     return np.concatenate(parts) if parts else np.empty((0, ncols))
+
+
+class BulkReader:
+    """Numeric query results as an (n, ncols) float64 array (NULL is NaN): through ADBC when it
+    can open the store, else through the caller's ``sqlite3`` connection."""
+
+    def __init__(self, db: sqlite3.Connection, uri: str | None) -> None:
+        self.db = db
+        self._adbc = None
+        if uri is not None:
+            try:
+                import adbc_driver_sqlite.dbapi as adbc
+                from adbc_driver_manager import Error as AdbcError
+            except ImportError:  # no driver: sqlite3 reads
+                return
+            try:
+                self._adbc = adbc.connect(uri)
+            except AdbcError:  # it cannot open the file: sqlite3 reads
+                self._adbc = None
+
+    def rows(self, sql: str, args: list, ncols: int) -> np.ndarray:
+        if self._adbc is not None:
+            from adbc_driver_manager import Error as AdbcError
+
+            cur = self._adbc.cursor()
+            try:
+                cur.execute(sql, tuple(args))
+                table = cur.fetch_arrow_table()
+                if table.num_columns == ncols and all(str(c.type) in _NUMERIC for c in table.columns):
+                    if table.num_rows == 0:
+                        return np.empty((0, ncols))
+                    return np.column_stack([c.to_numpy(zero_copy_only=False).astype(np.float64)
+                                            for c in table.columns])
+            except AdbcError:
+                pass
+            finally:
+                cur.close()
+        return _fetch(self.db.execute(sql, args), ncols)
+
+    def close(self) -> None:
+        if self._adbc is not None:
+            self._adbc.close()
+            self._adbc = None
+
+
+_NUMERIC = ("int64", "double", "null")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +169,7 @@ def _keys(times: np.ndarray, t: np.ndarray, sym: np.ndarray) -> np.ndarray:
     return np.where(ok, r * _SHIFT + sym + 1, -1)
 
 
-def read_decisions(db: sqlite3.Connection, start_ms: int, end_ms: int, series_keys: list[tuple[str, str]],
+def read_decisions(bulk: BulkReader, start_ms: int, end_ms: int, series_keys: list[tuple[str, str]],
                    symbols: list[str], config_ids: list[str]) -> Decisions:
     ser_sql, ser_args = _case("symbol || '|' || interval", [f"{s}|{i}" for s, i in series_keys], -1)
     sym_sql, sym_args = _case("symbol", symbols, -1)
@@ -127,11 +179,9 @@ def read_decisions(db: sqlite3.Connection, start_ms: int, end_ms: int, series_ke
               f"+ 4096 * (boosted != 0) + 8192 * (blocked_reason IS NOT NULL) + 16384 * (synthetic != 0) "
               f"+ 32768 * MIN(({cfg_sql}) + 1, 65535) + 4294967296 * MIN(({ser_sql}) + 1, 65535)")
     order = "ORDER BY candle_open_time, symbol, interval"
-    cur = db.execute(
-        f"SELECT candle_open_time, {packed}, confidence, {sym_sql} "
-        f"FROM decisions WHERE candle_open_time > ? AND candle_open_time <= ? {order}",
-        cfg_args + ser_args + sym_args + [start_ms, end_ms])
-    d = _fetch(cur, 4)
+    d = bulk.rows(f"SELECT candle_open_time, {packed}, confidence, {sym_sql} "
+                  f"FROM decisions WHERE candle_open_time > ? AND candle_open_time <= ? {order}",
+                  cfg_args + ser_args + sym_args + [start_ms, end_ms], 4)
     t = d[:, 0].astype(np.int64)
     code = d[:, 1].astype(np.int64)
     times = np.unique(t)
@@ -139,7 +189,7 @@ def read_decisions(db: sqlite3.Connection, start_ms: int, end_ms: int, series_ke
     unique = key.size < 2 or bool(np.all(np.diff(key) > 0))
     ids = None
     if not unique:
-        ids = {e: i for i, (e,) in enumerate(db.execute(
+        ids = {e: i for i, (e,) in enumerate(bulk.db.execute(
             f"SELECT event_id FROM decisions WHERE candle_open_time > ? AND candle_open_time <= ? {order}",
             (start_ms, end_ms)))}
     return Decisions(
@@ -173,7 +223,7 @@ class Predictions:
             return ok & (self.action >= 0) & np.isfinite(self.confidence) & (self.confidence >= 0) & (self.confidence <= 1)
 
 
-def read_predictions(db: sqlite3.Connection, model: str, start_ms: int, end_ms: int, symbols: list[str],
+def read_predictions(bulk: BulkReader, model: str, start_ms: int, end_ms: int, symbols: list[str],
                      dec: Decisions, with_weight: bool) -> Predictions:
     sym_sql, sym_args = _case("symbol", symbols, -1)
     st_sql, st_args = _case("status", list(STATUS_CODES), len(STATUS_CODES))
@@ -187,14 +237,14 @@ def read_predictions(db: sqlite3.Connection, model: str, start_ms: int, end_ms: 
     where = "WHERE model = ? AND candle_open_time > ? AND candle_open_time <= ?"
     args = st_args + role_args + [f"{LATE_JOINED}%"] + sym_args + [model, start_ms, end_ms]
     if dec.unique:
-        rows = _fetch(db.execute(f"SELECT {cols} FROM predictions {where}", args), ncols)
+        rows = bulk.rows(f"SELECT {cols} FROM predictions {where}", args, ncols)
         key = _keys(dec.times, rows[:, 0].astype(np.int64), (rows[:, 1].astype(np.int64) >> 16) - 1)
         pos = np.searchsorted(dec.key, key)
         hit = (key >= 0) & (pos < dec.key.size)
         hit[hit] = dec.key[pos[hit]] == key[hit]
         pos = np.where(hit, pos, -1)
     else:  # one symbol at two intervals: match on the event id
-        raw = db.execute(f"SELECT event_id, {cols} FROM predictions {where}", args).fetchall()
+        raw = bulk.db.execute(f"SELECT event_id, {cols} FROM predictions {where}", args).fetchall()
         pos = np.array([dec.event_ids.get(r[0], -1) for r in raw], dtype=np.int64)
         rows = np.array([r[1:] for r in raw], dtype=np.float64).reshape(len(raw), ncols)
     code = rows[:, 1].astype(np.int64)

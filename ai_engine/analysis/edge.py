@@ -46,6 +46,7 @@ EdgeVerdict = Literal["BETTER", "WORSE", "NOT DISTINGUISHABLE YET"]
 SPEC_OPTION_B = {"xgb": 27.5, "lgbm": 27.5, "nhits": 40.0, "patchtst": 5.0}
 OPTION_B_WEIGHT = 5.0
 EPS = 1e-12
+BOOTSTRAP_SAMPLES = 500  # for the four tests the verdict reads; the other comparisons show HAC and anytime only
 DAY_MS = 86_400_000
 _VOTER = ROLE_CODES.index("voter")
 
@@ -235,7 +236,9 @@ def _probs_ok(p: np.ndarray) -> np.ndarray:
 
 
 def _compare(name: str, ref: str, t: np.ndarray, real: np.ndarray, pa: np.ndarray, pb: np.ndarray,
-             horizon: int, block: int, seed: int) -> ScoreComparison:
+             horizon: int, block: int, seed: int, samples: int = 0) -> ScoreComparison:
+    """Scores of ``pa`` and ``pb``; the log-loss test gets ``samples`` bootstrap resamples (the
+    verdict reads it), the Brier test none."""
     la, ba = _losses(pa, real)
     lb, bb = _losses(pb, real)
     n = int(real.size)
@@ -243,7 +246,8 @@ def _compare(name: str, ref: str, t: np.ndarray, real: np.ndarray, pa: np.ndarra
         nan = (math.nan, math.nan)
         return ScoreComparison(name, ref, n, nan, nan, None, None)
     dl, db = _per_time(t, la - lb), _per_time(t, ba - bb)
-    tests = [paired_test(x, horizon=horizon, cs_block=block, seed=seed) if x.size >= 3 else None for x in (dl, db)]
+    tests = [paired_test(x, horizon=horizon, cs_block=block, seed=seed, samples=k) if x.size >= 3 else None
+             for x, k in ((dl, samples), (db, 0))]
     return ScoreComparison(name, ref, n, (float(la.mean()), float(lb.mean())), (float(ba.mean()), float(bb.mean())),
                            tests[0], tests[1])
 
@@ -252,10 +256,12 @@ def _pool(table: DecisionTable, votes: np.ndarray, weights: np.ndarray) -> np.nd
     """The ensemble's forecast as a linear opinion pool: the voters' probabilities averaged with
     their weights (rows where nobody votes get NaN)."""
     w = np.where(votes, weights, 0.0)
-    p = np.nan_to_num(table.pred_probs.astype(np.float64)) * w[..., None]
+    acc = np.zeros((table.n, 3))
+    for j in range(w.shape[1]):  # one model at a time: no (N, M, 3) float64 temporary
+        acc += np.nan_to_num(table.pred_probs[:, j].astype(np.float64)) * w[:, j, None]
     tot = w.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return p.sum(axis=1) / tot[:, None]
+        return acc / tot[:, None]
 
 
 def _combine(skill: PairedTest | None, forecast: PairedTest | None, money: PairedTest | None, judge) -> EdgeVerdict:
@@ -341,7 +347,8 @@ def analyze_edge(
         vote = counterfactual(table, wts)
         money = simulate(name, grid, _signals(grid, rows, bars, vote.action, vote.actionable & allowed), execution)
         diff = money.returns - champion.returns
-        test = paired_test(diff, horizon=execution.hold_bars, cs_block=block, seed=seed) if diff.size >= 3 else None
+        test = (paired_test(diff, horizon=execution.hold_bars, cs_block=block, seed=seed, samples=BOOTSTRAP_SAMPLES)
+                if diff.size >= 3 else None)
         cons = np.bincount(vote.consensus, minlength=m + 1)
         scenarios.append(Scenario(
             name, {k: v for k, v in wts.items() if v > 0}, table.n, int((vote.action != table.action).sum()),
@@ -373,7 +380,7 @@ def analyze_edge(
         prior = np.tile(freq, (table.n, 1))
         sel = ch_ok
         scores.append(_compare(challenger, "class prior", table.t[sel], real[sel], p_ch[sel], prior[sel],
-                               horizon, block, seed))
+                               horizon, block, seed, BOOTSTRAP_SAMPLES))
         for k, mod in enumerate(table.models):
             if k == j or not voter_rec[:, k].any():
                 continue
@@ -382,11 +389,12 @@ def analyze_edge(
             if sel.sum() >= 2:
                 scores.append(_compare(challenger, mod, table.t[sel], real[sel], p_ch[sel], pv[sel], horizon, block, seed))
     wa = np.array([option_a.get(mod, 0.0) for mod in table.models])
-    pool_a = _pool(table, valid & (wa > 0)[None, :] & _probs_ok(table.pred_probs.astype(np.float64)), wa)
-    pool_c = _pool(table, votes_rec & _probs_ok(table.pred_probs.astype(np.float64)), w_rec)
+    probs_ok = _probs_ok(table.pred_probs)
+    pool_a = _pool(table, valid & (wa > 0)[None, :] & probs_ok, wa)
+    pool_c = _pool(table, votes_rec & probs_ok, w_rec)
     sel = scored & _probs_ok(pool_a) & _probs_ok(pool_c)
     forecast = (_compare("ensemble with challenger (option A)", "ensemble as recorded", table.t[sel], real[sel],
-                         pool_a[sel], pool_c[sel], horizon, block, seed) if sel.sum() >= 2 else None)
+                         pool_a[sel], pool_c[sel], horizon, block, seed, BOOTSTRAP_SAMPLES) if sel.sum() >= 2 else None)
     money_edge = scenarios[0].vs_champion
     f_test = forecast.log_loss_test if forecast else None
     skill = scores[0].log_loss_test if scores else None

@@ -23,7 +23,8 @@ def _test(t: PairedTest | None, scale: float = 1.0, nd: int = 4) -> str:
     if t is None or not math.isfinite(t.mean):
         return "n/a (too few periods)"
     g = lambda x: "n/a" if not math.isfinite(x) else f"{x * scale:+.{nd}f}"  # noqa: E731
-    return (f"{g(t.mean)} [{g(t.lo)}, {g(t.hi)}] HAC/HLN p={t.p_value:.3f}; bootstrap [{g(t.boot_lo)}, {g(t.boot_hi)}]; "
+    boot = f"bootstrap [{g(t.boot_lo)}, {g(t.boot_hi)}]; " if math.isfinite(t.block) else ""
+    return (f"{g(t.mean)} [{g(t.lo)}, {g(t.hi)}] HAC/HLN p={t.p_value:.3f}; {boot}"
             f"anytime [{g(t.cs_lo)}, {g(t.cs_hi)}]; {t.n} periods")
 
 

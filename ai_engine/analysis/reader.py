@@ -19,6 +19,7 @@ import numpy as np
 from ai_engine.analysis.decisions import (
     ROLE_CODES,
     STATUS_CODES,
+    BulkReader,
     Decisions,
     DecisionTable,
     Predictions,
@@ -296,11 +297,15 @@ def read_snapshot(
         keys = _series_keys(db)
         config_ids = [r[0] for r in db.execute("SELECT DISTINCT config_id FROM configs ORDER BY config_id")]
         symbols = sorted({sym for sym, _ in keys})
-        dec = read_decisions(db, start, end, keys, symbols, config_ids)
-        order, infos = config_infos(db, config_ids) if table else ((), ())
-        preds = {m: read_predictions(db, m, start, end, symbols, dec,
-                                     with_weight=m in order and any(c.weights[order.index(m)] is None for c in infos))
-                 for m in dict.fromkeys((*models, *order))}
+        bulk = BulkReader(db, store.uri)
+        try:
+            dec = read_decisions(bulk, start, end, keys, symbols, config_ids)
+            order, infos = config_infos(db, config_ids) if table else ((), ())
+            preds = {m: read_predictions(bulk, m, start, end, symbols, dec,
+                                         with_weight=m in order and any(c.weights[order.index(m)] is None for c in infos))
+                     for m in dict.fromkeys((*models, *order))}
+        finally:
+            bulk.close()
         rows = tuple(_model_rows(db, m, preds[m], dec, win, config_ids, horizon, band, only if i == 0 else None)
                      for i, m in enumerate(models))
         need_back = max(s.vol_window for r in rows for s in r.labels) + 2

@@ -115,6 +115,7 @@ class TelemetryStore:
     def __init__(self, path: Path | str, *, readonly: bool = False, outbox: bool = False,
                  max_pending_rows: int = 200_000) -> None:
         self.path = Path(path)
+        self.uri: str | None = None  # how a read-only store was opened, for a second reader of the same file
         self.outbox = outbox
         self.max_pending_rows = max_pending_rows
         self.dropped_decisions = 0
@@ -143,7 +144,8 @@ class TelemetryStore:
         """A read-only connection. A WAL store is read through its ``-shm`` file, which a reader
         must be able to create or write; an operator with read access only can still read a store
         that holds no ``-wal`` (the service stopped cleanly), opened as immutable."""
-        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        self.uri = f"file:{self.path}?mode=ro"
+        db = sqlite3.connect(self.uri, uri=True, check_same_thread=False)
         try:
             db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
             return db
@@ -155,7 +157,8 @@ class TelemetryStore:
                 raise DataError(f"telemetry store {self.path} is being written (it has a -wal file) and this user "
                                 f"cannot write {self.path.parent} or {self.path.name}-shm, which reading it needs; "
                                 "run as the service's group with write access to its directory") from None
-        return sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+        self.uri = f"file:{self.path}?mode=ro&immutable=1"
+        return sqlite3.connect(self.uri, uri=True, check_same_thread=False)
 
     def _migrate(self, readonly: bool) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
