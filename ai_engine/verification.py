@@ -2,7 +2,10 @@
 
 Each criterion is PASS, FAIL or SKIP (not checkable from the sources given, e.g. log criteria
 without ``--log``/``--journal``). Evidence comes from the telemetry store (configs, decisions,
-intents), the registry (expected path and checksum) and the service log.
+intents), the registry (expected path and checksum) and the service log. Only decisions made under
+the configuration in force count (those of earlier configurations in the window are reported as
+excluded), and no criterion passes on no evidence: a log source without lines, or a window without
+decisions, fails with the reason.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ MAX_LOG_LINES_PER_MIN = 1000
 MAX_DISK_GROWTH_BYTES = 5 * 1024**3
 MAX_RESTARTS_24H = 2
 _TS = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})")
+_JOURNAL_NOTE = re.compile(r"^-- .* --$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +51,14 @@ def read_log_lines(since_s: float, log_file: Path | None, journal: bool, now: fl
     if journal:
         try:
             out = subprocess.run(
-                ["journalctl", "-u", "quantum-ai-engine.service", "--since", f"-{int(since_s)}s", "-o", "cat", "--no-pager"],
+                ["journalctl", "-q", "-u", "quantum-ai-engine.service", "--since", f"-{int(since_s)}s", "-o", "cat",
+                 "--no-pager"],
                 capture_output=True, text=True, timeout=60, check=True,
             ).stdout
         except (OSError, subprocess.SubprocessError) as exc:
             raise DataError(f"journalctl failed: {exc}") from None
-        return out.splitlines()
+        # journalctl's own notes ("-- No entries --", "-- Boot … --") are not lines of the service
+        return [ln for ln in out.splitlines() if not _JOURNAL_NOTE.match(ln)]
     if log_file is None:
         return None
     try:
@@ -110,22 +116,43 @@ def verify_shadow(settings: Settings, model: str, since_s: float, log_lines: lis
         add("model loaded", not problems, "; ".join(problems) or
             f"config {row[0]}: {expected_path.name} sha256 {staged.sha256[:16]}… role shadow")
 
-    # 2. every decision and intent carries the shadow entry; 3. consensus never counts it
-    decisions = [json.loads(p) for (p,) in db.execute("SELECT payload FROM decisions WHERE decided_at >= ?", (t0,))]
+    # The deployment in force: decisions of the latest configuration, since it was applied (a
+    # restart that keeps it keeps its stint); decisions of earlier ones are not its evidence.
+    current = row[0] if row is not None else None
+    in_force_ms = None
+    if current is not None:
+        other = db.execute("SELECT MAX(applied_at) FROM configs WHERE config_id != ?", (current,)).fetchone()[0]
+        in_force_ms = db.execute("SELECT MIN(applied_at) FROM configs WHERE config_id = ? AND applied_at > ?",
+                                 (current, -1 if other is None else other)).fetchone()[0]
+    t_cfg = max(t0, in_force_ms or t0)
+    n_window = db.execute("SELECT COUNT(*) FROM decisions WHERE decided_at >= ?", (t0,)).fetchone()[0]
+    decisions = [json.loads(p) for (p,) in db.execute(
+        "SELECT payload FROM decisions WHERE decided_at >= ? AND config_id = ?", (t_cfg, current))]
     intents = [json.loads(p) for (p,) in db.execute(
-        "SELECT i.payload FROM intents i JOIN decisions d ON d.event_id = i.decision_event_id WHERE d.decided_at >= ?", (t0,))]
+        "SELECT i.payload FROM intents i JOIN decisions d ON d.event_id = i.decision_event_id "
+        "WHERE d.decided_at >= ? AND d.config_id = ?", (t_cfg, current))]
+    excluded = n_window - len(decisions)
+    not_counted = (f"; {excluded} decisions of the window made under an earlier configuration not counted"
+                   if excluded else "")
     missing = sum(1 for d in decisions + intents if not (d.get("model_breakdown", {}).get(model) or {}).get("shadow"))
     add("shadow entry in every decision and intent", bool(decisions) and missing == 0,
-        f"{len(decisions)} decisions, {len(intents)} intents, {missing} without '{model}' shadow=true"
-        if decisions else "no decisions in the window")
+        (f"{len(decisions)} decisions, {len(intents)} intents, {missing} without '{model}' shadow=true"
+         if decisions else "no decisions under the configuration in force in the window: nothing to verify")
+        + not_counted)
+    # 3. consensus never counts the shadow: never more than the voters that agree, nor than the
+    # configuration's voters (a shadow counted and untagged reaches 4 of 3)
+    voters = sum(1 for m in (json.loads(row[1]).get("models", {}).values() if row else ())
+                 if m.get("role") == "voter" and m.get("status", "active") == "active")
     over = 0
     for d in decisions:
         agree = sum(1 for e in d.get("model_breakdown", {}).values()
                     if not e.get("shadow") and e.get("status") == "ok" and e.get("action") == d["action"])
-        over += d["consensus_count"] > agree
+        over += d["consensus_count"] > min(agree, voters)
     counts = sorted({d["consensus_count"] for d in decisions})
-    add("consensus_count excludes the shadow model", over == 0,
-        f"{over} decisions count more agreeing voters than exist; consensus_count values {counts}")
+    add("consensus_count excludes the shadow model", bool(decisions) and over == 0,
+        f"{over} decisions count more agreeing voters than exist (configuration: {voters} voters); "
+        f"consensus_count values {counts}" if decisions else "no decisions under the configuration in force: "
+        "nothing to verify")
 
     # 4. restarts (engine starts recorded in configs)
     starts = db.execute("SELECT COUNT(*) FROM configs WHERE reason='start' AND applied_at >= ?",
@@ -135,10 +162,13 @@ def verify_shadow(settings: Settings, model: str, since_s: float, log_lines: lis
 
     # Rates are per second of the window the service has been deployed: --since 10m one minute
     # after its first start holds one minute of evidence, not ten.
+    # Likewise from when the configuration in force was applied (a shadow enabled by a reload).
     first_start = db.execute("SELECT MIN(applied_at) FROM configs WHERE reason='start'").fetchone()[0]
-    observed_s = since_s if first_start is None else max(1.0, min(since_s, (now_ms - first_start) / 1000.0))
-    seen = f"{observed_s / 60.0:.3g} min" + (f" (the first start was {observed_s / 60.0:.3g} min ago)"
-                                            if observed_s < since_s else "")
+    since_ms = max(first_start or 0, in_force_ms or 0) or None
+    observed_s = since_s if since_ms is None else max(1.0, min(since_s, (now_ms - since_ms) / 1000.0))
+    ago = f"{observed_s / 60.0:.3g} min ago"
+    what = f"the first start was {ago}" if since_ms == first_start else f"the configuration in force was applied {ago}"
+    seen = f"{observed_s / 60.0:.3g} min" + (f" ({what})" if observed_s < since_s else "")
 
     # 5. publish rate (store), informational
     minutes = observed_s / 60.0
@@ -147,7 +177,7 @@ def verify_shadow(settings: Settings, model: str, since_s: float, log_lines: lis
     # 6. telemetry disk growth, projected to 24 h from the window's share of decisions
     total = store.count("decisions") or 1
     size = _store_size(settings.store_path)
-    projected = size * len(decisions) / total * 86400.0 / observed_s
+    projected = size * n_window / total * 86400.0 / max(1.0, min(since_s, (now_ms - (first_start or t0)) / 1000.0))
     add("telemetry disk growth", projected <= MAX_DISK_GROWTH_BYTES,
         f"store {size / 1e6:.1f} MB; projected growth {projected / 1e9:.3f} GB/24 h (limit 5 GB)")
     store.close()
@@ -157,16 +187,19 @@ def verify_shadow(settings: Settings, model: str, since_s: float, log_lines: lis
         for name in ("shadow log lines", "errors", "log volume"):
             out.append(Criterion(name, "SKIP", "give --log FILE or --journal"))
         return out
-    if not log_lines and decisions:  # a running service always logs; silence means the wrong source
+    if not log_lines:  # a running service always logs: silence is no evidence (no journal, wrong file)
+        made = f", while {n_window} decisions were made" if n_window else ""
         for name in ("shadow log lines", "errors", "log volume"):
-            add(name, False, f"no log lines at all in the window from {log_source}, while {len(decisions)} decisions "
-                             "were made: is that the service's log (journal unavailable, wrong file)?")
+            add(name, False, f"no log lines at all in the window from {log_source}{made}: cannot verify; "
+                             "is that the service's log (journal unavailable, wrong file)?")
         return out
     disp = DISPLAY_NAMES.get(model, model)
     shadow_n = sum(1 for ln in log_lines if f"[SHADOW] {disp} |" in ln)
     want = min(observed_s / max(settings.shadow_log_interval_s, 1e-9), len(decisions)) * 0.5
-    add("shadow log lines", shadow_n >= max(1.0, want) if decisions else shadow_n == 0,
-        f"{shadow_n} [SHADOW] {disp} lines; expected ≥ {max(1.0, want):.0f} (one per {settings.shadow_log_interval_s:g} s)")
+    add("shadow log lines", bool(decisions) and shadow_n >= max(1.0, want),
+        f"{shadow_n} [SHADOW] {disp} lines; expected ≥ {max(1.0, want):.0f} (one per {settings.shadow_log_interval_s:g} s)"
+        if decisions else f"{shadow_n} [SHADOW] {disp} lines, but no decisions under the configuration in force: "
+        "nothing to verify")
     errors = sum(1 for ln in log_lines if "error" in ln.lower())
     add("errors", errors <= 2, f"{errors} lines mentioning error (0-2 tolerated)")
     rate = len(log_lines) / minutes

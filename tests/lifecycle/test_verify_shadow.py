@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -153,3 +154,80 @@ def test_verify_shadow_passes_a_real_run_and_detects_each_failure(shadow_run, cl
     assert fails(dep.env, _log_with(log, tmp_path / "silent.log", keep=lambda ln: "[SHADOW]" not in ln)) == {
         "shadow log lines"}
     assert fails(dep.env, _log_with(log, tmp_path / "errors.log", extra=[_now_line("ERROR boom")] * 3)) == {"errors"}
+
+
+@pytest.fixture
+def redeployed(deployment, artifacts, cli):
+    """The spec's path: four voters serve 50 closes, then a retrained PatchTST is staged and put in
+    shadow and the service serves the next 50 (one log, as the journal would hold both)."""
+    env_text = deployment.env.read_text().replace("SHADOW_LOG_INTERVAL_S=1\n", "SHADOW_LOG_INTERVAL_S=0\n")
+    deployment.env.write_text(env_text)
+    before = deployment.home.parent / "candles-before"
+    before.mkdir()
+    for csv in deployment.data.glob("*.csv"):
+        (before / csv.name).write_text("\n".join(csv.read_text().splitlines()[:1 + 1150]) + "\n")
+    log = deployment.home.parent / "serve.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AI_ENGINE_", "NOTIFY_SOCKET", "REDIS_"))}
+
+    def serve(data: Path) -> None:
+        with log.open("a") as out:
+            rc = subprocess.run([sys.executable, "-m", "ai_engine.cli.main", "serve", "--env-file", str(deployment.env),
+                                 "--data", str(data), "--pace", "0", "--history", "1100", "--exit-at-end"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT, timeout=300).returncode
+        assert rc == 0, log.read_text()[-3000:]
+
+    serve(before)
+    for args in (("models", "stage", str(artifacts.patchtst_new), "--model", "patchtst"),
+                 ("models", "shadow", "patchtst")):
+        res = cli(*args, "--env-file", str(deployment.env))
+        assert res.exit_code == 0, res.output
+    serve(deployment.data)
+    return deployment, log
+
+
+def test_verify_shadow_judges_the_deployment_in_force_and_never_passes_on_no_evidence(redeployed, cli, tmp_path):
+    """Right after a correct deploy, decisions of the four-voter configuration before it are excluded
+    (and counted as such), not failures; a 4 of 3 voters fails; no decisions or no log lines is no PASS."""
+    dep, log = redeployed
+    with sqlite3.connect(dep.home / "telemetry.sqlite") as db:
+        per_config = dict(db.execute("SELECT config_id, COUNT(*) FROM decisions GROUP BY config_id"))
+        current = db.execute("SELECT config_id FROM configs ORDER BY applied_at DESC LIMIT 1").fetchone()[0]
+        # as in the test above: a service deployed 10 minutes ago (this run made its evidence at full speed)
+        db.execute("UPDATE configs SET applied_at = applied_at - 600000 WHERE reason = 'start'")
+    assert sorted(per_config.values()) == [100, 100] and per_config[current] == 100
+    res = cli("verify-shadow", "--env-file", str(dep.env), "--since", "10m", "--log", str(log))
+    got, text = {n.strip(): s for s, n in _LINE.findall(res.output)}, " ".join(res.output.split())  # unwrapped
+    assert res.exit_code == 0, res.output
+    assert set(got.values()) <= {"PASS", "INFO"} and len(got) == 9, res.output
+    assert ("PASS shadow entry in every decision and intent: 100 decisions, " in text
+            and "; 100 decisions of the window made under an earlier configuration not counted" in text), text
+    values = re.search(r"PASS consensus_count excludes the shadow model: .*? consensus_count values \[([\d, ]*)\]", text)
+    assert set(map(int, values.group(1).split(", "))) <= {1, 2, 3}, text
+
+    def counted_and_untagged(db: sqlite3.Connection) -> None:
+        """PatchTST voting again, untagged: every entry agrees and the count says 4 (of 3 voters)."""
+        event_id, payload = db.execute("SELECT event_id, payload FROM decisions WHERE config_id = ? "
+                                       "ORDER BY candle_open_time DESC LIMIT 1", (current,)).fetchone()
+        d = json.loads(payload)
+        for e in d["model_breakdown"].values():
+            e.update(action=d["action"], status="ok", shadow=False)
+        d["consensus_count"] = 4
+        db.execute("UPDATE decisions SET payload=? WHERE event_id=?", (json.dumps(d), event_id))
+
+    code, got = _verify(cli, _copy(dep, tmp_path, "four", counted_and_untagged), log)
+    assert code == 1 and got["consensus_count excludes the shadow model"] == "FAIL"
+
+    # no evidence: no decisions in the window, and a log source without lines
+    empty = _copy(dep, tmp_path, "nothing", lambda db: db.execute("DELETE FROM decisions"))
+    code, got = _verify(cli, empty, _log_with(log, tmp_path / "none.log", keep=lambda ln: False))
+    assert code == 1 and got["shadow log lines"] == got["errors"] == got["log volume"] == "FAIL"
+    assert got["shadow entry in every decision and intent"] == got["consensus_count excludes the shadow model"] == "FAIL"
+    code, got = _verify(cli, empty, log)  # lines, but no decisions to hold them against
+    assert code == 1 and got["shadow log lines"] == "FAIL"
+    journal = subprocess.run(["journalctl", "-q", "-u", "quantum-ai-engine.service", "--since", "-600s", "-o", "cat",
+                              "--no-pager"], capture_output=True, text=True) if shutil.which("journalctl") else None
+    if journal is not None and journal.returncode == 0 and not journal.stdout.strip():
+        res = cli("verify-shadow", "--env-file", str(empty), "--since", "10m", "--journal")
+        got = {n.strip(): s for s, n in _LINE.findall(res.output)}
+        assert res.exit_code == 1 and got["shadow log lines"] == got["errors"] == got["log volume"] == "FAIL"
+        assert "no log lines at all in the window from journalctl" in " ".join(res.output.split())
