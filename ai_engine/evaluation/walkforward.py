@@ -587,6 +587,7 @@ def run_walkforward(series: Mapping[str, Any], cfg: WalkForwardConfig,
             folds.append(FoldResult(plan, tuple(fits), _outcomes(cfg, block, grid),
                                     buy_and_hold(grid, cfg.execution).stats))
             blocks.append(block)
+            say(_fold_line(folds[-1]))
     whole = _grid(data, plans[0].test_start, plans[-1].test_end, iv)
     return WalkForwardResult(
         config=cfg,
@@ -598,6 +599,16 @@ def run_walkforward(series: Mapping[str, Any], cfg: WalkForwardConfig,
         overall_buy_and_hold=buy_and_hold(whole, cfg.execution).stats,
         seconds=time.perf_counter() - t0,
     )
+
+
+def _fold_line(f: FoldResult) -> str:
+    """One progress line with the fold's headline figures, so a long run says what it found as it goes."""
+    parts = [f"{o.name} bal.acc {o.scores.balanced_accuracy:.3f} LL skill {o.scores.log_loss_skill:+.2%} "
+             f"Brier skill {o.scores.brier_skill:+.2%} ECE {o.scores.ece:.3f} max action "
+             f"{o.decisions.max_action_share:.0%} conf std {o.decisions.confidence_std:.3f} "
+             f"net {o.money.net_return:+.1%}" for o in f.outcomes]
+    return (f"fold {f.plan.index + 1} test from {f.plan.to_json()['test_start'][:10]}: " + "; ".join(parts)
+            + f"; buy-and-hold {f.buy_and_hold.net_return:+.1%}")
 
 
 # ---- JSON ------------------------------------------------------------------------------------
