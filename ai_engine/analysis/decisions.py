@@ -67,7 +67,8 @@ class BulkReader:
             except AdbcError:  # it cannot open the file: sqlite3 reads
                 self._adbc = None
 
-    def rows(self, sql: str, args: list, ncols: int) -> np.ndarray:
+    def rows(self, sql: str, args: list, ncols: int) -> list[np.ndarray]:
+        """The result's ``ncols`` columns: int64 where SQLite gave integers and no NULL, else float64."""
         if self._adbc is not None:
             from adbc_driver_manager import Error as AdbcError
 
@@ -76,15 +77,13 @@ class BulkReader:
                 cur.execute(sql, tuple(args))
                 table = cur.fetch_arrow_table()
                 if table.num_columns == ncols and all(str(c.type) in _NUMERIC for c in table.columns):
-                    if table.num_rows == 0:
-                        return np.empty((0, ncols))
-                    return np.column_stack([c.to_numpy(zero_copy_only=False).astype(np.float64)
-                                            for c in table.columns])
+                    return [c.to_numpy(zero_copy_only=False) if table.num_rows else np.empty(0)
+                            for c in table.columns]
             except AdbcError:
                 pass
             finally:
                 cur.close()
-        return _fetch(self.db.execute(sql, args), ncols)
+        return list(_fetch(self.db.execute(sql, args), ncols).T)
 
     def close(self) -> None:
         if self._adbc is not None:
@@ -182,10 +181,10 @@ def read_decisions(bulk: BulkReader, start_ms: int, end_ms: int, series_keys: li
     d = bulk.rows(f"SELECT candle_open_time, {packed}, confidence, {sym_sql} "
                   f"FROM decisions WHERE candle_open_time > ? AND candle_open_time <= ? {order}",
                   cfg_args + ser_args + sym_args + [start_ms, end_ms], 4)
-    t = d[:, 0].astype(np.int64)
-    code = d[:, 1].astype(np.int64)
+    t = d[0].astype(np.int64)
+    code = d[1].astype(np.int64)
     times = np.unique(t)
-    key = _keys(times, t, d[:, 3].astype(np.int64))
+    key = _keys(times, t, d[3].astype(np.int64))
     unique = key.size < 2 or bool(np.all(np.diff(key) > 0))
     ids = None
     if not unique:
@@ -194,7 +193,7 @@ def read_decisions(bulk: BulkReader, start_ms: int, end_ms: int, series_keys: li
             (start_ms, end_ms)))}
     return Decisions(
         key=key, times=times, unique=unique, t=t, series=((code >> 32) - 1).astype(np.int16),
-        action=((code & 7) - 2).astype(np.int8), confidence=d[:, 2], consensus=((code >> 3) & 255).astype(np.int16),
+        action=((code & 7) - 2).astype(np.int8), confidence=d[2].astype(np.float64), consensus=((code >> 3) & 255).astype(np.int16),
         actionable=(code >> 11) & 1 == 1, boosted=(code >> 12) & 1 == 1, blocked=(code >> 13) & 1 == 1,
         synthetic=(code >> 14) & 1 == 1, config=(((code >> 15) & 65535) - 1).astype(np.int16), event_ids=ids,
     )
@@ -238,7 +237,7 @@ def read_predictions(bulk: BulkReader, model: str, start_ms: int, end_ms: int, s
     args = st_args + role_args + [f"{LATE_JOINED}%"] + sym_args + [model, start_ms, end_ms]
     if dec.unique:
         rows = bulk.rows(f"SELECT {cols} FROM predictions {where}", args, ncols)
-        key = _keys(dec.times, rows[:, 0].astype(np.int64), (rows[:, 1].astype(np.int64) >> 16) - 1)
+        key = _keys(dec.times, rows[0].astype(np.int64), (rows[1].astype(np.int64) >> 16) - 1)
         pos = np.searchsorted(dec.key, key)
         hit = (key >= 0) & (pos < dec.key.size)
         hit[hit] = dec.key[pos[hit]] == key[hit]
@@ -246,13 +245,14 @@ def read_predictions(bulk: BulkReader, model: str, start_ms: int, end_ms: int, s
     else:  # one symbol at two intervals: match on the event id
         raw = bulk.db.execute(f"SELECT event_id, {cols} FROM predictions {where}", args).fetchall()
         pos = np.array([dec.event_ids.get(r[0], -1) for r in raw], dtype=np.int64)
-        rows = np.array([r[1:] for r in raw], dtype=np.float64).reshape(len(raw), ncols)
-    code = rows[:, 1].astype(np.int64)
+        rows = list(np.array([r[1:] for r in raw], dtype=np.float64).reshape(len(raw), ncols).T)
+    code = rows[1].astype(np.int64)
     return Predictions(
-        model=model, pos=pos, t=rows[:, 0].astype(np.int64), status=(code & 7).astype(np.int8),
+        model=model, pos=pos, t=rows[0].astype(np.int64), status=(code & 7).astype(np.int8),
         action=(((code >> 3) & 7) - 2).astype(np.int8), role=((code >> 6) & 3).astype(np.int8),
-        joined_late=(code >> 8) & 1 == 1, confidence=rows[:, 2].copy(), probs=rows[:, 3:6].astype(np.float32),
-        weight=rows[:, 6].copy() if with_weight else None,
+        joined_late=(code >> 8) & 1 == 1, confidence=rows[2].astype(np.float64),
+        probs=np.stack(rows[3:6], axis=1).astype(np.float32),
+        weight=rows[6].astype(np.float64) if with_weight else None,
     )
 
 

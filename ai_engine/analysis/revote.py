@@ -56,11 +56,11 @@ def revote(action: np.ndarray, confidence: np.ndarray, votes: np.ndarray, weight
     w = np.broadcast_to(np.asarray(weights, dtype=np.float64), (n, m))
     act = np.where(votes, action, 0).astype(np.int64)
     conf = np.where(votes, confidence, 0.0)
-    rows = np.arange(n)
     scores = np.zeros((n, 3))
-    for j in range(m):  # in model order, as the engine adds them
+    for j in range(m):  # in model order, as the engine adds them (adding 0.0 elsewhere changes no bit)
         contrib = np.where(votes[:, j], w[:, j] * conf[:, j], 0.0)
-        scores[rows, act[:, j]] += contrib
+        for k in range(3):
+            scores[:, k] += np.where(act[:, j] == k, contrib, 0.0)
     top = scores.max(axis=1)
     n_top = (scores == top[:, None]).sum(axis=1)
     winner = np.where((n_top == 1) & (top > 0), scores.argmax(axis=1), HOLD)
