@@ -266,7 +266,7 @@ def buy_and_hold(grid: PriceGrid, execution: Execution, start_bar: int = 0) -> S
     pos = np.zeros((s, t), dtype=np.int8)
     known = np.isfinite(grid.opens) & (grid.opens > 0)
     known[:, :start_bar] = False
-    first = np.where(known.any(axis=1), known.argmax(axis=1), t)
+    first = np.where(known.any(axis=1), known.argmax(axis=1), t) if t else np.zeros(s, dtype=np.int64)
     pos[np.arange(t)[None, :] >= first[:, None]] = 1
     if t:
         pos[:, -1] = 0

@@ -116,3 +116,10 @@ def test_probabilistic_sharpe_for_normal_returns():
     skewed = np.where(rng.random(20_000) < 0.02, -0.08, 0.0025)
     normal = rng.normal(skewed.mean(), skewed.std(), 20_000)
     assert probabilistic_sharpe(skewed) < probabilistic_sharpe(normal)
+
+
+def test_an_empty_grid_trades_nothing():
+    grid = PriceGrid(("A",), np.zeros(0, dtype=np.int64), np.zeros((1, 0)), H)
+    for res in (buy_and_hold(grid, Execution()), flat(grid, Execution()),
+                simulate("s", grid, np.zeros((1, 0), dtype=np.int8), Execution())):
+        assert res.stats.trades == 0 and res.stats.net_return == 0.0 and res.returns.size == 0

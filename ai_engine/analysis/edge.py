@@ -48,6 +48,7 @@ OPTION_B_WEIGHT = 5.0
 EPS = 1e-12
 BOOTSTRAP_SAMPLES = 500  # for the four tests the verdict reads; the other comparisons show HAC and anytime only
 DAY_MS = 86_400_000
+PLAN_DAYS = 7  # the spec's observation plan: the confidence sequence is narrowest at 7 daily blocks
 _VOTER = ROLE_CODES.index("voter")
 
 
@@ -246,7 +247,7 @@ def _compare(name: str, ref: str, t: np.ndarray, real: np.ndarray, pa: np.ndarra
         nan = (math.nan, math.nan)
         return ScoreComparison(name, ref, n, nan, nan, None, None)
     dl, db = _per_time(t, la - lb), _per_time(t, ba - bb)
-    tests = [paired_test(x, horizon=horizon, cs_block=block, seed=seed, samples=k) if x.size >= 3 else None
+    tests = [paired_test(x, horizon=horizon, cs_block=block, tightest_at=PLAN_DAYS, seed=seed, samples=k) if x.size >= 3 else None
              for x, k in ((dl, samples), (db, 0))]
     return ScoreComparison(name, ref, n, (float(la.mean()), float(lb.mean())), (float(ba.mean()), float(bb.mean())),
                            tests[0], tests[1])
@@ -347,7 +348,7 @@ def analyze_edge(
         vote = counterfactual(table, wts)
         money = simulate(name, grid, _signals(grid, rows, bars, vote.action, vote.actionable & allowed), execution)
         diff = money.returns - champion.returns
-        test = (paired_test(diff, horizon=execution.hold_bars, cs_block=block, seed=seed, samples=BOOTSTRAP_SAMPLES)
+        test = (paired_test(diff, horizon=execution.hold_bars, cs_block=block, tightest_at=PLAN_DAYS, seed=seed, samples=BOOTSTRAP_SAMPLES)
                 if diff.size >= 3 else None)
         cons = np.bincount(vote.consensus, minlength=m + 1)
         scenarios.append(Scenario(
