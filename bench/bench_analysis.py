@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Speed and memory of the shadow analysis on stores of 10k / 1M / 10M prediction rows.
+"""Speed and memory of the whole shadow analysis on stores of 10k / 1M / 10M prediction rows:
+the spec's gates and the edge (every decision re-voted for options A and B, the money table,
+the paired comparisons and their bootstrap and confidence sequences), as `analyze` runs it.
 
-A store of N prediction rows holds N/4 decisions (4 models each: three voters and the shadow
-``patchtst``) spread over 25 symbols of 1h candles, with 200 candles of history per symbol.
-Stores are generated with executemany in one transaction and cached in --dir. Each analysis
-runs in a fresh child process so its peak RSS is its own.
+A store of N prediction rows holds N/4 decisions (4 models each: three voters at 25/25/30 and
+the shadow ``patchtst`` at 20) spread over 25 symbols of 1h candles, with 200 candles of history
+per symbol; each decision is what the engine's rule decides from the voters' predictions, so the
+re-vote reproduces the record. Stores are generated with executemany in one transaction and
+cached in --dir. Each analysis runs in a fresh child process so its peak RSS is its own.
 
 Usage: python bench/bench_analysis.py [--sizes 10k,1M,10M] [--dir /tmp/ai-engine-bench]
 """
@@ -30,6 +33,7 @@ HISTORY = 200
 HOUR = 3_600_000
 T0 = 1_600_000_000_000 - 1_600_000_000_000 % HOUR
 MODELS = (("xgb", "voter"), ("lgbm", "voter"), ("nhits", "voter"), ("patchtst", "shadow"))
+WEIGHTS = {"xgb": 25.0, "lgbm": 25.0, "nhits": 30.0, "patchtst": 20.0}
 ACTIONS = np.array(["SELL", "HOLD", "BUY"])
 
 
@@ -40,14 +44,18 @@ def _size(text: str) -> int:
 
 
 def generate(path: Path, n_pred: int, seed: int = 0) -> None:
+    from ai_engine.analysis.revote import Rule, revote
+
     rng = np.random.default_rng(seed)
     per_sym = max(n_pred // 4 // SYMBOLS, 1)
     store = TelemetryStore(path)
     db = store.connection
     db.execute("PRAGMA synchronous=OFF")
     db.execute("BEGIN")
-    cfg = {"models": {m: {"role": r, "label_config": {"horizon": 4, "mode": "vol", "fee_band": 0.002, "k": 0.5,
-                                                       "vol_window": 168}} for m, r in MODELS}}
+    cfg = {"models": {m: {"role": r, "weight": WEIGHTS[m], "status": "active", "version": "v1", "sha256": "ab",
+                          "label_config": {"horizon": 4, "mode": "vol", "fee_band": 0.002, "k": 0.5, "vol_window": 168}}
+                      for m, r in MODELS},
+           "min_consensus": 3, "confidence_boost": 1.1, "confidence_cap": 0.95}
     db.execute("INSERT INTO configs VALUES ('bench', 0, 'bench', ?)", (json.dumps(cfg),))
     for s in range(SYMBOLS):
         sym = f"SYM{s:02d}USDT"
@@ -58,18 +66,26 @@ def generate(path: Path, n_pred: int, seed: int = 0) -> None:
                        ((sym, t, c, c, c, c) for t, c in zip(times, close, strict=True)))
         dt = times[HISTORY:]
         ids = [f"{sym}-{t}" for t in dt]
-        ens = ACTIONS[rng.integers(0, 3, per_sym)].tolist()
-        db.executemany(
-            "INSERT INTO decisions VALUES (?,?,'1h',?,?,?,0.7,3,3,0,0,0,NULL,1.0,'bench',1.0,0,'{}')",
-            ((i, sym, t, t + HOUR, a) for i, t, a in zip(ids, dt, ens, strict=True)),
-        )
-        for m, role in MODELS:
+        preds = {}
+        for m, _ in MODELS:
             k = rng.integers(0, 3, per_sym)
             conf = rng.uniform(0.34, 0.98, per_sym)
             rest = (1 - conf) / 2
-            p = np.where(np.arange(3)[None, :] == k[:, None], conf[:, None], rest[:, None])
+            preds[m] = (k, conf, np.where(np.arange(3)[None, :] == k[:, None], conf[:, None], rest[:, None]))
+        voters = [m for m, r in MODELS if r == "voter"]
+        vote = revote(np.stack([preds[m][0] for m in voters], axis=1), np.stack([preds[m][1] for m in voters], axis=1),
+                      np.ones((per_sym, len(voters)), dtype=bool), np.array([WEIGHTS[m] for m in voters]),
+                      Rule(3, 1.1, 0.95, len(MODELS)))
+        db.executemany(
+            "INSERT INTO decisions VALUES (?,?,'1h',?,?,?,?,?,?,?,?,0,NULL,1.0,'bench',1.0,0,'{}')",
+            ((i, sym, t, t + HOUR, ACTIONS[a], c, int(k), int(n), int(x), int(b))
+             for i, t, a, c, k, n, x, b in zip(ids, dt, vote.action, vote.confidence.tolist(), vote.consensus,
+                                               vote.total, vote.actionable, vote.boosted, strict=True)),
+        )
+        for m, role in MODELS:
+            k, conf, p = preds[m]
             db.executemany(
-                f"INSERT INTO predictions VALUES (?,'{m}',?,?,'{role}','ok',?,?,?,0.0,?,?,?,0.25,'v1','ab',1.0,NULL)",
+                f"INSERT INTO predictions VALUES (?,'{m}',?,?,'{role}','ok',?,?,?,0.0,?,?,?,{WEIGHTS[m]},'v1','ab',1.0,NULL)",
                 zip(ids, [sym] * per_sym, dt, ACTIONS[k].tolist(), conf.tolist(), conf.tolist(),
                     p[:, 0].tolist(), p[:, 1].tolist(), p[:, 2].tolist(), strict=True),
             )
@@ -87,7 +103,8 @@ def run_one(path: str) -> None:
     dt = time.perf_counter() - t
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": dt, "peak_rss_mb": rss_mb, "n_shadow": result.primary.n_valid,
-                      "n_scored": result.primary.n_scored}))
+                      "n_scored": result.primary.n_scored, "edge": result.edge.verdict if result.edge else None,
+                      "revote_mismatches": result.edge.revote_mismatches if result.edge else None}))
 
 
 def main() -> None:
@@ -104,7 +121,7 @@ def main() -> None:
     print(f"{'rows':>12} {'decisions':>10} {'generate s':>11} {'analyse s':>10} {'peak RSS MB':>12}  shadow rows")
     for text in args.sizes.split(","):
         n = _size(text)
-        path = out / f"store_{n}.sqlite"
+        path = out / f"store_v2_{n}.sqlite"  # v2: decisions follow the rule, weights recorded
         gen = 0.0
         if not path.exists():
             t = time.perf_counter()
@@ -116,7 +133,8 @@ def main() -> None:
             gen = time.perf_counter() - t
         proc = subprocess.run([sys.executable, __file__, "--run-one", str(path)], capture_output=True, text=True, check=True)
         r = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"{n:>12,} {n // 4:>10,} {gen:>11.1f} {r['seconds']:>10.2f} {r['peak_rss_mb']:>12.0f}  {r['n_shadow']:,}")
+        print(f"{n:>12,} {n // 4:>10,} {gen:>11.1f} {r['seconds']:>10.2f} {r['peak_rss_mb']:>12.0f}  {r['n_shadow']:,}"
+              f"  edge {r['edge']}, re-vote mismatches {r['revote_mismatches']}")
 
 
 if __name__ == "__main__":
