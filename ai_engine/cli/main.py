@@ -36,6 +36,7 @@ def _register() -> None:
         demo_commands,
         engine_commands,
         evaluate_commands,
+        init_commands,
         models_commands,
         service_commands,
         train_commands,
@@ -44,6 +45,7 @@ def _register() -> None:
     app.command("replay")(engine_commands.replay)
     app.add_typer(engine_commands.governor_app, name="governor")
     app.command("demo")(demo_commands.demo)
+    init_commands.register(app)
     train_commands.register(app)
     train_commands.register_models_report(models_app)
     models_commands.register_models(models_app)
