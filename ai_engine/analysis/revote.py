@@ -53,26 +53,33 @@ def revote(action: np.ndarray, confidence: np.ndarray, votes: np.ndarray, weight
         rule: the ensemble settings.
     """
     n, m = action.shape
-    w = np.broadcast_to(np.asarray(weights, dtype=np.float64), (n, m))
-    act = np.where(votes, action, 0).astype(np.int64)
-    conf = np.where(votes, confidence, 0.0)
-    scores = np.zeros((n, 3))
-    for j in range(m):  # in model order, as the engine adds them (adding 0.0 elsewhere changes no bit)
-        contrib = np.where(votes[:, j], w[:, j] * conf[:, j], 0.0)
-        for k in range(3):
-            scores[:, k] += np.where(act[:, j] == k, contrib, 0.0)
-    top = scores.max(axis=1)
-    n_top = (scores == top[:, None]).sum(axis=1)
-    winner = np.where((n_top == 1) & (top > 0), scores.argmax(axis=1), HOLD)
-    agree = votes & (act == winner[:, None])
+    w = np.asarray(weights, dtype=np.float64)
+    # one contiguous row per model (columns of an (N, M) array are strided and slow to stream)
+    vt = np.ascontiguousarray(votes.T)
+    at = np.where(vt, np.ascontiguousarray(action.T), -1).astype(np.int8)
+    ct = np.where(vt, np.ascontiguousarray(confidence.T), 0.0)
+    wt = [w[j] for j in range(m)] if w.ndim == 1 else list(np.ascontiguousarray(w.T))
+    contrib = [wt[j] * ct[j] for j in range(m)]  # 0.0 where the model does not vote
+    scores = [np.zeros(n), np.zeros(n), np.zeros(n)]
+    for j in range(m):  # in model order, as the engine adds them; x * 1.0 and x + 0.0 change no bit
+        for c in range(3):
+            scores[c] += contrib[j] * (at[j] == c)
+    top = np.maximum(np.maximum(scores[0], scores[1]), scores[2])
+    n_top = (scores[0] == top).astype(np.int8) + (scores[1] == top) + (scores[2] == top)
+    first = np.where(scores[0] == top, 0, np.where(scores[1] == top, 1, 2))  # argmax: the first of equal maxima
+    winner = np.where((n_top == 1) & (top > 0), first, HOLD)
     wsum = np.zeros(n)
     csum = np.zeros(n)
+    plain_sum = np.zeros(n)
+    k = np.zeros(n, dtype=np.int16)
     for j in range(m):
-        wsum += np.where(agree[:, j], w[:, j], 0.0)
-        csum += np.where(agree[:, j], w[:, j] * conf[:, j], 0.0)
-    k = agree.sum(axis=1)
+        agree = at[j] == winner
+        wsum += wt[j] * agree
+        csum += contrib[j] * agree
+        plain_sum += ct[j] * agree
+        k += agree
     with np.errstate(invalid="ignore", divide="ignore"):
-        plain = np.where(agree, conf, 0.0).sum(axis=1) / np.maximum(k, 1)
+        plain = plain_sum / np.maximum(k, 1)
         out_conf = np.where(wsum > 0, csum / np.where(wsum > 0, wsum, 1.0), np.where(k > 0, plain, 0.0))
     n_votes = votes.sum(axis=1)
     unanimous = (n_votes == rule.n_configured) & (k == n_votes) & (n_votes > 0)
