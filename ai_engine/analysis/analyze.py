@@ -16,10 +16,11 @@ from ai_engine.analysis.gates import EXIT_CODES, Thresholds, Verdict
 from ai_engine.analysis.labels import DEFAULT_LABEL
 from ai_engine.analysis.metrics import ModelAnalysis, analyze_model
 from ai_engine.analysis.reader import Window, parse_time, read_snapshot
-from ai_engine.exceptions import ConfigError
+from ai_engine.exceptions import ConfigError, DataError
 from ai_engine.money import Execution
 
-__all__ = ["AnalysisResult", "Recommendation", "analyze", "recommend", "PLAN_HOURS", "PLAN_PREDICTIONS"]
+__all__ = ["AnalysisResult", "Recommendation", "Selection", "analyze", "artifact_in_force", "recommend", "PLAN_HOURS",
+           "PLAN_PREDICTIONS"]
 
 # The spec's observation plan: 7 days of shadow mode, about 10,000 predictions.
 PLAN_HOURS = 7 * 24
@@ -60,6 +61,67 @@ def recommend(m: ModelAnalysis, edge: EdgeAnalysis | None) -> Recommendation:
 
 
 @dataclass(frozen=True, slots=True)
+class Selection:
+    """Which of the model's rows were analysed: one artifact in one role (``what`` says how it was
+    chosen), and how many rows of the window that left out."""
+
+    role: str
+    sha256: str
+    version: str | None
+    what: str  # "the version in force", "--version V", "--sha256 S"
+    excluded: int = 0
+
+    def to_json(self) -> dict:
+        return {"role": self.role, "sha256": self.sha256, "version": self.version, "chosen_by": self.what,
+                "excluded_rows": self.excluded}
+
+
+def artifact_in_force(store_path: Path | str, model: str, version: str | None = None,
+                      sha256: str | None = None) -> Selection | None:
+    """``model``'s artifact and role in the latest recorded configuration (the engine's now), or the
+    latest configuration that ran ``version`` / ``sha256``. None when no configuration names an
+    artifact for it (a store without configs, a disabled model): then every row is analysed.
+
+    Why the default: a window after a deploy holds the old voter's rows beside the new shadow's,
+    and ``models activate`` judges one file's own shadow rows; the analysis must judge the same."""
+    import json
+    from contextlib import closing
+
+    from ai_engine.telemetry.sqlite import TelemetryStore
+
+    with closing(TelemetryStore(store_path, readonly=True)) as store:
+        rows = store.connection.execute("SELECT payload FROM configs ORDER BY applied_at DESC").fetchall()
+    for (payload,) in rows:
+        e = json.loads(payload).get("models", {}).get(model) or {}
+        if version is None and sha256 is None:
+            if e.get("sha256") and e.get("role") in ("shadow", "voter") and e.get("status", "active") == "active":
+                return Selection(e["role"], e["sha256"], e.get("version"), "the version in force")
+            return None
+        if (version is not None and e.get("version") == version) or (sha256 and str(e.get("sha256", "")).startswith(sha256)):
+            what = f"--version {version}" if version is not None else f"--sha256 {sha256}"
+            return Selection(e["role"], e["sha256"], e.get("version"), what)
+    if version is None and sha256 is None:
+        return None
+    raise ConfigError(f"{'--version ' + version if version is not None else '--sha256 ' + str(sha256)}: no recorded "
+                      f"configuration of {store_path} ran that {model} artifact")
+
+
+def _window_counts(store_path: Path | str, model: str, win: Window) -> tuple[int, int]:
+    """(rows of ``model`` in the window, decisions of the window made on synthetic candles)."""
+    from contextlib import closing
+
+    from ai_engine.telemetry.sqlite import TelemetryStore
+
+    with closing(TelemetryStore(store_path, readonly=True)) as store:
+        db = store.connection
+        rows = db.execute("SELECT COUNT(*) FROM predictions WHERE model = ? AND candle_open_time > ? "
+                          "AND candle_open_time <= ?", (model, win.start_ms, win.end_ms)).fetchone()[0]
+        synthetic = db.execute("SELECT COUNT(*) FROM decisions WHERE synthetic != 0 AND candle_open_time > ? "
+                               "AND candle_open_time <= ?", (win.start_ms, win.end_ms)).fetchone()[0]
+    return int(rows), int(synthetic)
+
+
+@dataclass(frozen=True, slots=True)
 class AnalysisResult:
     """Everything the reports show. ``models[0]`` is the analysed model, ``models[1]`` the comparison."""
 
@@ -72,6 +134,9 @@ class AnalysisResult:
     edge: EdgeAnalysis | None = None
     edge_error: str | None = None  # why there is no edge analysis
     recommendation: Recommendation | None = None
+    selection: Selection | None = None  # None: every row of the model in the window (mixed versions possible)
+    synthetic_decisions: int = 0  # decisions of the window made on synthetic candles
+    observed_hours: float = 0.0  # from the model's first row in the window to its end, one candle included
 
     @property
     def primary(self) -> ModelAnalysis:
@@ -98,6 +163,9 @@ def analyze(
     horizon: int | None = None,
     band: float | None = None,
     only: tuple[str, str] | None = None,
+    version: str | None = None,
+    sha256: str | None = None,
+    all_versions: bool = True,
     edge: bool = True,
     execution: Execution | None = None,
     hold: int | None = None,
@@ -105,7 +173,9 @@ def analyze(
     custom: tuple[dict[str, float], ...] = (),
 ) -> AnalysisResult:
     """Analyse ``model`` (and ``compare``) over the ``hours`` ending at ``until`` or the newest decision;
-    ``only`` = (role, sha256) keeps just ``model``'s rows of that artifact in that role. ``edge``
+    ``only`` = (role, sha256) keeps just ``model``'s rows of that artifact in that role; so do
+    ``version`` / ``sha256`` (the role it last ran in) and, with ``all_versions=False``, the
+    artifact in force (``artifact_in_force``). ``edge``
     adds the counterfactual activation and money view (``execution``: costs, default 10 bps per
     side; positions held ``hold`` bars, default the model's label horizon), with option B's
     ``rebalance`` and ``custom`` weight sets.
@@ -124,10 +194,26 @@ def analyze(
     if band is not None and not (isinstance(band, int | float) and 0 < band < 1):
         raise ConfigError(f"--band must be a log-return half-width in (0, 1), e.g. 0.004; got {band!r}")
     names = (model,) if compare is None else (model, compare)
+    selection = None
+    if only is None and (version is not None or sha256 is not None or not all_versions):
+        selection = artifact_in_force(store_path, model, version, sha256)
+        if selection is not None:
+            only = (selection.role, selection.sha256)
     snap = read_snapshot(store_path, hours, names, until=parse_time(until), horizon=horizon, band=band, only=only,
                          table=edge, hold_bars=hold or 0)
     models = tuple(analyze_model(rows, snap.series, snap.window, th) for rows in snap.models)
-    result = AnalysisResult(str(store_path), snap.window, snap.decision_actions, th, models)
+    try:
+        in_window, synthetic = _window_counts(store_path, model, snap.window)
+    except DataError:  # a store read_snapshot could read is readable here; a bus copy is gone: no counts
+        in_window, synthetic = models[0].n_rows, 0
+    if selection is not None:
+        selection = dataclasses.replace(selection, excluded=in_window - models[0].n_rows)
+    w = snap.window
+    step_h = min((s.interval_ms for s in snap.series), default=3_600_000) / 3_600_000
+    first = min((v.first_ms for v in models[0].versions), default=None)  # the model's own first row
+    observed = min(w.hours, (w.end_ms - first) / 3_600_000 + step_h) if first is not None else 0.0
+    result = AnalysisResult(str(store_path), w, snap.decision_actions, th, models, selection=selection,
+                            synthetic_decisions=synthetic, observed_hours=observed)
     if not edge:
         return result
     e, why = None, None

@@ -1,9 +1,12 @@
 """The spec's four evaluation gates, judged with their sampling error, and the verdict.
 
-A gate whose interval straddles its threshold, or that has too little data, is INCONCLUSIVE,
-never PASS. Minimum data per gate (defaults): gates 1-3 need ``min_gate_n`` = 100 valid
-predictions (a Wilson half-width of at most ~10 points); gate 4 needs at least two confidence
-buckets with ``min_bucket_n`` = 30 scored predictions each.
+A gate of 1-3 whose 95% interval lies wholly on one side of its threshold is PASS or FAIL at any
+n from ``MIN_JUDGED_N`` (30) valid predictions: the interval already carries the sampling error,
+and a clear failure (confidence stddev 0.0173 [0.0130, 0.0215] against 0.05) must not read
+INCONCLUSIVE for want of rows. ``min_gate_n`` (100, a Wilson half-width of at most ~10 points)
+only guards intervals that straddle the threshold: below it they say how many rows there are.
+Below 30 nothing is judged (too few rows for the intervals' large-sample approximations). Gate 4
+needs at least two confidence buckets with ``min_bucket_n`` = 30 scored predictions each.
 
 The verdict is READY with >= 3 PASS, NOT_READY when even passing every inconclusive gate could
 not reach 3, INCONCLUSIVE otherwise.
@@ -17,7 +20,7 @@ from typing import Literal
 
 from ai_engine.exceptions import ConfigError
 
-__all__ = ["Thresholds", "Gate", "GateStatus", "Verdict", "verdict_for", "VERDICT_LINES", "EXIT_CODES"]
+__all__ = ["Thresholds", "Gate", "GateStatus", "Verdict", "verdict_for", "VERDICT_LINES", "EXIT_CODES", "MIN_JUDGED_N"]
 
 GateStatus = Literal["PASS", "FAIL", "INCONCLUSIVE"]
 Verdict = Literal["READY", "NOT_READY", "INCONCLUSIVE"]
@@ -28,6 +31,7 @@ VERDICT_LINES = {
 }
 EXIT_CODES = {"READY": 0, "NOT_READY": 1, "INCONCLUSIVE": 3}
 GATES_NEEDED = 3
+MIN_JUDGED_N = 30  # below this a gate is never judged, whatever its interval says
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +43,8 @@ class Thresholds:
         min_stddev: gate 2, confidence standard deviation at least this.
         min_agreement: gate 3, agreement with the ensemble action at least this.
         min_bucket_n: scored predictions a confidence bucket needs to count for gate 4.
-        min_gate_n: valid predictions gates 1-3 need before they can pass or fail.
+        min_gate_n: valid predictions gates 1-3 need before an interval that straddles the
+            threshold stops being put down to too few rows (a clear interval is judged from 30).
         bootstrap_samples: resamples of the ECE/Brier bootstrap.
         seed: seed of that bootstrap (reports repeat exactly).
     """

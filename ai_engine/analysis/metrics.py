@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ai_engine.analysis.gates import Gate, Thresholds, Verdict, verdict_for
+from ai_engine.analysis.gates import MIN_JUDGED_N, Gate, Thresholds, Verdict, verdict_for
 from ai_engine.analysis.outcomes import OUTCOME_STATES, Outcomes, score_outcomes
 from ai_engine.analysis.reader import STATUS_CODES, ModelRows, Series, VersionSeen, Window
 from ai_engine.analysis.stats import (
@@ -156,13 +156,17 @@ def _timeline(t: np.ndarray, action: np.ndarray, agree: np.ndarray, win: Window)
 
 
 def _status(n: int, th: Thresholds, ok: bool, bad: bool) -> tuple[str, str]:
-    """PASS/FAIL only with enough data and an interval clear of the threshold."""
-    if n < th.min_gate_n:
-        return "INCONCLUSIVE", f"only {n} valid predictions (< {th.min_gate_n})"
+    """PASS/FAIL on an interval clear of the threshold from ``MIN_JUDGED_N`` rows; ``min_gate_n``
+    only explains an interval that straddles it (gates.py says why)."""
+    floor = min(MIN_JUDGED_N, th.min_gate_n)
+    if n < floor:
+        return "INCONCLUSIVE", f"only {n} valid predictions (< {floor}: too few to judge)"
     if bad:
         return "FAIL", ""
     if ok:
         return "PASS", ""
+    if n < th.min_gate_n:
+        return "INCONCLUSIVE", f"95% interval straddles the threshold with only {n} valid predictions (< {th.min_gate_n})"
     return "INCONCLUSIVE", "95% interval straddles the threshold"
 
 

@@ -196,6 +196,41 @@ def _bus_lines(skipped: dict[str, int] | None) -> list[str]:
     return lines
 
 
+def _progress_lines(result: AnalysisResult) -> list[str]:
+    """Progress against the 7-day plan and the prediction target, and where the current rate leads:
+    2 symbols on 1h candles make 336 predictions in 7 days, so 10,000 is not a 7-day goal for them."""
+    obs, n = result.observed_hours, result.primary.n_valid
+    rate = n / obs if obs > 0 else 0.0
+    at_plan = rate * PLAN_HOURS
+    if rate <= 0:
+        reach = "no predictions yet, no rate"
+    elif n >= PLAN_PREDICTIONS:
+        reach = "reached"
+    else:
+        reach = f"{(PLAN_PREDICTIONS - n) / rate / 24:,.0f} more days at this rate"
+    return [
+        f"Progress vs plan (7 days): {obs:.3g} h of {PLAN_HOURS} h observed ({min(obs / PLAN_HOURS, 1):.0%}); "
+        f"{n:,} valid predictions at {rate:.3g}/h → ~{at_plan:,.0f} expected in 7 days",
+        f"Progress vs target ({PLAN_PREDICTIONS:,} predictions): {n:,} ({min(n / PLAN_PREDICTIONS, 1):.0%}); {reach}",
+    ]
+
+
+def _selection_line(result: AnalysisResult) -> str:
+    s = result.selection
+    if s is None:
+        return "Rows:     every row of the model in the window (all versions and roles)"
+    left = (f"; {s.excluded:,} rows of other versions or roles in the window left out (--all-versions mixes them)"
+            if s.excluded else "")
+    return f"Rows:     {s.what}: {s.version or '?'} (sha256 {s.sha256[:12]}…) as {s.role}{left}"
+
+
+def _voter_note(m: ModelAnalysis) -> str:
+    """A compared model that voted in the window: its gates are no activation verdict."""
+    if m.role_counts and set(m.role_counts) == {"voter"}:
+        return " (a VOTER: it already votes, so this verdict is for reference, not activation)"
+    return ""
+
+
 def render_text(result: AnalysisResult) -> str:
     """The human report: the spec's sections, the verdict line of the analysed model, then the edge."""
     w = result.window
@@ -212,9 +247,8 @@ def render_text(result: AnalysisResult) -> str:
         f"Window:   {wj['start']} → {wj['end']} ({w.hours:g} h, ends at {ends}; market time)",
         f"Decisions in window: {w.n_decisions} (BUY {da[2]}, SELL {da[0]}, HOLD {da[1]}; all decisions, "
         "HOLD included)" + (f", first {wj['first_decision']}, last {wj['last_decision']}" if w.n_decisions else ""),
-        f"Progress vs plan (7 days, ~{PLAN_PREDICTIONS:,} predictions): {w.hours:g} h of {PLAN_HOURS} h "
-        f"({min(w.hours / PLAN_HOURS, 1):.0%}); {m0.n_valid:,} of {PLAN_PREDICTIONS:,} predictions "
-        f"({min(m0.n_valid / PLAN_PREDICTIONS, 1):.0%})",
+        *_progress_lines(result),
+        _selection_line(result),
     ]
     if m0.n_rows == 0:
         lines.append(f"⚠ no predictions of model {m0.model!r} in this window (is it recorded under another name?)")
@@ -225,8 +259,12 @@ def render_text(result: AnalysisResult) -> str:
     _gate_section(t)
     lines += t.render()
     lines.append("")
+    if result.synthetic_decisions:
+        lines.append(f"⚠ SYNTHETIC candles: {result.synthetic_decisions:,} of the window's {w.n_decisions:,} decisions "
+                     "were made (and their outcomes scored) on a generated market, not real prices; this verdict "
+                     "says nothing about real trading")
     for m in result.models[1:]:
-        lines.append(f"{m.model}: {verdict_line(m)}")
+        lines.append(f"{m.model}{_voter_note(m)}: {verdict_line(m)}")
     lines.append(verdict_line(m0))
     lines += edge_lines(result)
     return "\n".join(lines) + "\n"
@@ -240,6 +278,7 @@ def _model_json(m: ModelAnalysis) -> dict:
         "n_shadow": m.n_valid,
         "n_late": m.n_late,
         "roles": m.role_counts,
+        "voter": bool(m.role_counts) and set(m.role_counts) == {"voter"},
         "versions": [{"role": v.role, "version": v.version, "sha256": v.sha256, "n": v.n,
                       "first_ms": v.first_ms, "last_ms": v.last_ms} for v in m.versions],
         "skipped": dict(m.skipped),
@@ -289,8 +328,13 @@ def to_json(result: AnalysisResult) -> dict:
         "n_decisions": w.n_decisions,
         "decision_actions": dict(zip(ACTIONS, result.decision_actions, strict=True)),
         "progress": {"plan_hours": PLAN_HOURS, "plan_predictions": PLAN_PREDICTIONS,
-                     "hours_share": min(w.hours / PLAN_HOURS, 1.0),
-                     "predictions_share": min(result.primary.n_valid / PLAN_PREDICTIONS, 1.0)},
+                     "hours_share": min(w.hours / PLAN_HOURS, 1.0), "observed_share": min(result.observed_hours / PLAN_HOURS, 1.0),
+                     "predictions_share": min(result.primary.n_valid / PLAN_PREDICTIONS, 1.0),
+                     "observed_hours": result.observed_hours,
+                     "expected_in_plan": (result.primary.n_valid / result.observed_hours * PLAN_HOURS
+                                          if result.observed_hours > 0 else 0.0)},
+        "selection": result.selection.to_json() if result.selection else None,
+        "synthetic_decisions": result.synthetic_decisions,
         "thresholds": result.thresholds.to_json(),
         "compare": result.models[1].model if len(result.models) > 1 else None,
         **per[0],

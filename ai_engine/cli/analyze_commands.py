@@ -54,10 +54,18 @@ def start_analyze(
                                                       "xgb=20,lgbm=20,nhits=30,patchtst=30 (repeatable)")] = None,
     no_edge: Annotated[bool, typer.Option("--no-edge", help="only the spec's gates: skip the counterfactual, "
                                           "money view and paired comparison")] = False,
+    version: Annotated[str | None, typer.Option("--version", help="analyse this version's rows only (in the role "
+                                                "it last ran in); default the version in force")] = None,
+    sha256: Annotated[str | None, typer.Option("--sha256", help="analyse this artifact's rows only (sha256 or a "
+                                               "prefix of it)")] = None,
+    all_versions: Annotated[bool, typer.Option("--all-versions", help="every row of the model in the window, "
+                                               "whatever its version or role (a mix)")] = False,
 ) -> None:
     """Analyse shadow metrics over the last N hours, judge the four evaluation gates, then the edge:
     the counterfactual activation (options A and B), the money view and the paired comparison
-    with the champion, and a recommendation among A, B and C."""
+    with the champion, and a recommendation among A, B and C. By default only the rows of the
+    model's version in force (the latest configuration's artifact and role) count: what
+    `models activate` judges."""
     import tempfile
 
     from ai_engine.analysis import Thresholds, analyze, render_text, to_json, write_html
@@ -79,6 +87,8 @@ def start_analyze(
                         min_bucket_n=min_bucket_n, min_gate_n=min_gate_n, seed=seed)
         for flag, name in (("--model", model), ("--compare", compare)):
             _check_known(flag, name, store)
+        if sum((version is not None, sha256 is not None, all_versions)) > 1:
+            raise ConfigError("give one of --version, --sha256 and --all-versions")
         execution = None
         if not no_edge:
             try:
@@ -87,7 +97,8 @@ def start_analyze(
             except ValueError as exc:
                 raise ConfigError(f"money view: {exc}") from None
         result = analyze(store, hours, model=model, until=until, thresholds=th, compare=compare,
-                         horizon=horizon, band=band, edge=not no_edge, execution=execution, hold=hold,
+                         horizon=horizon, band=band, version=version, sha256=sha256, all_versions=all_versions,
+                         edge=not no_edge, execution=execution, hold=hold,
                          rebalance=parse_weights(rebalance) if rebalance else None,
                          custom=tuple(parse_weights(w, "--weights") for w in weights or ()))
         if redis:  # the report names the stream, not the temporary copy, and what the copy left out
