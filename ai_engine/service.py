@@ -466,6 +466,7 @@ class Service:
 
         self._write_pid()
         health = None
+        clean = False  # the serve loop returned (SIGTERM, SIGINT, the file source's end), not an error
         old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
@@ -490,6 +491,7 @@ class Service:
                     self._serve_file(source)
                 else:
                     self._serve_live(source)
+                clean = True
             finally:
                 source.close()
         finally:
@@ -497,6 +499,12 @@ class Service:
             sd_notify("STOPPING=1")
             if self.engine is not None:
                 self.engine.close()
+                if clean:  # verify-shadow tells the next start from a restart after a crash by this row
+                    try:
+                        self.engine.store.record_config(self.engine.state.config_id, "stop",
+                                                        self.engine.state.config_payload)
+                    except TransientError as exc:
+                        log.error("could not record the planned stop (the next start will count as a crash): %s", exc)
                 self.engine.store.close()
             if health is not None:
                 health.close()

@@ -142,9 +142,10 @@ def verify_shadow(settings: Settings, model: str, since_s: float, log_lines: lis
     current = row[0] if row is not None else None
     in_force_ms = None
     if current is not None:
-        other = db.execute("SELECT MAX(applied_at) FROM configs WHERE config_id != ?", (current,)).fetchone()[0]
-        in_force_ms = db.execute("SELECT MIN(applied_at) FROM configs WHERE config_id = ? AND applied_at > ?",
-                                 (current, -1 if other is None else other)).fetchone()[0]
+        other = db.execute("SELECT MAX(applied_at) FROM configs WHERE config_id != ? AND reason != 'stop'",
+                           (current,)).fetchone()[0]
+        in_force_ms = db.execute("SELECT MIN(applied_at) FROM configs WHERE config_id = ? AND applied_at > ? "
+                                 "AND reason != 'stop'", (current, -1 if other is None else other)).fetchone()[0]
     t_cfg = max(t0, in_force_ms or t0)
     n_window = db.execute("SELECT COUNT(*) FROM decisions WHERE decided_at >= ?", (t0,)).fetchone()[0]
     decisions = [json.loads(p) for (p,) in db.execute(
@@ -175,11 +176,21 @@ def verify_shadow(settings: Settings, model: str, since_s: float, log_lines: lis
         f"consensus_count values {counts}" if decisions else "no decisions under the configuration in force: "
         "nothing to verify")
 
-    # 4. restarts (engine starts recorded in configs)
-    starts = db.execute("SELECT COUNT(*) FROM configs WHERE reason='start' AND applied_at >= ?",
-                        (now_ms - 86_400_000,)).fetchone()[0]
-    add("restarts in 24 h", starts <= MAX_RESTARTS_24H + 1, f"{starts} starts (initial start + {max(starts - 1, 0)} restarts; "
-        f"fail above {MAX_RESTARTS_24H} restarts)")
+    # 4. restarts: each start after the first is planned when the run before it stopped cleanly
+    # (serve records a 'stop' row as it ends on SIGTERM), a crash otherwise (killed, OOM, a fault)
+    events = db.execute("SELECT applied_at, reason FROM configs WHERE reason IN ('start', 'stop') "
+                        "ORDER BY applied_at").fetchall()
+    crashes = planned = starts = 0
+    previous = None  # reason of the event before this start: None (first), 'start' (no clean stop), 'stop'
+    for at, reason in events:
+        if reason == "start" and at >= now_ms - 86_400_000:
+            starts += 1
+            crashes += previous == "start"
+            planned += previous == "stop"
+        previous = reason
+    add("restarts in 24 h", crashes <= MAX_RESTARTS_24H,
+        f"{starts} starts: {crashes} after a crash or kill (the run before never stopped cleanly), {planned} after "
+        f"a planned stop; fail above {MAX_RESTARTS_24H} crashes")
 
     # Rates are per second of the window the service has been deployed: --since 10m one minute
     # after its first start holds one minute of evidence, not ten.

@@ -107,7 +107,7 @@ def test_verify_shadow_passes_a_real_run_and_detects_each_failure(shadow_run, cl
 
     # From here on, a service deployed 10 minutes ago (this run made its evidence at full speed).
     with sqlite3.connect(dep.home / "telemetry.sqlite") as db:
-        db.execute("UPDATE configs SET applied_at = applied_at - 600000 WHERE reason = 'start'")
+        db.execute("UPDATE configs SET applied_at = applied_at - 600000 WHERE reason IN ('start', 'stop')")
     code, got = _verify(cli, dep.env, log)
     assert code == 0
     assert got == {"model loaded": "PASS", "shadow entry in every decision and intent": "PASS",
@@ -141,12 +141,24 @@ def test_verify_shadow_passes_a_real_run_and_detects_each_failure(shadow_run, cl
 
     assert fails(_copy(dep, tmp_path, "checksum", wrong_checksum)) == {"model loaded"}
 
-    def restarts(db: sqlite3.Connection) -> None:
-        now = int(time.time() * 1000)
-        db.executemany("INSERT INTO configs SELECT config_id, ?, 'start', payload FROM configs LIMIT 1",
-                       [(now - 1000 * i,) for i in range(1, 4)])
+    def restarts(*reasons: str):
+        """Starts and stops recorded after the run's own clean stop, a millisecond apart, in order."""
+        def edit(db: sqlite3.Connection) -> None:
+            (last,) = db.execute("SELECT MAX(applied_at) FROM configs").fetchone()
+            db.executemany("INSERT INTO configs SELECT config_id, ?, ?, payload FROM configs LIMIT 1",
+                           [(last + 1 + i, r) for i, r in enumerate(reasons)])
+        return edit
 
-    assert fails(_copy(dep, tmp_path, "restarts", restarts)) == {"restarts in 24 h"}
+    # the run ended cleanly (exit at the file's end): its 'stop' row makes the next start planned
+    crashed = _copy(dep, tmp_path, "crashes", restarts("start", "start", "start", "start"))
+    assert fails(crashed) == {"restarts in 24 h"}
+    res = cli("verify-shadow", "--env-file", str(crashed), "--since", "10m")
+    assert "5 starts: 3 after a crash or kill (the run before never stopped cleanly), 1 after a planned stop" in " ".join(
+        res.output.split())
+    planned = _copy(dep, tmp_path, "planned", restarts("start", "stop", "start", "stop", "start", "stop", "start"))
+    assert fails(planned) == set()
+    res = cli("verify-shadow", "--env-file", str(planned), "--since", "10m")
+    assert "5 starts: 0 after a crash or kill" in " ".join(res.output.split())
 
     # log evidence
     assert fails(dep.env, _log_with(log, tmp_path / "noisy.log", extra=[_now_line(f"line {i}")
@@ -193,12 +205,14 @@ def test_verify_shadow_judges_the_deployment_in_force_and_never_passes_on_no_evi
         per_config = dict(db.execute("SELECT config_id, COUNT(*) FROM decisions GROUP BY config_id"))
         current = db.execute("SELECT config_id FROM configs ORDER BY applied_at DESC LIMIT 1").fetchone()[0]
         # as in the test above: a service deployed 10 minutes ago (this run made its evidence at full speed)
-        db.execute("UPDATE configs SET applied_at = applied_at - 600000 WHERE reason = 'start'")
+        db.execute("UPDATE configs SET applied_at = applied_at - 600000 WHERE reason IN ('start', 'stop')")
     assert sorted(per_config.values()) == [100, 100] and per_config[current] == 100
     res = cli("verify-shadow", "--env-file", str(dep.env), "--since", "10m", "--log", str(log))
     got, text = {n.strip(): s for s, n in _LINE.findall(res.output)}, " ".join(res.output.split())  # unwrapped
     assert res.exit_code == 0, res.output
     assert set(got.values()) <= {"PASS", "INFO"} and len(got) == 9, res.output
+    assert "PASS restarts in 24 h: 2 starts: 0 after a crash or kill (the run before never stopped cleanly), 1 after " \
+           "a planned stop" in text  # the first serve ended at its file's end
     assert ("PASS shadow entry in every decision and intent: 100 decisions, " in text
             and "; 100 decisions of the window made under an earlier configuration not counted" in text), text
     values = re.search(r"PASS consensus_count excludes the shadow model: .*? consensus_count values \[([\d, ]*)\]", text)
