@@ -1,4 +1,8 @@
-"""Self-contained HTML report: the text report plus figures embedded as base64 PNG (Agg backend)."""
+"""Self-contained HTML report: the verdict and a gate summary first, the report's sections as HTML
+tables, then the figures embedded as base64 PNG (Agg backend).
+
+Fonts are ones a plain Linux, macOS or Windows machine has (DejaVu, Liberation, Helvetica,
+Arial); the text report's emoji (✅ ❌ ⏳), which DejaVu lacks, become words and colours."""
 
 from __future__ import annotations
 
@@ -10,13 +14,119 @@ from pathlib import Path
 import numpy as np
 
 from ai_engine.analysis.analyze import AnalysisResult
+from ai_engine.analysis.edge_render import edge_lines
 from ai_engine.analysis.metrics import HIST_EDGES, ModelAnalysis
-from ai_engine.analysis.render import render_text
+from ai_engine.analysis.render import (
+    _data_section,
+    _gate_cell,
+    _gate_section,
+    _sections,
+    _Table,
+    render_text,
+    verdict_line,
+)
 from ai_engine.exceptions import ConfigError
 
 __all__ = ["write_html"]
 
 _COLORS = {"SELL": "#d62728", "HOLD": "#7f7f7f", "BUY": "#2ca02c"}
+_STATUS_COLORS = {"PASS": "#1a7f37", "READY": "#1a7f37", "FAIL": "#cf222e", "NOT_READY": "#cf222e",
+                  "INCONCLUSIVE": "#9a6700"}
+_EMOJI = {"✅ ": "", "❌ ": "", "⏳ ": "", "✅": "", "❌": "", "⏳": ""}
+_STYLE = """
+body{font-family:"DejaVu Sans","Liberation Sans",Helvetica,Arial,sans-serif;margin:2em;max-width:75em;color:#1f2328}
+code,pre,td.n{font-family:"DejaVu Sans Mono","Liberation Mono",Menlo,Consolas,monospace}
+pre{background:#f6f8fa;padding:.8em;overflow-x:auto;white-space:pre}
+table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #d0d7de;padding:.25em .6em;
+text-align:left;vertical-align:top}th{background:#f6f8fa}.verdict{padding:1em;border-radius:6px;color:#fff;
+font-size:1.3em;font-weight:bold;margin:1em 0;overflow-wrap:anywhere}.why{font-size:.75em;font-weight:normal}
+.status{font-weight:bold}p.note{margin:.2em 0;color:#57606a}img{max-width:100%}
+"""
+
+
+def _plain(text: str) -> str:
+    for k, v in _EMOJI.items():
+        text = text.replace(k, v)
+    return html.escape(text)
+
+
+def _status(s: str) -> str:
+    return f'<span class="status" style="color:{_STATUS_COLORS.get(s, "#1f2328")}">{html.escape(s)}</span>'
+
+
+def _head(result: AnalysisResult) -> str:
+    """The verdict banner, the lines the text report puts before its verdict, the gate summary."""
+    m = result.primary
+    line = verdict_line(m)
+    banner = (f'<div class="verdict" style="background:{_STATUS_COLORS[m.verdict]}">{html.escape(m.model)}: '
+              f"{_plain(line.split(' (', 1)[0])}"
+              + (f'<div class="why">({_plain(line.split(" (", 1)[1])}</div>' if " (" in line else "") + "</div>")
+    rec = result.recommendation
+    out = [banner]
+    if rec is not None:
+        out.append(f"<p><b>Recommendation: option {html.escape(rec.option)}</b>: {_plain(rec.reason)}</p>")
+    text = render_text(result)
+    verdict_area = text.split("\n── Edge:")[0].rstrip().rsplit("\n\n", 1)[-1].splitlines()
+    out += [f'<p class="note"><b>{_plain(ln)}</b></p>' for ln in verdict_area[:-1]]  # synthetic, compared model
+    rows = ["<tr><th>gate</th>" + "".join(f"<th>{html.escape(x.model)}</th>" for x in result.models) + "</tr>"]
+    for k in range(4):
+        g0 = m.gates[k]
+        cells = "".join(f'<td>{_status(x.gates[k].status)} <code>{_plain(_gate_cell(x.gates[k]).rsplit("  ", 1)[0])}</code>'
+                        f"<br><small>{_plain(x.gates[k].detail)}</small></td>" for x in result.models)
+        rows.append(f"<tr><td>{k + 1}. {html.escape(g0.name)} ({html.escape(g0.metric)} {html.escape(g0.threshold)})"
+                    f"</td>{cells}</tr>")
+    rows.append("<tr><td>gates passed</td>" + "".join(f"<td>{x.gates_passed}/4 → {_status(x.verdict)}</td>"
+                                                      for x in result.models) + "</tr>")
+    out.append("<h2>Gate summary</h2>\n<table>" + "".join(rows) + "</table>")
+    header = text.split("\n── ", 1)[0].splitlines()[2:]  # below the title and its underline
+    out.append("<h2>Window</h2>\n" + "".join(f'<p class="note">{_plain(ln)}</p>' for ln in header if ln.strip()))
+    return "\n".join(out)
+
+
+def _spec_sections(result: AnalysisResult) -> str:
+    """The report's sections from the same rows the text report pads into columns, as tables."""
+    t = _Table(result.models)
+    _data_section(t)
+    _sections(t, {m.model: max(m.confidence.hist_counts) if m.confidence else 1 for m in result.models})
+    _gate_section(t)
+    out: list[str] = []
+    rows: list[str] = []
+
+    def flush() -> None:
+        if rows:
+            out.append("<table>" + "".join(rows) + "</table>")
+            rows.clear()
+
+    head = "<tr><th></th>" + "".join(f"<th>{html.escape(m.model)}</th>" for m in result.models) + "</tr>"
+    for x in t.lines:
+        if isinstance(x, tuple):
+            rows.append(f"<tr><td>{_plain(x[0].strip())}</td>"
+                        + "".join(f'<td class="n">{_plain(c)}</td>' for c in x[1]) + "</tr>")
+        elif x.startswith("── "):
+            flush()
+            out.append(f"<h2>{_plain(x.strip('─ '))}</h2>")
+            rows.append(head)
+        elif x:
+            flush()
+            out.append(f'<p class="note">{_plain(x.strip())}</p>')
+    flush()
+    return "\n".join(out)
+
+
+def _edge_sections(result: AnalysisResult) -> str:
+    """The edge's sections: headings as HTML, each section's aligned table kept monospaced."""
+    out: list[str] = []
+    block: list[str] = []
+    for ln in [*edge_lines(result), ""]:
+        if ln.startswith("── ") or not ln.strip():
+            if block:
+                out.append(f"<pre>{_plain(chr(10).join(block))}</pre>")
+                block = []
+            if ln.startswith("── "):
+                out.append(f"<h2>{_plain(ln.strip('─ '))}</h2>")
+        else:
+            block.append(ln)
+    return "\n".join(out)
 
 
 def _png(fig) -> str:
@@ -146,9 +256,8 @@ def write_html(result: AnalysisResult, path: Path | str) -> Path:
     body = "\n".join(f'<h2>{html.escape(t)}</h2>\n<img src="data:image/png;base64,{b}" alt="{html.escape(t)}">'
                      for t, b in figs)
     doc = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-           "<style>body{font-family:sans-serif;margin:2em}pre{background:#f6f6f6;padding:1em;overflow-x:auto}</style>"
-           f"</head><body><h1>{html.escape(title)}</h1>\n<pre>{html.escape(render_text(result))}</pre>\n{body}\n"
-           "</body></html>\n")
+           f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>\n{_head(result)}\n"
+           f"{_spec_sections(result)}\n{_edge_sections(result)}\n<h2>Figures</h2>\n{body}\n</body></html>\n")
     try:
         path.write_text(doc, encoding="utf-8")
     except OSError as exc:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-console = Console()
+from ai_engine.cli.options import make_console
+
+console = make_console()
 
 OutDir = typer.Option(Path("data/candles"), "--out", help="cache directory (<SYMBOL>-<interval>.csv)")
 

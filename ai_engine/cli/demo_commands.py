@@ -7,11 +7,10 @@ import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-from ai_engine.cli.options import DataDir
+from ai_engine.cli.options import DataDir, make_console
 
-console = Console()
+console = make_console()
 
 DEMO_EPOCHS = {"xgb": None, "lgbm": None, "nhits": 6, "patchtst": 6}
 MARKER = ".ai-engine-demo"

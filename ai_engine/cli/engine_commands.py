@@ -7,12 +7,11 @@ import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from ai_engine.cli.options import DataDir, EnvFile, Interval, Store, Symbols, env_arg
+from ai_engine.cli.options import DataDir, EnvFile, Interval, Store, Symbols, env_arg, make_console
 
-console = Console()
+console = make_console()
 
 
 def _settings(env_file: str, symbols: str | None = None, interval: str | None = None, store: Path | None = None):

@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from ai_engine.cli.options import EnvFile, env_arg
+from ai_engine.cli.options import EnvFile, env_arg, make_console
 
-console = Console()
+console = make_console()
 ArtifactFile = typer.Argument(..., help="artifact file (its <file>.meta.json sidecar beside it)")
 ModelArg = typer.Argument(..., help="model name: xgb, lgbm, nhits or patchtst")
 

@@ -15,6 +15,17 @@ DataDir = typer.Option(None, "--data", help="directory of Binance kline CSVs (<S
 Store = typer.Option(None, "--store", help="SQLite telemetry store (overrides AI_ENGINE_STORE)")
 
 
+def make_console():
+    """The console commands print with. Not a terminal (piped, redirected, captured): no wrapping
+    and no width limit, where rich would wrap at 80 columns, splitting the suggested commands
+    (copy-paste breaks) and cutting versions and sha256 in tables."""
+    import sys
+
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=100_000, soft_wrap=True)
+
+
 def env_arg(env_file: str | None) -> Path | str | None:
     """'auto' keeps the default lookup, '' or 'none' means no env file."""
     if env_file in (None, "auto"):

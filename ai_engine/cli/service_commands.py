@@ -7,12 +7,11 @@ import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from ai_engine.cli.options import DataDir, EnvFile, env_arg
+from ai_engine.cli.options import DataDir, EnvFile, env_arg, make_console
 
-console = Console()
+console = make_console()
 LogFile = typer.Option(None, "--log", help="service log file to check")
 
 

@@ -88,3 +88,17 @@ def test_progress_synthetic_and_a_compared_voter_are_named(make_store):
     lines = spec_report(path)
     assert lines[-2].startswith("⚠ SYNTHETIC candles: 300 of the window's 300 decisions")
     assert lines[-1] == spec_report(make_store(n=300, shadow="skilled"))[-1]  # the spec's verdict line, unchanged
+
+
+def test_html_opens_with_the_verdict_and_a_gate_summary_and_renders_sections_as_html(make_store, tmp_path):
+    from ai_engine.analysis import write_html
+
+    page = write_html(analyze(make_store(n=300, shadow="copy"), 300, compare="lgbm"), tmp_path / "r.html").read_text()
+    body = page.split("<body>", 1)[1]
+    verdict, gates = body.index('<div class="verdict"'), body.index("<h2>Gate summary</h2>")
+    assert verdict < gates < body.index("<h2>1. Action Distribution</h2>") < body.index("<h2>Figures</h2>")
+    assert "patchtst: READY FOR ACTIVATION" in body[verdict:gates]
+    assert body[gates:].split("</table>", 1)[0].count("<tr>") == 6  # header, four gates, gates passed
+    assert not any(e in page for e in "✅❌⏳")  # missing glyphs on a plain machine's fonts
+    assert '"DejaVu Sans"' in page and '"Liberation Sans"' in page
+    assert "Action Distribution" not in "".join(p.split("</pre>")[0] for p in page.split("<pre>")[1:])

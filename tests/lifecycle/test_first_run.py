@@ -107,8 +107,13 @@ def test_runbook_first_run_from_a_fresh_home(tmp_path, artifacts):
 
         wait_for(lambda: decided_under_new() >= 10 and "[SHADOW] PatchTST |" in log_path.read_text(),
                  "decisions and a [SHADOW] line under the shadow configuration", timeout=120)
-        out = step("PASS: 0 of 9 criteria failed")  # right after a correct deploy
-        assert "under an earlier configuration not counted" in out, out
+        got = _run(next(cmds), env)
+        assert got.returncode == 0 and got.stdout.rstrip().endswith("PASS: 0 of 9 criteria failed"), got.stdout
+        assert "under an earlier configuration not counted" in got.stdout  # right after a correct deploy
+        # piped at COLUMNS=80, no line is wrapped: each is one criterion
+        assert all(re.match(r"(PASS|FAIL|SKIP|INFO):? ", ln) for ln in got.stdout.splitlines()), got.stdout
+        listed = _run(f"ai-engine models list --env-file {env_file}", env).stdout
+        assert any(ln.count("│") >= 7 and "patchtst_v" in ln and " shadow " in ln for ln in listed.splitlines()), listed
 
         # the spec's greps on this serve's log, before and after the shadow deployment
         lines = log_path.read_text().splitlines()
