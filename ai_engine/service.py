@@ -53,6 +53,7 @@ class ServeOptions:
         overrides: CLI overrides re-applied on every reload.
         ws_url, rest_url: Binance websocket and REST bases (binance source).
         group: Redis consumer group (default ``kline_group(settings)``, one per shard).
+        max_bad_rows: file source: more quarantined rows in a CSV than this stops the start.
     """
 
     source: str = "file"
@@ -64,6 +65,7 @@ class ServeOptions:
     ws_url: str = "wss://stream.binance.com:9443"
     rest_url: str = "https://api.binance.com"
     group: str | None = None
+    max_bad_rows: int | None = None
 
 
 def store_cutoff(store, symbols: tuple[str, ...], interval: str) -> dict[str, int | None]:
@@ -108,10 +110,10 @@ def kline_group(settings: Settings) -> str:
 class FileSource:
     """Candles from ``<SYMBOL>-<interval>.csv``: history to prime, then batches closing together."""
 
-    def __init__(self, settings: Settings, data_dir: Path, history: int, store) -> None:
+    def __init__(self, settings: Settings, data_dir: Path, history: int, store, max_bad_rows: int | None = None) -> None:
         from ai_engine.data import load_dir
 
-        self.series = load_dir(data_dir, list(settings.my_symbols()), settings.interval)
+        self.series = load_dir(data_dir, list(settings.my_symbols()), settings.interval, max_bad_rows=max_bad_rows)
         self.interval = settings.interval
         self.cutoff: dict[str, int] = {}
         for sym, s in self.series.items():
@@ -367,7 +369,8 @@ class Service:
         data_dir = self.options.data_dir or self.settings.data_dir
         if data_dir is None:
             raise ConfigError("--source file needs --data DIR or AI_ENGINE_DATA_DIR")
-        return FileSource(self.settings, Path(data_dir), self.options.history, self.engine.store)
+        return FileSource(self.settings, Path(data_dir), self.options.history, self.engine.store,
+                          self.options.max_bad_rows)
 
     def _serve_file(self, source: FileSource) -> None:
         for batch in source.batches():

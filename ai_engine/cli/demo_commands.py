@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from ai_engine.cli.options import DataDir, make_console
+from ai_engine.cli.options import DataDir, MaxBadRows, make_console
 
 console = make_console()
 
@@ -38,6 +38,7 @@ def demo(
     workdir: Path = typer.Option(None, "--workdir", help="where models, telemetry and env file go (default: $AI_ENGINE_HOME/demo)"),
     bars: int = typer.Option(4000, "--bars", help="bars per symbol (synthetic market, or the last N real bars)"),
     seed: int = typer.Option(0, "--seed"),
+    max_bad_rows: int = MaxBadRows,
 ) -> None:
     """Train small models (synthetic market unless --data), replay with PatchTST in shadow, print a summary."""
     import logging
@@ -86,7 +87,7 @@ def demo(
     FileGovernorBackend(settings.governor_state_file).write(GovernorState.new(False, GovernorMode.PAPER, "demo"))
 
     if data:
-        series = load_dir(data, list(syms), interval)
+        series = load_dir(data, list(syms), interval, max_bad_rows=max_bad_rows)
         series = {s: v.slice(len(v) - bars, None) for s, v in series.items()}
     else:
         series = synthetic_market(list(syms), interval=interval, n_bars=bars, seed=seed)

@@ -9,7 +9,16 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ai_engine.cli.options import DataDir, EnvFile, Interval, Store, Symbols, env_arg, make_console
+from ai_engine.cli.options import (
+    DataDir,
+    EnvFile,
+    Interval,
+    MaxBadRows,
+    Store,
+    Symbols,
+    env_arg,
+    make_console,
+)
 
 console = make_console()
 
@@ -64,6 +73,7 @@ def replay(
     synthetic: bool = typer.Option(False, "--synthetic", help="replay a seeded synthetic market instead of --data"),
     bars: int = typer.Option(3000, "--bars", help="synthetic bars per symbol"),
     seed: int = typer.Option(0, "--seed"),
+    max_bad_rows: int = MaxBadRows,
 ) -> None:
     """Run the decision path over history as fast as it can, recording every decision."""
     from rich.progress import Progress
@@ -82,7 +92,7 @@ def replay(
     else:
         if data is None:
             raise typer.BadParameter("give --data DIR (or --synthetic)", param_hint="--data")
-        series = load_dir(data, list(settings.my_symbols()), settings.interval)
+        series = load_dir(data, list(settings.my_symbols()), settings.interval, max_bad_rows=max_bad_rows)
     engine = open_engine(settings, wait_for_shadow=True)
     try:
         with Progress(console=console, transient=True) as bar:

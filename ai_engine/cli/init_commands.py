@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from ai_engine.cli.options import DataDir
+from ai_engine.cli.options import DataDir, MaxBadRows
 
 MODELS = ("xgb", "lgbm", "nhits", "patchtst")
 ENV_PREFIX = {"xgb": "XGB", "lgbm": "LGBM", "nhits": "NHITS", "patchtst": "PATCHTST"}
@@ -65,6 +65,7 @@ def init(
     epochs: int = typer.Option(None, "--epochs", help="nhits/patchtst epochs (default 6: a first run, not a model to trade)"),
     seed: int = typer.Option(0, "--seed"),
     health_port: int = typer.Option(None, "--health-port", help="port of /health (default: a free one now)"),
+    max_bad_rows: int = MaxBadRows,
 ) -> None:
     """First run: an env file with every path under --home, baseline models in place, governor closed, next commands."""
     from ai_engine.agents import DEFAULT_ARTIFACT_NAME
@@ -95,7 +96,7 @@ def init(
     candles = data.expanduser().absolute() if data else home / "candles"
     if data is None:
         _write_synthetic_csvs(candles, syms, interval, bars, seed)
-    series = load_dir(candles, list(syms), interval)
+    series = load_dir(candles, list(syms), interval, max_bad_rows=max_bad_rows)
     short = {s: len(v) for s, v in series.items() if len(v) <= serve_bars + 500}
     if short:
         raise ConfigError(f"too few candles in {candles} for --serve-bars {serve_bars}: {short}")

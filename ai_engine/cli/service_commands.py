@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ai_engine.cli.options import DataDir, EnvFile, env_arg, make_console
+from ai_engine.cli.options import DataDir, EnvFile, MaxBadRows, env_arg, make_console
 
 console = make_console()
 LogFile = typer.Option(None, "--log", help="service log file to check")
@@ -25,6 +25,7 @@ def serve(
     ws_url: str = typer.Option("wss://stream.binance.com:9443", "--ws-url", help="Binance websocket base (binance source)"),
     rest_url: str = typer.Option("https://api.binance.com", "--rest-url", help="Binance REST base (binance source)"),
     group: str = typer.Option(None, "--group", help="Redis consumer group (redis source; default one per shard)"),
+    max_bad_rows: int = MaxBadRows,
 ) -> None:
     """Run the engine in the foreground (systemd Type=notify): SIGHUP reloads, SIGTERM stops gracefully."""
     from ai_engine.config import load_settings
@@ -34,7 +35,7 @@ def serve(
     settings = load_settings(env_arg(env_file))
     setup_logging(settings.log_level)
     opts = ServeOptions(source=source, data_dir=data, pace=pace, history=history, exit_at_end=exit_at_end,
-                        ws_url=ws_url, rest_url=rest_url, group=group)
+                        ws_url=ws_url, rest_url=rest_url, group=group, max_bad_rows=max_bad_rows)
     raise typer.Exit(Service(settings, opts).run())
 
 

@@ -172,6 +172,19 @@ class _Quarantine:
                 )
 
 
+def _totals(report: ValidationReport, max_bad_rows: int | None) -> None:
+    """One line of totals per file (the per-row lines stop at a cap), and the threshold."""
+    if report.n_quarantined or report.gaps:
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(report.quarantined.items()))
+        log.log(logging.WARNING if report.n_quarantined else logging.INFO,
+                "%s %s: %d of %d rows quarantined%s; %d gaps (%d missing bars) in %s", report.symbol,
+                    report.interval, report.n_quarantined, report.rows_read, f" ({kinds})" if kinds else "",
+                    len(report.gaps), report.missing_bars, report.source)
+    if max_bad_rows is not None and report.n_quarantined > max_bad_rows:
+        raise DataError(f"{report.source}: {report.n_quarantined} of {report.rows_read} rows quarantined, more than "
+                        f"--max-bad-rows {max_bad_rows}; fix the file (the log names each row) or raise the limit")
+
+
 def _read_text(path: Path) -> str:
     try:
         raw = path.read_bytes()
@@ -205,16 +218,19 @@ def load_csv(
     interval: str | None = None,
     *,
     report: ValidationReport | None = None,
+    max_bad_rows: int | None = None,
 ) -> CandleSeries:
-    """Load and validate one kline CSV; bad rows are quarantined and logged, never repaired.
+    """Load and validate one kline CSV; bad rows are quarantined and logged, never repaired, and
+    the file's totals are logged in one line.
 
     Args:
         path: CSV with header ``open_time,open,high,low,close,volume`` (extra columns ignored).
         symbol, interval: default to the parts of the file name ``<SYMBOL>-<interval>.csv``.
         report: filled in with counts of quarantined rows by kind and the gaps found.
+        max_bad_rows: more quarantined rows than this is an error (None: no limit).
 
     Raises:
-        DataError: unreadable file, wrong header, or no valid row.
+        DataError: unreadable file, wrong header, no valid row, or more than ``max_bad_rows`` bad rows.
     """
     path = Path(path)
     symbol, interval = _name_parts(path, symbol, interval)
@@ -237,6 +253,7 @@ def load_csv(
                 Gap(symbol, interval, int(t[k]), int(t[k + 1]), int((t[k + 1] - t[k]) // step - 1))
             )
         q.summarise()
+        _totals(report, max_bad_rows)
         return CandleSeries(symbol, interval, t, *v.T)
     times: list[int] = []
     values: list[tuple[float, float, float, float, float]] = []
@@ -288,6 +305,7 @@ def load_csv(
         last = t
     q.summarise()
     report.rows_kept = len(times)
+    _totals(report, max_bad_rows)
     disorder = report.quarantined.get("out_of_order", 0)
     if disorder > len(times):  # not a few stray rows: the file is in another order (newest first?)
         raise DataError(f"{path}: {disorder} of {report.rows_read} rows are out of time order (newest first, or "
@@ -357,8 +375,11 @@ def load_dir(
     *,
     start_ms: int | None = None,
     end_ms: int | None = None,
+    max_bad_rows: int | None = None,
+    reports: dict[str, ValidationReport] | None = None,
 ) -> dict[str, CandleSeries]:
-    """Load ``<data_dir>/<SYMBOL>-<interval>.csv`` for each symbol, cut to ``[start_ms, end_ms)``.
+    """Load ``<data_dir>/<SYMBOL>-<interval>.csv`` for each symbol, cut to ``[start_ms, end_ms)``;
+    ``max_bad_rows`` as in :func:`load_csv`, per file; ``reports`` gets each symbol's report.
 
     Raises:
         ConfigError: unknown interval, no symbols, or ``start_ms >= end_ms``.
@@ -384,7 +405,10 @@ def load_dir(
                 f"no candle file for {symbol} {interval}: {path} does not exist; "
                 f"symbols available for {interval}: {', '.join(available) or 'none'}"
             )
-        series = load_csv(path, symbol, interval).time_slice(start_ms, end_ms)
+        report = ValidationReport()
+        if reports is not None:
+            reports[symbol] = report
+        series = load_csv(path, symbol, interval, report=report, max_bad_rows=max_bad_rows).time_slice(start_ms, end_ms)
         if not len(series):
             lo = iso_utc(start_ms) if start_ms is not None else "start"
             hi = iso_utc(end_ms) if end_ms is not None else "end"

@@ -88,7 +88,7 @@ def test_bad_row_is_quarantined_and_logged(tmp_path, caplog, bad_row, kind, logg
     series, report = load_with(tmp_path, caplog, bad_row)
     assert report.quarantined == {kind: 1}
     assert logged in caplog.text
-    assert [r.levelname for r in caplog.records if "quarantined" in r.message] == ["WARNING"]
+    assert [r.levelname for r in caplog.records if r.message.startswith("quarantined ")] == ["WARNING"]
     assert list(series.open_time) == [T0, T0 + 2 * H]  # neighbours untouched
     assert series.close.tolist() == [100.5, 100.5]
     # the dropped row leaves a one-bar gap, reported as such
@@ -107,7 +107,8 @@ def test_log_lines_are_capped_per_file(tmp_path, caplog):
         s = load_csv(path, report=report)
     assert len(s) == 1 and report.quarantined["negative_volume"] == 60
     lines = [r.message for r in caplog.records]
-    assert len(lines) == 51 and "… and 10 more quarantine lines" in lines[-1]
+    assert len(lines) == 52 and "… and 10 more quarantine lines" in lines[-2]
+    assert lines[-1].startswith("ETHUSDT 1h: 60 of 61 rows quarantined (negative_volume 60); 0 gaps")  # the file's totals
     assert "quarantined negative_volume: 60" in str(report)
 
 
