@@ -1,6 +1,6 @@
 """The agent contract the engine relies on, and the parts every agent shares.
 
-BaseAgent owns parameter validation, input/feature-schema checks, temperature calibration,
+BaseAgent owns parameter validation, input/feature-schema checks, calibration (temperature and class bias),
 the fitted check and the artifact sidecar. ``tree_base`` and ``torch_base`` add the training
 loop and the model file; each concrete agent only builds its model.
 """
@@ -35,7 +35,7 @@ from ai_engine.exceptions import (
     ModelLoadError,
     NotFittedError,
 )
-from ai_engine.training.calibration import fit_temperature, softmax
+from ai_engine.training.calibration import fit_calibration, softmax
 from ai_engine.types import Prediction
 
 __all__ = ["BaseAgent", "Param", "BALANCE_MODES", "balance_weights", "check_feature_names", "predictions_from_logits",
@@ -104,6 +104,8 @@ class BaseAgent(abc.ABC):
     Attributes (learned, set by ``fit`` or ``load``):
         feature_names_in_: tuple[str, ...], column (tabular) or channel (sequence) names.
         temperature_: float, calibration temperature fitted on validation data (1.0 without).
+        calibration_bias_: tuple of 3 floats, per-class logit bias fitted with it (zeros without);
+            it undoes the prior shift of class balancing (``training.calibration``).
         metadata_: dict with ``version``, ``created_at`` and whatever the trainer adds
             (``label_config``, ``report``); stored in the artifact.
         sha256_: str, checksum of the artifact last saved or loaded ("" before that).
@@ -172,7 +174,7 @@ class BaseAgent(abc.ABC):
         Args:
             X: (n, F) tabular rows or (n, seq_len, C) float32 windows.
             y: (n,) class indices in CLASS_ORDER (0 SELL, 1 HOLD, 2 BUY).
-            X_val, y_val: validation part (same layout); used for early stopping and temperature.
+            X_val, y_val: validation part (same layout); used for early stopping and calibration.
             sample_weight: (n,) optional per-row weights, multiplied with class-balance weights.
             feature_names: column/channel names; default: the engine's FEATURE_NAMES or SEQUENCE_CHANNELS.
         """
@@ -200,12 +202,15 @@ class BaseAgent(abc.ABC):
             if sample_weight.shape != (X.shape[0],) or not np.all(np.isfinite(sample_weight)) or np.any(sample_weight < 0):
                 raise DataError(f"{self.name}: sample_weight must be ({X.shape[0]},) finite and >= 0")
         self.temperature_ = 1.0
+        self.calibration_bias_ = (0.0, 0.0, 0.0)
         self.sha256_ = ""
         created = datetime.now(UTC)
         self.metadata_ = {"version": version_for(self.name, created), "created_at": created.isoformat()}
         self._fit_model(X, y, X_val if has_val else None, y_val if has_val else None, sample_weight)
         if has_val:
-            self.temperature_ = fit_temperature(self._raw_logits(X_val), y_val)
+            prior = np.bincount(y, minlength=3)[:3] / len(y) if getattr(self, "balance", "none") != "none" else None
+            cal = fit_calibration(self._raw_logits(X_val), y_val, prior)
+            self.temperature_, self.calibration_bias_ = cal.temperature, cal.bias
         self.feature_names_in_ = names
         return self
 
@@ -215,12 +220,12 @@ class BaseAgent(abc.ABC):
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() or load an artifact first")
 
     def predict_logits(self, X: Any) -> np.ndarray:
-        """Calibrated logits (n, 3) in CLASS_ORDER: raw scores divided by the temperature."""
+        """Calibrated logits (n, 3) in CLASS_ORDER: raw scores divided by the temperature, plus the class bias."""
         self._check_fitted()
         X = self._as_input(X, "X", width=len(self.feature_names_in_))
         if X.shape[0] == 0:
             return np.zeros((0, 3))
-        return self._raw_logits(X) / self.temperature_
+        return self._raw_logits(X) / self.temperature_ + np.asarray(self.calibration_bias_)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Calibrated probabilities (n, 3) float64 in CLASS_ORDER; rows sum to 1."""
@@ -265,7 +270,8 @@ class BaseAgent(abc.ABC):
             "seq_len": getattr(self, "seq_len_", None),
             "class_order": [a.value for a in CLASS_ORDER],
             "label_config": md.get("label_config"),
-            "calibration": {"method": "temperature", "temperature": self.temperature_},
+            "calibration": {"method": "temperature+bias", "temperature": self.temperature_,
+                            "bias": list(self.calibration_bias_)},
             "report": md.get("report"),
             "created_at": md.get("created_at"),
             **self._extra_meta(),
@@ -330,18 +336,25 @@ class BaseAgent(abc.ABC):
         return agent
 
     def _restore_common(self, path: Path, meta: dict) -> None:
-        """Set feature names, temperature and metadata from a sidecar or embedded dict."""
+        """Set feature names, calibration and metadata from a sidecar or embedded dict (an artifact
+        from before the class bias has none: zeros, i.e. temperature only)."""
         names = meta.get("feature_names")
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
             raise ModelLoadError(f"{path}: feature_names missing or malformed in metadata")
-        temp = (meta.get("calibration") or {}).get("temperature", 1.0) if "calibration" in meta else meta.get("temperature", 1.0)
+        cal = meta.get("calibration") or {} if "calibration" in meta else {
+            "temperature": meta.get("temperature", 1.0), "bias": meta.get("calibration_bias", [0.0, 0.0, 0.0])}
+        temp, bias = cal.get("temperature", 1.0), cal.get("bias", [0.0, 0.0, 0.0])
         if not isinstance(temp, int | float) or not np.isfinite(temp) or temp <= 0:
             raise ModelLoadError(f"{path}: calibration temperature {temp!r} is not a positive finite number")
+        if not isinstance(bias, list) or len(bias) != 3 or not all(
+                isinstance(b, int | float) and not isinstance(b, bool) and np.isfinite(b) for b in bias):
+            raise ModelLoadError(f"{path}: calibration bias {bias!r} is not 3 finite numbers")
         version = meta.get("version")
         if not isinstance(version, str) or not version.startswith(f"{self.name}_v"):
             raise ModelLoadError(f"{path}: version {version!r} is not a {self.name} version")
         self.feature_names_in_ = tuple(names)
         self.temperature_ = float(temp)
+        self.calibration_bias_ = tuple(float(b) for b in bias)
         self.metadata_ = {
             "version": version,
             "created_at": meta.get("created_at"),

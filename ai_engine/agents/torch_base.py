@@ -1,5 +1,5 @@
 """Shared base of the neural agents: seeding, class balancing, the training loop with early
-stopping, temperature calibration and the ``.pth`` artifact (plain types, weights_only-safe).
+stopping, calibration and the ``.pth`` artifact (plain types, weights_only-safe).
 PatchTST and NHiTS only name their network class."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 from ai_engine.agents.artifacts import FORMAT_VERSION, safe_torch_load
 from ai_engine.agents.base import BALANCE_MODES, BaseAgent, Param, balance_weights
 from ai_engine.exceptions import DataError, FeatureMismatchError, ModelLoadError
+from ai_engine.training.calibration import fit_calibration
 
 __all__ = ["TorchAgent"]
 
@@ -36,9 +37,9 @@ class TorchAgent(BaseAgent):
         seq_len: int, window length in bars (the trainer builds windows of this length).
         epochs: int, maximum training epochs.
         batch_size: int, rows per optimiser step.
-        lr: float, AdamW learning rate.
-        weight_decay: float, AdamW weight decay.
-        patience: int, epochs without validation-loss improvement before stopping.
+        lr: float, AdamW learning rate (None: the agent's ``default_lr``).
+        weight_decay: float, AdamW weight decay (None: the agent's ``default_weight_decay``).
+        patience: int, epochs without improvement of the calibrated validation log loss before stopping.
         balance: "weights" (class-weighted loss), "sampler" (class-balanced sampling) or "none".
         seed: int, seeds torch and the batch order.
         net_params: dict or None, overrides of the network's constructor params
@@ -55,6 +56,9 @@ class TorchAgent(BaseAgent):
     artifact_format: ClassVar[str] = "torch-pth"
     passes_logits: ClassVar[bool] = True
     net_class: ClassVar[str]
+    net_defaults: ClassVar[dict[str, Any]] = {}  # the agent's own defaults of net params, under ``net_params``
+    default_lr: ClassVar[float] = 1e-3
+    default_weight_decay: ClassVar[float] = 1e-4
     _param_table: ClassVar[dict[str, Param]] = {
         "seq_len": Param((int,), lambda v: 4 <= v <= 4096, "int in [4, 4096]"),
         "epochs": Param((int,), lambda v: 1 <= v <= 10_000, "int in [1, 10000]"),
@@ -75,8 +79,8 @@ class TorchAgent(BaseAgent):
         seq_len: int = 64,
         epochs: int = 30,
         batch_size: int = 256,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
+        lr: float | None = None,
+        weight_decay: float | None = None,
         patience: int = 5,
         balance: str = "weights",
         seed: int = 0,
@@ -86,8 +90,8 @@ class TorchAgent(BaseAgent):
         self.seq_len = seq_len
         self.epochs = epochs
         self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
+        self.lr = self.default_lr if lr is None else lr
+        self.weight_decay = self.default_weight_decay if weight_decay is None else weight_decay
         self.patience = patience
         self.balance = balance
         self.seed = seed
@@ -118,7 +122,7 @@ class TorchAgent(BaseAgent):
     # ---- training ---------------------------------------------------------------------
     def _build(self, n_channels: int):
         return self._build_from(self.net_class, {"n_channels": n_channels, "seq_len": self.seq_len,
-                                                 **(self.net_params or {})})
+                                                 **self.net_defaults, **(self.net_params or {})})
 
     def _fit_model(self, X, y, X_val, y_val, sample_weight) -> None:
         import torch
@@ -129,6 +133,8 @@ class TorchAgent(BaseAgent):
         self.seq_len_ = int(X.shape[1])
         net = self._build(X.shape[2])
         Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+        if getattr(net, "scale", None) is not None:
+            net.scale.fit(Xt[:, -1, :])  # each training bar once (windows overlap), never validation
         w_row = torch.ones(len(y), dtype=torch.float32) if sample_weight is None else torch.from_numpy(
             sample_weight.astype(np.float32))
         class_w = torch.ones(3)
@@ -138,8 +144,7 @@ class TorchAgent(BaseAgent):
             class_w = torch.tensor(cw, dtype=torch.float32)
         sampler_p = torch.from_numpy(balance_weights(y)).double() if self.balance == "sampler" else None
         loss_fn = nn.CrossEntropyLoss(weight=class_w, reduction="none")
-        val_w = torch.tensor(1.0 / np.maximum(np.bincount(y_val, minlength=3), 1), dtype=torch.float32) \
-            if (y_val is not None and self.balance != "none") else None
+        prior = np.bincount(y, minlength=3)[:3] / len(y)
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         n = len(y)
         best_loss, best_state, best_epoch, bad, history = np.inf, None, 0, 0, []
@@ -167,14 +172,10 @@ class TorchAgent(BaseAgent):
                 row = {"epoch": epoch, "train_loss": train_loss}
                 if X_val is not None:
                     self.net_ = net
-                    logits = torch.from_numpy(self._raw_logits(X_val)).float()
-                    yv = torch.from_numpy(y_val)
-                    nll = nn.functional.cross_entropy(logits, yv, weight=val_w)
-                    pred = logits.argmax(1).numpy()
-                    bal = float(np.mean([np.mean(pred[y_val == k] == k) for k in np.unique(y_val)]))
-                    row.update(val_loss=float(nll), val_bal_acc=bal)
-                    if float(nll) < best_loss - 1e-5:
-                        best_loss, best_state, best_epoch, bad = float(nll), copy.deepcopy(net.state_dict()), epoch, 0
+                    nll, bal = _calibrated_val_scores(self._raw_logits(X_val), y_val, prior)
+                    row.update(val_loss=nll, val_bal_acc=bal)
+                    if nll < best_loss - 1e-5:
+                        best_loss, best_state, best_epoch, bad = nll, copy.deepcopy(net.state_dict()), epoch, 0
                     else:
                         bad += 1
                 history.append(row)
@@ -227,6 +228,7 @@ class TorchAgent(BaseAgent):
             "feature_names": list(self.feature_names_in_),
             "seq_len": int(self.seq_len_),
             "temperature": float(self.temperature_),
+            "calibration_bias": [float(b) for b in self.calibration_bias_],
             "label_config": plain["label_config"],
             "report": plain["report"],
             "created_at": md.get("created_at"),
@@ -291,6 +293,22 @@ class TorchAgent(BaseAgent):
         from ai_engine.nets import build_net
 
         return build_net(net_class, net_params)
+
+
+def _calibrated_val_scores(logits: np.ndarray, y: np.ndarray, prior: np.ndarray) -> tuple[float, float]:
+    """Validation log loss after calibration, and balanced accuracy of the raw arg-max.
+
+    Early stopping reads the score the model is judged by: the log loss of the probabilities it
+    will serve, i.e. after the temperature and class bias fitted on these rows. A class-weighted
+    loss instead rewards epochs that grow the minority logits, which calibration then takes back.
+    """
+    cal = fit_calibration(logits, y, prior)
+    z = cal.apply(logits)
+    z = z - z.max(axis=1, keepdims=True)
+    nll = float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
+    pred = logits.argmax(axis=1)
+    bal = float(np.mean([np.mean(pred[y == k] == k) for k in np.unique(y)]))
+    return nll, bal
 
 
 class _Progress:

@@ -59,7 +59,7 @@ def start_train(
     horizon: Annotated[int, typer.Option("--horizon", help="label horizon in bars")] = 4,
     band_mode: Annotated[BandMode, typer.Option("--band-mode", help="vol: max(fee band, k·σ); fixed: ±band")] = BandMode.vol,
     band: Annotated[float | None, typer.Option("--band", help="fixed band half-width (log return) for --band-mode fixed")] = None,
-    vol_k: Annotated[float, typer.Option("--vol-k", help="volatility multiple k of the vol band")] = 0.5,
+    vol_k: Annotated[float, typer.Option("--vol-k", help="volatility multiple k of the vol band")] = 0.2,
     fee_band: Annotated[float, typer.Option("--fee-band", help="minimum band (log return) covering fees")] = 0.002,
     vol_window: Annotated[int, typer.Option("--vol-window", help="bars in the rolling volatility")] = 168,
     epochs: Annotated[int | None, typer.Option("--epochs", help="epochs (nhits/patchtst) or max boosting rounds (trees)")] = None,

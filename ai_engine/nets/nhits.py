@@ -23,6 +23,7 @@ from ai_engine.nets._validate import (
     check_window,
 )
 from ai_engine.nets.revin import RevIN
+from ai_engine.nets.scaling import ChannelScale
 
 __all__ = ["NHiTSBackbone", "NHiTSForecaster", "NHiTSClassifier"]
 
@@ -195,6 +196,9 @@ class NHiTSClassifier(nn.Module):
             artifact on CPU).
         n_classes: number of classes; logits follow ``ai_engine.enums.CLASS_ORDER`` when 3.
         latent_horizon: length of the latent "forecast" each channel's stacks produce.
+        global_scale: standardise each channel by statistics fitted on the training windows
+            (:class:`ai_engine.nets.scaling.ChannelScale`, set by the agent before training),
+            which keeps the volatility level RevIN removes.
         head_dropout: dropout on the latent forecast before the linear layer.
 
     Why this head: the stacks are reused unchanged, so the classifier keeps NHiTS's
@@ -224,6 +228,7 @@ class NHiTSClassifier(nn.Module):
         dropout: float = 0.1,
         head_dropout: float = 0.0,
         revin: bool = True,
+        global_scale: bool = False,
     ) -> None:
         super().__init__()
         self.backbone = NHiTSBackbone(
@@ -233,6 +238,8 @@ class NHiTSClassifier(nn.Module):
             revin=revin,
         )
         self.n_classes = check_int("n_classes", n_classes, minimum=2)
+        self.global_scale = check_bool("global_scale", global_scale)
+        self.scale = ChannelScale(n_channels) if global_scale else None
         self.head_dropout = check_fraction("head_dropout", head_dropout)
         self.head = nn.Sequential(
             nn.Flatten(start_dim=1),
@@ -243,9 +250,12 @@ class NHiTSClassifier(nn.Module):
     def config(self) -> dict[str, Any]:
         params = self.backbone.config()
         params["latent_horizon"] = params.pop("horizon")
-        return {**params, "n_classes": self.n_classes, "head_dropout": self.head_dropout}
+        return {**params, "n_classes": self.n_classes, "head_dropout": self.head_dropout,
+                "global_scale": self.global_scale}
 
     def forward(self, x: Tensor) -> Tensor:
         check_window(x, self.backbone.seq_len, self.backbone.n_channels, type(self).__name__)
+        if self.scale is not None:
+            x = self.scale(x)
         latent, _, _ = self.backbone(x)  # (B, latent_horizon, C)
         return self.head(latent)  # (B, latent_horizon * C) → (B, n_classes)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ai_engine.nets._validate import check_bool, check_fraction, check_int, check_window
 from ai_engine.nets.revin import RevIN
+from ai_engine.nets.scaling import ChannelScale
 
 __all__ = ["PatchTSTBackbone", "PatchTSTForecaster", "PatchTSTClassifier"]
 
@@ -200,6 +201,9 @@ class PatchTSTClassifier(nn.Module):
         n_channels, seq_len, patch_len, stride, d_model, n_heads, n_layers, d_ff, dropout,
             revin: as in :class:`PatchTSTBackbone`.
         n_classes: number of classes; logits follow ``ai_engine.enums.CLASS_ORDER`` when 3.
+        global_scale: standardise each channel by statistics fitted on the training windows
+            (:class:`ai_engine.nets.scaling.ChannelScale`, set by the agent before training),
+            which keeps the volatility level RevIN removes.
         head_dropout: dropout on the pooled features before the linear layer.
 
     The head averages each channel's patch embeddings over the N patches (positions are already
@@ -226,6 +230,7 @@ class PatchTSTClassifier(nn.Module):
         dropout: float = 0.2,
         head_dropout: float = 0.0,
         revin: bool = True,
+        global_scale: bool = False,
     ) -> None:
         super().__init__()
         self.backbone = PatchTSTBackbone(
@@ -234,6 +239,8 @@ class PatchTSTClassifier(nn.Module):
             revin=revin,
         )
         self.n_classes = check_int("n_classes", n_classes, minimum=2)
+        self.global_scale = check_bool("global_scale", global_scale)
+        self.scale = ChannelScale(n_channels) if global_scale else None
         self.head_dropout = check_fraction("head_dropout", head_dropout)
         self.head = nn.Sequential(
             nn.Flatten(start_dim=1),
@@ -242,9 +249,12 @@ class PatchTSTClassifier(nn.Module):
         )
 
     def config(self) -> dict[str, Any]:
-        return {**self.backbone.config(), "n_classes": self.n_classes, "head_dropout": self.head_dropout}
+        return {**self.backbone.config(), "n_classes": self.n_classes, "head_dropout": self.head_dropout,
+                "global_scale": self.global_scale}
 
     def forward(self, x: Tensor) -> Tensor:
         check_window(x, self.backbone.seq_len, self.backbone.n_channels, type(self).__name__)
+        if self.scale is not None:
+            x = self.scale(x)
         z, _, _ = self.backbone(x)  # (B, C, N, D)
         return self.head(z.mean(dim=2))  # (B, C, D) → (B, n_classes)

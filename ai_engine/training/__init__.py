@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from ai_engine.training.calibration import apply_temperature, fit_temperature, log_probs, softmax
+from ai_engine.training.calibration import (
+    Calibration,
+    apply_temperature,
+    fit_calibration,
+    fit_temperature,
+    log_probs,
+    softmax,
+)
 from ai_engine.training.dataset import Dataset, Part, build_dataset
 from ai_engine.training.guard import GuardConfig, GuardResult, check_degeneracy, enforce_guard
 from ai_engine.training.labels import UNLABELLED, LabelConfig, make_labels, volatility_band
@@ -20,6 +27,7 @@ from ai_engine.training.trainer import DEFAULT_SEQ_LEN, TrainOptions, parse_date
 
 __all__ = [
     "BaselineMetrics",
+    "Calibration",
     "ClassMetrics",
     "DEFAULT_SEQ_LEN",
     "Dataset",
@@ -39,6 +47,7 @@ __all__ = [
     "enforce_guard",
     "evaluate",
     "expected_calibration_error",
+    "fit_calibration",
     "fit_temperature",
     "log_probs",
     "make_labels",

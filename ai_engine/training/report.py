@@ -1,11 +1,17 @@
 """Training report: per-class behaviour, confidence spread and calibration, against baselines.
 
+Probabilities are judged by proper scores (log loss, Brier) against the sample climatology of
+the rows judged (their own class frequencies, the usual reference in forecast verification):
+a skill score ``1 - score / score_climatology`` below 0 means the model's probabilities are worse
+than knowing only how often each class occurred.
+
 Failure mode 9 (a model that says WIN for every row, with 450 "distinct" confidences inside
 1e-4) is visible at a glance here: action shares, confidence std and balanced accuracy.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -40,13 +46,15 @@ class ClassMetrics:
 @dataclass(frozen=True, slots=True)
 class BaselineMetrics:
     """A trivial predictor's scores on the same rows (``majority``: always the train majority
-    class with certainty-free prior probs; ``prior``: train class prior for every row)."""
+    class with certainty; ``prior``: train class shares for every row; ``climatology``: the
+    judged rows' own class shares for every row, the reference of the skill scores)."""
 
     name: str
     accuracy: float
     balanced_accuracy: float
     ece: float
     brier: float
+    log_loss: float = math.nan  # reports written before log loss was recorded lack it
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +74,16 @@ class SplitMetrics:
     confidence_std: float
     confidence_n_distinct: int
     baselines: tuple[BaselineMetrics, ...]
+    log_loss: float = math.nan  # NaN in reports written before these were recorded
+    log_loss_skill: float = math.nan  # 1 - log_loss / climatology's; >= 0: no worse than the class shares
+    brier_skill: float = math.nan  # 1 - brier / climatology's
 
     @property
     def max_action_share(self) -> float:
         return max(self.action_share)
+
+    def baseline(self, name: str) -> BaselineMetrics | None:
+        return next((b for b in self.baselines if b.name == name), None)
 
     @classmethod
     def from_dict(cls, d: dict) -> SplitMetrics:
@@ -87,6 +101,9 @@ class SplitMetrics:
             confidence_std=d["confidence_std"],
             confidence_n_distinct=int(d["confidence_n_distinct"]),
             baselines=tuple(BaselineMetrics(**b) for b in d["baselines"]),
+            log_loss=d.get("log_loss", math.nan),
+            log_loss_skill=d.get("log_loss_skill", math.nan),
+            brier_skill=d.get("brier_skill", math.nan),
         )
 
 
@@ -112,6 +129,7 @@ class TrainingReport:
     test: SplitMetrics | None
     synthetic: bool = False
     notes: tuple[str, ...] = field(default=())
+    calibration_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)  # per-class logit bias, CLASS_ORDER
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,6 +142,7 @@ class TrainingReport:
         d["symbols"] = tuple(d["symbols"])
         d["train_label_share"] = tuple(d["train_label_share"])
         d["notes"] = tuple(d.get("notes", ()))
+        d["calibration_bias"] = tuple(d.get("calibration_bias", (0.0, 0.0, 0.0)))
         return cls(**d)
 
 
@@ -148,6 +167,16 @@ def _brier(probs: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.sum((probs - onehot) ** 2, axis=1))) if len(y) else 0.0
 
 
+def _log_loss(probs: np.ndarray, y: np.ndarray) -> float:
+    if not len(y):
+        return 0.0
+    return float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-15, 1.0))))
+
+
+def _skill(score: float, reference: float) -> float:
+    return 1.0 - score / reference if reference > 0 else 0.0
+
+
 def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
     recalls = [float(np.mean(pred[y == k] == k)) for k in range(3) if np.any(y == k)]
     return float(np.mean(recalls)) if recalls else 0.0
@@ -161,27 +190,32 @@ def _share(v: np.ndarray) -> tuple[float, float, float]:
 
 def _baselines(y: np.ndarray, train_prior: np.ndarray) -> tuple[BaselineMetrics, ...]:
     n = len(y)
-    prior = np.tile(train_prior, (n, 1))
     majority = int(np.argmax(train_prior))
     maj = np.full(n, majority)
     acc = float(np.mean(maj == y)) if n else 0.0
     onehot = np.tile(np.eye(3)[majority], (n, 1))
-    return (
-        BaselineMetrics("majority", acc, _balanced_accuracy(y, maj), expected_calibration_error(onehot, y),
-                        _brier(onehot, y)),
-        BaselineMetrics("prior", acc, _balanced_accuracy(y, maj), expected_calibration_error(prior, y),
-                        _brier(prior, y)),
-    )
+    out = [BaselineMetrics("majority", acc, _balanced_accuracy(y, maj), expected_calibration_error(onehot, y),
+                           _brier(onehot, y), _log_loss(onehot, y))]
+    for name, shares in (("prior", train_prior), ("climatology", np.asarray(_share(y)))):
+        p = np.tile(shares, (n, 1))
+        top = np.full(n, int(np.argmax(shares)))
+        out.append(BaselineMetrics(name, float(np.mean(top == y)) if n else 0.0, _balanced_accuracy(y, top),
+                                   expected_calibration_error(p, y), _brier(p, y), _log_loss(p, y)))
+    return tuple(out)
 
 
 def evaluate(probs: np.ndarray, y: np.ndarray, train_prior: np.ndarray) -> SplitMetrics:
-    """Score calibrated probabilities (n, 3) against labels (n,), with baselines from ``train_prior``."""
+    """Score calibrated probabilities (n, 3) against labels (n,), with baselines from ``train_prior`` and
+    from the rows' own class shares (climatology: the reference of ``log_loss_skill`` and ``brier_skill``)."""
     probs = np.asarray(probs, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64)
     pred = probs.argmax(axis=1) if len(y) else np.zeros(0, dtype=np.int64)
     conf = probs.max(axis=1) if len(y) else np.zeros(0)
     cm = np.zeros((3, 3), dtype=np.int64)
     np.add.at(cm, (y, pred), 1)
+    baselines = _baselines(y, np.asarray(train_prior, dtype=np.float64))
+    clim = baselines[-1]
+    log_loss, brier = _log_loss(probs, y), _brier(probs, y)
     per_class = []
     for k, name in enumerate(_NAMES):
         tp = cm[k, k]
@@ -195,7 +229,7 @@ def evaluate(probs: np.ndarray, y: np.ndarray, train_prior: np.ndarray) -> Split
         accuracy=float(np.mean(pred == y)) if len(y) else 0.0,
         balanced_accuracy=_balanced_accuracy(y, pred),
         ece=expected_calibration_error(probs, y),
-        brier=_brier(probs, y),
+        brier=brier,
         per_class=tuple(per_class),
         confusion=tuple(tuple(int(v) for v in row) for row in cm),  # type: ignore[misc]
         action_share=_share(pred),
@@ -203,7 +237,10 @@ def evaluate(probs: np.ndarray, y: np.ndarray, train_prior: np.ndarray) -> Split
         confidence_mean=float(conf.mean()) if len(y) else 0.0,
         confidence_std=float(conf.std()) if len(y) else 0.0,
         confidence_n_distinct=int(np.unique(np.round(conf, 6)).size),
-        baselines=_baselines(y, np.asarray(train_prior, dtype=np.float64)),
+        baselines=baselines,
+        log_loss=log_loss,
+        log_loss_skill=_skill(log_loss, clim.log_loss),
+        brier_skill=_skill(brier, clim.brier),
     )
 
 
@@ -217,8 +254,11 @@ def _split_table(title: str, m: SplitMetrics):
         t.add_column(b.name, justify="right")
     base = {b.name: b for b in m.baselines}
     t.add_row("rows", str(m.n), *["" for _ in base])
-    for key in ("accuracy", "balanced_accuracy", "ece", "brier"):
+    for key in ("accuracy", "balanced_accuracy", "ece", "brier", "log_loss"):
         t.add_row(key, f"{getattr(m, key):.4f}", *[f"{getattr(b, key):.4f}" for b in base.values()])
+    t.add_row("log-loss / Brier skill vs climatology", f"{m.log_loss_skill:+.2%} / {m.brier_skill:+.2%}",
+              *[f"{_skill(b.log_loss, base['climatology'].log_loss):+.2%} / {_skill(b.brier, base['climatology'].brier):+.2%}"
+                if "climatology" in base and b.name != "majority" else "" for b in base.values()])
     t.add_row("confidence mean/std", f"{m.confidence_mean:.4f} / {m.confidence_std:.4f}", *["" for _ in base])
     t.add_row("distinct confidences", str(m.confidence_n_distinct), *["" for _ in base])
     for c, share, lshare in zip(m.per_class, m.action_share, m.label_share, strict=True):
@@ -248,7 +288,8 @@ def render(report: TrainingReport, *, width: int = 110) -> str:
         f"  train shares S/H/B={'/'.join(f'{s:.1%}' for s in report.train_label_share)}"
     )
     console.print(
-        f"temperature={report.temperature:.4f}  epochs={report.epochs_run} (best {report.best_epoch})"
+        f"temperature={report.temperature:.4f}"
+        f"  bias S/H/B={'/'.join(f'{b:+.3f}' for b in report.calibration_bias)}  epochs={report.epochs_run} (best {report.best_epoch})"
         f"  train_seconds={report.train_seconds:.1f}"
     )
     console.print(_split_table("validation (calibration set)", report.val))

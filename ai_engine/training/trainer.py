@@ -211,6 +211,8 @@ def _report(agent: Any, ds: Dataset, cfg: LabelConfig, seconds: float) -> Traini
     notes = []
     if test is not None and test.balanced_accuracy <= test.baselines[0].balanced_accuracy:
         notes.append("held-out balanced accuracy does not beat the majority baseline")
+    if test is not None and test.log_loss_skill < 0:
+        notes.append(f"held-out log loss is worse than the test period's class shares (skill {test.log_loss_skill:+.2%})")
     return TrainingReport(
         model=agent.name,
         version=agent.version,
@@ -223,6 +225,7 @@ def _report(agent: Any, ds: Dataset, cfg: LabelConfig, seconds: float) -> Traini
         n_test=len(ds.test),
         train_label_share=ds.train.class_share(),
         temperature=float(agent.temperature_),
+        calibration_bias=tuple(float(b) for b in agent.calibration_bias_),  # type: ignore[arg-type]
         epochs_run=int(md.get("epochs_run") or md.get("best_iteration") or 0),
         best_epoch=int(md.get("best_epoch") or md.get("best_iteration") or 0),
         train_seconds=round(seconds, 2),

@@ -216,3 +216,29 @@ def test_a_directory_or_an_empty_file_is_named_as_such(artifacts, tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(ModelLoadError, match=r"is empty \(0 bytes\)"):
         load_agent("xgb", empty)
+
+
+def test_an_artifact_from_before_the_class_bias_loads_as_temperature_only(artifacts, tmp_path):
+    src, X = artifacts["lgbm"]
+    path = tmp_path / src.name
+    path.write_bytes(src.read_bytes())
+    meta = json.loads(meta_path_for(src).read_text())
+    meta.pop("meta_sha256")
+    meta["calibration"] = {"method": "temperature", "temperature": meta["calibration"]["temperature"]}
+    write_meta(path, meta)
+    old = load_agent("lgbm", path)
+    assert old.calibration_bias_ == (0.0, 0.0, 0.0)
+    np.testing.assert_allclose(old.predict_logits(X), old._raw_logits(X) / old.temperature_)
+
+
+@pytest.mark.parametrize("bias", [[0.1, 0.2], [0.0, float("nan"), 0.0], "0,0,0"])
+def test_a_malformed_calibration_bias_is_refused(bias, artifacts, tmp_path):
+    src, _ = artifacts["xgb"]
+    path = tmp_path / src.name
+    path.write_bytes(src.read_bytes())
+    meta = json.loads(meta_path_for(src).read_text())
+    meta.pop("meta_sha256")
+    meta["calibration"]["bias"] = bias
+    write_meta(path, meta)
+    with pytest.raises(ModelLoadError, match="calibration bias"):
+        load_agent("xgb", path)

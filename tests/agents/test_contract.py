@@ -73,6 +73,7 @@ def test_save_load_round_trip(name, fitted, tmp_path, fast_params):
     assert meta["model"] == name and meta["version"] == agent.version and meta["sha256"] == info.sha256
     assert meta["feature_names"] == list(agent.feature_names_in_)
     assert meta["calibration"]["temperature"] == pytest.approx(agent.temperature_)
+    assert meta["calibration"]["bias"] == pytest.approx(list(agent.calibration_bias_))
     assert meta["label_config"] == {"horizon": 4, "mode": "vol"}
     assert meta["seq_len"] == fast_params[name].get("seq_len")
     loaded = load_agent(name, info.path, expected_sha256=info.sha256)
@@ -81,6 +82,16 @@ def test_save_load_round_trip(name, fitted, tmp_path, fast_params):
     assert loaded.get_params() == agent.get_params()
     np.testing.assert_array_equal(loaded.predict_proba(X), agent.predict_proba(X))
     assert [p.logit for p in loaded.predict(X[:5])] == [p.logit for p in agent.predict(X[:5])]
+    assert loaded.calibration_bias_ == agent.calibration_bias_
+
+
+def test_calibration_bias_is_part_of_the_served_probabilities(name, fitted):
+    """The class bias fitted on validation moves the served probabilities; without it they are
+    the temperature-only ones an artifact from before the bias would serve."""
+    agent, X, _ = fitted[name]
+    assert any(b != 0.0 for b in agent.calibration_bias_)
+    raw = agent._raw_logits(agent._as_input(X, "X")) / agent.temperature_
+    np.testing.assert_allclose(agent.predict_logits(X), raw + np.asarray(agent.calibration_bias_))
 
 
 def test_unfitted_raises_not_fitted(name, fast_params, make_data):

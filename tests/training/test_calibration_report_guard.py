@@ -14,6 +14,7 @@ from ai_engine.training import (
     enforce_guard,
     evaluate,
     expected_calibration_error,
+    fit_calibration,
     fit_temperature,
     render,
     softmax,
@@ -32,6 +33,33 @@ def test_temperature_recovers_known_overconfidence():
     temp = fit_temperature(z, y)
     assert temp == pytest.approx(2.5, rel=0.05)
     assert expected_calibration_error(apply_temperature(z, temp), y) < expected_calibration_error(softmax(z), y)
+
+
+def test_calibration_undoes_the_prior_shift_of_class_balancing():
+    rng = np.random.default_rng(1)
+    z = rng.normal(0, 1.5, size=(30_000, 3))
+    true_bias = np.log([0.2, 0.6, 0.2])
+    y = _sample(z / 1.5 + true_bias)  # a balanced model's logits: the class prior is missing from them
+    cal = fit_calibration(z, y, prior=np.array([0.2, 0.6, 0.2]))
+    assert cal.temperature == pytest.approx(1.5, rel=0.05)
+    np.testing.assert_allclose(np.subtract(cal.bias, np.mean(cal.bias)), true_bias - true_bias.mean(), atol=0.05)
+    def nll(p):
+        return -np.mean(np.log(p[np.arange(len(y)), y]))
+    assert nll(softmax(cal.apply(z))) < nll(apply_temperature(z, fit_temperature(z, y)))
+    # a class never seen in validation keeps bias 0 instead of running to the bound
+    assert fit_calibration(z[y != 2], y[y != 2]).bias[2] == 0.0
+
+
+def test_skill_scores_are_against_the_judged_rows_own_class_shares():
+    y = np.array([0, 1, 1, 1, 2, 2, 1, 1])
+    clim = np.bincount(y, minlength=3) / len(y)
+    m = evaluate(np.tile(clim, (len(y), 1)), y, train_prior=np.array([1 / 3, 1 / 3, 1 / 3]))
+    assert [b.name for b in m.baselines] == ["majority", "prior", "climatology"]
+    assert m.log_loss == pytest.approx(m.baseline("climatology").log_loss)
+    assert m.log_loss_skill == pytest.approx(0.0) and m.brier_skill == pytest.approx(0.0)
+    assert m.baseline("prior").log_loss > m.log_loss  # the train prior is not this period's shares
+    sharp = evaluate(np.eye(3)[y] * 0.9 + 0.1 / 3, y, train_prior=clim)
+    assert sharp.log_loss_skill > 0.5 and sharp.brier_skill > 0.5
 
 
 def test_evaluate_counts_the_confusion_and_per_class_scores():

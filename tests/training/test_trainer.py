@@ -23,7 +23,7 @@ def _train(model, out, **kw):
     args = dict(symbols=["AAAUSDT", "BBBUSDT"], synthetic=True, out_path=out, threads=1,
                 options=TrainOptions(synthetic_bars=1200), epochs=40 if model in ("xgb", "lgbm") else 2,
                 agent_params=SMALL_NETS.get(model),
-                guard=GuardConfig(min_conf_std=0.001))  # synthetic markets are barely predictable
+                guard=GuardConfig(max_action_share=1.0, min_conf_std=0.001))  # synthetic: honest probs sit at the shares
     args.update(kw)
     return train_model(model, **args)
 
