@@ -231,7 +231,7 @@ def test_an_artifact_from_before_the_class_bias_loads_as_temperature_only(artifa
     np.testing.assert_allclose(old.predict_logits(X), old._raw_logits(X) / old.temperature_)
 
 
-@pytest.mark.parametrize("bias", [[0.1, 0.2], [0.0, float("nan"), 0.0], "0,0,0"])
+@pytest.mark.parametrize("bias", [[0.1, 0.2], [0.0, True, 0.0], "0,0,0"])
 def test_a_malformed_calibration_bias_is_refused(bias, artifacts, tmp_path):
     src, _ = artifacts["xgb"]
     path = tmp_path / src.name
