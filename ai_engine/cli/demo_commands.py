@@ -12,7 +12,10 @@ from ai_engine.cli.options import DataDir, MaxBadRows, make_console
 
 console = make_console()
 
-DEMO_EPOCHS = {"xgb": None, "lgbm": None, "nhits": 6, "patchtst": 6}
+DEMO_EPOCHS = {"xgb": None, "lgbm": None, "nhits": 6, "patchtst": 4}
+# PatchTST without dropout for the demo: generating dropout masks was a quarter of its CPU time
+# (9.5 of 40 s, cProfile, 1 thread); 4 epochs without it took 44 s where 4 with it took 58 s (load 7).
+DEMO_AGENT_PARAMS = {"patchtst": {"net_params": {"dropout": 0.0, "head_dropout": 0.0}}}
 MARKER = ".ai-engine-demo"
 
 
@@ -43,7 +46,10 @@ def demo(
     """Train small models (synthetic market unless --data), replay with PatchTST in shadow, print a summary."""
     import logging
 
+    import torch
+
     from ai_engine.config import load_settings
+    from ai_engine.cpu_affinity import ALL_CPUS, free_cpus
     from ai_engine.data import load_dir, synthetic_market
     from ai_engine.enums import GovernorMode
     from ai_engine.envfile import update_env_file
@@ -59,7 +65,12 @@ def demo(
     fresh_workdir(home)
     syms = tuple(s.strip().upper() for s in symbols.split(",") if s.strip())
     source = f"real candles from {data}" if data else "SYNTHETIC market (seeded, not real prices)"
-    console.print(f"[bold]ai-engine demo[/bold]: {', '.join(syms)} {interval}, {source}; workdir {home}")
+    # Threads sized to the CPUs free now: fixed at 2 beside one busy process, LightGBM's OpenMP
+    # spin-waits took 0.5 s to 60 s and the demo 28 s to 4-6 minutes (issue 17).
+    threads = free_cpus()
+    torch.set_num_threads(threads)  # the replay's inference too
+    console.print(f"[bold]ai-engine demo[/bold]: {', '.join(syms)} {interval}, {source}; workdir {home}; "
+                  f"{threads} thread{'s' if threads > 1 else ''} ({len(ALL_CPUS) or 1} CPUs, {threads} free now)")
 
     paths = {}
     opts = TrainOptions(max_rows=bars if data else None, synthetic_bars=bars)
@@ -68,7 +79,8 @@ def demo(
         paths[name] = home / "models" / f"{name}_model{ext}"
         _, report = train_model(
             name, symbols=syms, out_path=paths[name], data_dir=data,
-            synthetic=data is None, interval=interval, epochs=DEMO_EPOCHS[name], seed=seed, options=opts, threads=2,
+            synthetic=data is None, interval=interval, epochs=DEMO_EPOCHS[name], seed=seed, options=opts, threads=threads,
+            agent_params=DEMO_AGENT_PARAMS.get(name),
         )
         t = report.test
         console.print(f"  trained {name:<8} in {time.perf_counter() - t0:5.1f}s: held-out balanced accuracy "
