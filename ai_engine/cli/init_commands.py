@@ -32,14 +32,15 @@ def _free_port() -> int:
 
 
 def _write_synthetic_csvs(directory: Path, symbols: tuple[str, ...], interval: str, bars: int, seed: int) -> None:
-    """A seeded market as Binance kline CSVs, so training and the file source read the same files."""
+    """A seeded market as Binance kline CSVs, so training and the file source read the same files;
+    their ``synthetic`` column keeps the decisions made on them marked synthetic."""
     from ai_engine.data import synthetic_market
 
     directory.mkdir(parents=True, exist_ok=True)
     for sym, s in synthetic_market(list(symbols), interval, n_bars=bars, seed=seed).items():
-        rows = ["open_time,open,high,low,close,volume"]
+        rows = ["open_time,open,high,low,close,volume,synthetic"]  # the column marks them generated
         cols = zip(s.open_time, s.open, s.high, s.low, s.close, s.volume, strict=True)
-        rows += [f"{int(t)}," + ",".join(repr(float(x)) for x in rest) for t, *rest in cols]
+        rows += [f"{int(t)}," + ",".join(repr(float(x)) for x in rest) + ",1" for t, *rest in cols]
         (directory / f"{sym}-{interval}.csv").write_text("\n".join(rows) + "\n")
 
 

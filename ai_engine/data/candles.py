@@ -212,6 +212,17 @@ def _header_index(path: Path, header_line: str) -> tuple[dict[str, int], int]:
     return {c: names.index(c) for c in REQUIRED_COLUMNS}, len(names)
 
 
+def _marked_synthetic(header_line: str, first_row: str) -> bool:
+    """A file whose ``synthetic`` column says 1 holds a generated market (``ai-engine init`` writes
+    one): its decisions are recorded as synthetic, and the analysis says so beside its verdict."""
+    names = [h.strip().lower() for h in header_line.strip("\r").split(",")]
+    if "synthetic" not in names:
+        return False
+    cells = first_row.strip("\r").split(",")
+    i = names.index("synthetic")
+    return i < len(cells) and cells[i].strip() == "1"
+
+
 def load_csv(
     path: str | Path,
     symbol: str | None = None,
@@ -224,7 +235,8 @@ def load_csv(
     the file's totals are logged in one line.
 
     Args:
-        path: CSV with header ``open_time,open,high,low,close,volume`` (extra columns ignored).
+        path: CSV with header ``open_time,open,high,low,close,volume`` (extra columns ignored, but
+            a ``synthetic`` column of 1 marks the series synthetic).
         symbol, interval: default to the parts of the file name ``<SYMBOL>-<interval>.csv``.
         report: filled in with counts of quarantined rows by kind and the gaps found.
         max_bad_rows: more quarantined rows than this is an error (None: no limit).
@@ -242,6 +254,7 @@ def load_csv(
             f"{path}: empty file or blank header line; expected header {','.join(REQUIRED_COLUMNS)}"
         )
     idx, width = _header_index(path, lines[0])
+    synthetic = _marked_synthetic(lines[0], lines[1] if len(lines) > 1 else "")
     q = _Quarantine(report)
     step = INTERVAL_MS[interval]
     clean = _parse_clean(lines[1:], idx, width, step)
@@ -254,7 +267,7 @@ def load_csv(
             )
         q.summarise()
         _totals(report, max_bad_rows)
-        return CandleSeries(symbol, interval, t, *v.T)
+        return CandleSeries(symbol, interval, t, *v.T, synthetic=synthetic)
     times: list[int] = []
     values: list[tuple[float, float, float, float, float]] = []
     last: int | None = None
@@ -325,6 +338,7 @@ def load_csv(
         v[:, 2],
         v[:, 3],
         v[:, 4],
+        synthetic=synthetic,
     )
 
 

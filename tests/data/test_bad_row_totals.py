@@ -1,5 +1,5 @@
-"""Quarantine totals per file and per symbol, and the --max-bad-rows threshold (load_dir, `data check`,
-`replay`): beyond it the command fails with one error line, exit 2."""
+"""Quarantine totals per file and per symbol, the --max-bad-rows threshold (load_dir, `data check`,
+`replay`: beyond it the command fails with one error line, exit 2), and the synthetic column."""
 
 from __future__ import annotations
 
@@ -50,3 +50,12 @@ def test_data_check_prints_totals_per_symbol_and_fails_beyond_the_threshold(dirt
     assert main(["replay", "--data", str(dirty_dir), "--symbols", "BTCUSDT,ETHUSDT", "--env-file", "none",
                  "--store", str(dirty_dir / "s.sqlite"), "--max-bad-rows", "0"]) == 2
     assert "more than --max-bad-rows 0" in capsys.readouterr().err
+
+
+def test_a_synthetic_column_of_ones_marks_the_series_synthetic(tmp_path):
+    from ai_engine.data import load_csv
+
+    rows = [r + ",1" for r in good_rows(5)]
+    marked = write(tmp_path, rows, "BTCUSDT-1h.csv", header="open_time,open,high,low,close,volume,synthetic\n")
+    assert load_csv(marked).synthetic and load_csv(marked).candle(0).synthetic
+    assert not load_csv(write(tmp_path, good_rows(5), "ETHUSDT-1h.csv")).synthetic

@@ -140,7 +140,8 @@ def test_runbook_first_run_from_a_fresh_home(tmp_path, artifacts):
 
         got = _run(next(cmds), env)
         assert got.returncode in (0, 1, 3), got.stdout + got.stderr  # ready, not ready, inconclusive
-        assert "PatchTST" in got.stdout or "patchtst" in got.stdout
+        assert "Shadow metrics analysis — patchtst" in got.stdout
+        assert "⚠ SYNTHETIC candles:" in got.stdout  # init's candles are generated, and the verdict says so
         assert next(cmds, None) is None
     finally:
         proc.send_signal(signal.SIGTERM)
