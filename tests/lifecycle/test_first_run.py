@@ -28,7 +28,7 @@ from tests.lifecycle.conftest import copy_artifact
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "docs" / "runbook.md"
 # values init computes from its sizes (the runbook shows those of the defaults)
-_SIZED = re.compile(r"(--history|--end|--max-rows|--epochs|--hours) \S+")
+_SIZED = re.compile(r"(--history|--end|--max-rows|--epochs|--hours|--threads) \S+")
 
 
 def _runbook_commands() -> list[str]:
