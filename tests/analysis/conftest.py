@@ -21,6 +21,7 @@ from ai_engine.types import (
     Prediction,
     event_id_for,
 )
+from tests.reliability.conftest import models, series  # noqa: F401  (real models and market, shared fixtures)
 
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % 3_600_000
 IV = "1h"

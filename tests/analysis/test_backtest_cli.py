@@ -8,19 +8,19 @@ import json
 import pytest
 
 from ai_engine.cli.main import main
-from tests.reliability.conftest import engine_env, models  # noqa: F401  (fixture)
+from tests.reliability.conftest import engine_env
 
 pytestmark = pytest.mark.slow
 
 
-def _env_file(tmp_path, models, **extra):  # noqa: F811
+def _env_file(tmp_path, models, **extra):
     env = engine_env(tmp_path / "home", models, PATCHTST_SHADOW_ONLY="true", **extra)
     path = tmp_path / "ai-engine.env"
     path.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     return path
 
 
-def test_backtest_on_real_candles_reports_money_and_edge(tmp_path, models, candles_dir, capsys):  # noqa: F811
+def test_backtest_on_real_candles_reports_money_and_edge(tmp_path, models, candles_dir, capsys):
     env = _env_file(tmp_path, models)
     kept = tmp_path / "bt.sqlite"
     rc = main(["backtest", "--data", str(candles_dir), "--symbols", "BTCUSDT,ETHUSDT", "--env-file", str(env),

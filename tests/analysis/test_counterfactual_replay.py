@@ -12,7 +12,7 @@ import pytest
 from ai_engine.analysis.edge import counterfactual
 from ai_engine.analysis.reader import read_snapshot
 from ai_engine.enums import CLASS_ORDER
-from tests.reliability.conftest import models, series, settings_for  # noqa: F401  (fixtures)
+from tests.reliability.conftest import settings_for
 
 pytestmark = pytest.mark.slow
 
