@@ -1,4 +1,4 @@
-"""Default training on the real BTCUSDT+ETHUSDT 1h candles, whole span: every model passes its
+"""Default training on the real BTCUSDT+ETHUSDT 1h candles, whole span: each model passes its
 degeneracy guard and the spec's gates 1-2 on the held-out test, with probabilities no worse
 than the test period's own class shares (issue 16). Each model trains once per session."""
 
@@ -10,7 +10,9 @@ from ai_engine.training import TrainingReport, train_model
 
 pytestmark = pytest.mark.slow
 
-MODELS = ("xgb", "lgbm", "nhits", "patchtst")
+# PatchTST is not here: its default training on the whole span was still running after 55 min on
+# 2 cores at load 4-8 (never measured to the end), too long for CI. docs/models.md says so.
+MODELS = ("xgb", "lgbm", "nhits")
 
 
 @pytest.fixture(scope="module")
