@@ -25,11 +25,10 @@ probability scores are those of the voters' weighted linear pool.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +55,7 @@ from ai_engine.training import (
     make_labels,
     parse_date,
 )
+from ai_engine.training.trainer import torch_threads
 from ai_engine.types import INTERVAL_MS
 
 __all__ = [
@@ -355,22 +355,6 @@ def _agent(name: str, cfg: WalkForwardConfig):
     return agent
 
 
-@contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """Torch with ``threads`` intra-op threads for the run, restored afterwards."""
-    if threads is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @dataclass(frozen=True, slots=True)
 class _Block:
     """Decisions over rows of the test blocks, all symbols concatenated (time order per symbol).
@@ -580,7 +564,7 @@ def run_walkforward(series: Mapping[str, Any], cfg: WalkForwardConfig,
     data = _prepare(series, cfg.label_config)
     say(f"features and labels for {len(data)} symbol(s): {time.perf_counter() - t0:.1f} s")
     folds, blocks = [], []
-    with _torch_threads(cfg.threads):
+    with torch_threads(cfg.threads):
         for plan in plans:
             fits, block = _fold_block(data, plan, cfg, say)
             grid = _grid(data, plan.test_start, plan.test_end, iv)

@@ -23,7 +23,7 @@ from ai_engine.training.labels import LabelConfig
 from ai_engine.training.report import TrainingReport, evaluate
 from ai_engine.types import INTERVAL_MS
 
-__all__ = ["TrainOptions", "train_model", "parse_date", "DEFAULT_SEQ_LEN"]
+__all__ = ["TrainOptions", "train_model", "parse_date", "torch_threads", "DEFAULT_SEQ_LEN"]
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def train_model(
             f"{model_name}: training labels are all {_class_name(ds.train.y[0])} ({len(ds.train)} rows); "
             "a model trained on one class can only say that; widen the data or change the band (--force trains anyway)"
         )
-    with _torch_threads(threads if cls.input_kind == "sequence" else None):
+    with torch_threads(threads if cls.input_kind == "sequence" else None):
         t0 = time.perf_counter()
         agent.fit(ds.train.X, ds.train.y, X_val=ds.val.X, y_val=ds.val.y, feature_names=ds.feature_names)
         seconds = time.perf_counter() - t0
@@ -182,8 +182,8 @@ def train_model(
 
 
 @contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """Run torch with ``threads`` intra-op threads, restoring the previous setting afterwards."""
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run torch with ``threads`` intra-op threads, restoring the previous setting afterwards (training and walk-forward)."""
     if threads is None:
         yield
         return
