@@ -191,7 +191,10 @@ def test_a_backfilled_run_of_bars_in_one_call_decides_like_one_bar_at_a_time(tmp
     key = lambda d: d["event_id"]  # noqa: E731
     for a, b in zip(sorted(runs["merged"], key=key), sorted(runs["single"], key=key), strict=True):
         assert (a["event_id"], a["action"], a["consensus_count"]) == (b["event_id"], b["action"], b["consensus_count"])
-        assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-9)
+        # a batch of 3 rows and of 1 row take different float32 kernels in the nets' matmuls: the
+        # confidence (stored to 6 decimals) may differ in its last digit, never the decision
+        assert a["confidence"] == pytest.approx(b["confidence"], abs=1.5e-6)
+
 
 def cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "ai_engine.cli.main", *args], capture_output=True, text=True,

@@ -76,9 +76,13 @@ def _run(home, models, series, **env):
     """Replay with a real engine: (its log lines, every decision record, intents in the store)."""
     settings, _ = make_settings(home, models, SHADOW_LOG_INTERVAL_S="0", ENSEMBLE_MIN_CONSENSUS="1", **env)
     handler, logger = Lines(), logging.getLogger("ai_engine")
-    level = logger.level
+    # the service's levels: ai_engine and its lines at INFO (a replay or backtest run in the same
+    # process quiets ai_engine.intent, as those commands do)
+    quiet = [logging.getLogger(n) for n in ("ai_engine.intent", "ai_engine.shadow")]
+    levels = [logger.level] + [q.level for q in quiet]
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    for lg in (logger, *quiet):
+        lg.setLevel(logging.INFO)
     try:
         slots = load_slots(settings)
         for slot in slots.values():
@@ -93,7 +97,8 @@ def _run(home, models, series, **env):
         intents = store.count("intents")
     finally:
         logger.removeHandler(handler)
-        logger.setLevel(level)
+        for lg, lv in zip((logger, *quiet), levels, strict=True):
+            lg.setLevel(lv)
     return handler.lines, sink.records, intents
 
 
