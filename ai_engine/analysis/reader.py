@@ -175,8 +175,12 @@ def _load_series(db, symbol: str, interval: str, lo: int, hi: int) -> Series:
         "SELECT open_time, close, open FROM candles WHERE symbol=? AND interval=? AND open_time BETWEEN ? AND ?",
         (symbol, interval, lo, hi),
     ).fetchall()
-    last = db.execute("SELECT MAX(open_time) FROM candles WHERE symbol=? AND interval=? AND typeof(open_time)='integer'",
-                      (symbol, interval)).fetchone()[0]
+    # the newest candle by the primary key (one index step); only a hand-edited non-integer time
+    # there costs the scan that skips such values
+    last = db.execute("SELECT MAX(open_time) FROM candles WHERE symbol=? AND interval=?", (symbol, interval)).fetchone()[0]
+    if last is not None and not isinstance(last, int):
+        last = db.execute("SELECT MAX(open_time) FROM candles WHERE symbol=? AND interval=? AND typeof(open_time)='integer'",
+                          (symbol, interval)).fetchone()[0]
     if not rows:
         return Series(symbol, interval, iv, lo, np.full(0, np.nan), last, np.full(0, np.nan))
     arr = np.array(rows, dtype=np.float64)
