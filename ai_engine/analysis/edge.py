@@ -181,7 +181,8 @@ def _grid(table: DecisionTable, series: tuple[Series, ...], hold: int) -> tuple[
             np.full(table.n, -1), np.full(table.n, -1), ["no candles recorded for the decisions' symbols"]
     used = np.unique(table.series[ok])
     intervals = [series[i].interval for i in used]
-    counts = {iv: int(sum((table.series == i).sum() for i in used if series[i].interval == iv)) for iv in set(intervals)}
+    per_series = np.bincount(table.series[ok], minlength=len(series))
+    counts = {iv: int(sum(per_series[i] for i in used if series[i].interval == iv)) for iv in set(intervals)}
     interval = max(counts, key=counts.get)
     keep = [int(i) for i in used if series[i].interval == interval]
     if len(counts) > 1:
@@ -225,6 +226,7 @@ def _per_time(t: np.ndarray, d: np.ndarray) -> np.ndarray:
 
 
 def _losses(probs: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: log loss and Brier score of ``probs`` (n, 3) for the realised class."""
     p = np.asarray(probs, dtype=np.float64)
     ll = -np.log(np.clip(p[np.arange(real.size), real], EPS, 1.0))
     br = ((p - np.eye(3)[real]) ** 2).sum(axis=1)
@@ -236,13 +238,12 @@ def _probs_ok(p: np.ndarray) -> np.ndarray:
         return np.all(np.isfinite(p) & (p >= 0) & (p <= 1), axis=-1) & (np.abs(p.sum(axis=-1) - 1) <= 1e-3)
 
 
-def _compare(name: str, ref: str, t: np.ndarray, real: np.ndarray, pa: np.ndarray, pb: np.ndarray,
+def _compare(name: str, ref: str, t: np.ndarray, a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray],
              horizon: int, block: int, seed: int, samples: int = 0) -> ScoreComparison:
-    """Scores of ``pa`` and ``pb``; the log-loss test gets ``samples`` bootstrap resamples (the
-    verdict reads it), the Brier test none."""
-    la, ba = _losses(pa, real)
-    lb, bb = _losses(pb, real)
-    n = int(real.size)
+    """Per-row (log loss, Brier) of ``a`` against ``b`` on the same rows; the log-loss test gets
+    ``samples`` bootstrap resamples (the verdict reads it), the Brier test none."""
+    (la, ba), (lb, bb) = a, b
+    n = int(t.size)
     if n < 2:
         nan = (math.nan, math.nan)
         return ScoreComparison(name, ref, n, nan, nan, None, None)
@@ -374,28 +375,34 @@ def analyze_edge(
     real = out.realised.astype(np.int64)
     horizon = int(max((s.horizon for s in primary.labels), default=1))
     scores: list[ScoreComparison] = []
-    p_ch = table.pred_probs[:, j].astype(np.float64)
-    ch_ok = scored & valid[:, j] & _probs_ok(p_ch)
+    probs_ok = _probs_ok(table.pred_probs)
+    real0 = np.where(scored, real, 0)  # rows not scored are never selected below
+    # each model's per-row scores once, however many comparisons read them
+    losses = {k: _losses(table.pred_probs[:, k], real0) for k in range(m) if k == j or voter_rec[:, k].any()}
+
+    def pick(pair: tuple[np.ndarray, np.ndarray], sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return pair[0][sel], pair[1][sel]
+
+    ch_ok = scored & valid[:, j] & probs_ok[:, j]
     if ch_ok.any():
         freq = np.bincount(real[ch_ok], minlength=3) / ch_ok.sum()
-        prior = np.tile(freq, (table.n, 1))
-        sel = ch_ok
-        scores.append(_compare(challenger, "class prior", table.t[sel], real[sel], p_ch[sel], prior[sel],
+        prior = _losses(np.broadcast_to(freq, (table.n, 3)), real0)
+        scores.append(_compare(challenger, "class prior", table.t[ch_ok], pick(losses[j], ch_ok), pick(prior, ch_ok),
                                horizon, block, seed, BOOTSTRAP_SAMPLES))
         for k, mod in enumerate(table.models):
-            if k == j or not voter_rec[:, k].any():
+            if k == j or k not in losses:
                 continue
-            pv = table.pred_probs[:, k].astype(np.float64)
-            sel = ch_ok & valid[:, k] & _probs_ok(pv)
+            sel = ch_ok & valid[:, k] & probs_ok[:, k]
             if sel.sum() >= 2:
-                scores.append(_compare(challenger, mod, table.t[sel], real[sel], p_ch[sel], pv[sel], horizon, block, seed))
+                scores.append(_compare(challenger, mod, table.t[sel], pick(losses[j], sel), pick(losses[k], sel),
+                                       horizon, block, seed))
     wa = np.array([option_a.get(mod, 0.0) for mod in table.models])
-    probs_ok = _probs_ok(table.pred_probs)
     pool_a = _pool(table, valid & (wa > 0)[None, :] & probs_ok, wa)
     pool_c = _pool(table, votes_rec & probs_ok, w_rec)
     sel = scored & _probs_ok(pool_a) & _probs_ok(pool_c)
-    forecast = (_compare("ensemble with challenger (option A)", "ensemble as recorded", table.t[sel], real[sel],
-                         pool_a[sel], pool_c[sel], horizon, block, seed, BOOTSTRAP_SAMPLES) if sel.sum() >= 2 else None)
+    forecast = (_compare("ensemble with challenger (option A)", "ensemble as recorded", table.t[sel],
+                         _losses(pool_a[sel], real[sel]), _losses(pool_c[sel], real[sel]), horizon, block, seed,
+                         BOOTSTRAP_SAMPLES) if sel.sum() >= 2 else None)
     money_edge = scenarios[0].vs_champion
     f_test = forecast.log_loss_test if forecast else None
     skill = scores[0].log_loss_test if scores else None
