@@ -75,7 +75,6 @@ __all__ = [
 
 ENSEMBLE = "ensemble"
 EVALUABLE: tuple[str, ...] = (*MODEL_NAMES, ENSEMBLE)
-EPS = 1e-12  # probability floor in the log loss (a certain miss would be infinite)
 _HOLD = CLASS_ORDER.index(Action.HOLD)
 _BUY = CLASS_ORDER.index(Action.BUY)
 
@@ -458,10 +457,6 @@ def _share(v: np.ndarray) -> tuple[float, float, float]:
     return tuple(float(x) for x in (c / c.sum() if c.sum() else c))  # type: ignore[return-value]
 
 
-def _log_loss(probs: np.ndarray, y: np.ndarray) -> float:
-    return float(-np.mean(np.log(np.clip(probs[np.arange(y.size), y], EPS, 1.0)))) if y.size else math.nan
-
-
 def _skill(score: float, reference: float) -> float:
     return 1.0 - score / reference if reference > 0 else math.nan
 
@@ -473,12 +468,12 @@ def score_probs(probs: np.ndarray, y: np.ndarray) -> Scores:
     if y.size == 0:
         nan = math.nan
         return Scores(0, nan, nan, nan, nan, nan, nan, nan, nan, (0.0, 0.0, 0.0))
-    m = evaluate(probs, y, prior)
-    prior_brier = next(b.brier for b in m.baselines if b.name == "prior")
-    ll, ll0 = _log_loss(probs, y), _log_loss(np.tile(prior, (y.size, 1)), y)
-    return Scores(n=int(y.size), balanced_accuracy=m.balanced_accuracy, log_loss=ll, log_loss_prior=ll0,
-                  log_loss_skill=_skill(ll, ll0), brier=m.brier, brier_prior=prior_brier,
-                  brier_skill=_skill(m.brier, prior_brier), ece=m.ece, label_share=m.label_share)
+    m = evaluate(probs, y, prior)  # the training report's scores, climatology = these labels' shares
+    clim = m.baseline("climatology")
+    return Scores(n=int(y.size), balanced_accuracy=m.balanced_accuracy, log_loss=m.log_loss,
+                  log_loss_prior=clim.log_loss, log_loss_skill=_skill(m.log_loss, clim.log_loss), brier=m.brier,
+                  brier_prior=clim.brier, brier_skill=_skill(m.brier, clim.brier), ece=m.ece,
+                  label_share=m.label_share)
 
 
 def _decisions(action: np.ndarray, conf: np.ndarray, trade: np.ndarray, y: np.ndarray) -> Decisions:
