@@ -30,8 +30,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from ai_engine.cpu_affinity import decision_cpu
 from ai_engine.enums import MODEL_NAMES, ModelRole
-from ai_engine.envfile import read_env_file
 from ai_engine.exceptions import ConfigError
+from ai_engine.lifecycle.envfile import read_env_file
 from ai_engine.types import INTERVAL_MS
 
 __all__ = ["KEYS", "ModelConfig", "Settings", "load_settings", "DEFAULT_ENV_FILE", "MODEL_ENV_PREFIX", "config_id_for"]

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Protocol
 
 from ai_engine.enums import GovernorMode
-from ai_engine.envfile import write_atomic
 from ai_engine.exceptions import DataError
+from ai_engine.lifecycle.envfile import write_atomic
 from ai_engine.types import EnsembleDecision, GovernorVerdict
 
 __all__ = ["GovernorState", "GovernorBackend", "FileGovernorBackend", "Governor"]

@@ -88,7 +88,7 @@ def _bind_inputs(slot: ModelSlot) -> None:
 def load_slot(settings: Settings, name: str, *, strict: bool = False) -> ModelSlot:
     """Load one model. With ``strict`` a load failure raises instead of giving an inactive slot."""
     from ai_engine.agents import load_agent
-    from ai_engine.registry import registry_record
+    from ai_engine.lifecycle.registry import registry_record
 
     cfg = settings.models[name]
     disp = DISPLAY_NAMES[name]

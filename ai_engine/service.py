@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ai_engine.config import Settings, load_settings
-from ai_engine.envfile import write_atomic
 from ai_engine.exceptions import ConfigError, DataError, TransientError
 from ai_engine.health import HealthServer, sd_notify
-from ai_engine.lifecycle import PID_FILE_NAME, read_pid
+from ai_engine.lifecycle.envfile import write_atomic
+from ai_engine.lifecycle.reload_signal import PID_FILE_NAME, read_pid
 from ai_engine.types import INTERVAL_MS, Candle
 
 __all__ = ["BinanceSource", "FileSource", "RedisSource", "Service", "ServeOptions", "SOURCES", "kline_group",

@@ -70,7 +70,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from ai_engine.config import load_settings
-    from ai_engine.lifecycle import activate, shadow, stage
+    from ai_engine.lifecycle.activation import activate, shadow, stage
 
     root = Path(tempfile.mkdtemp(prefix="bench_reload_"))
     env, data, new = _setup(root, args.port, bars=500 + int(60 / max(args.pace, 0.05)) + 40 * args.switches)

@@ -70,7 +70,7 @@ def start_analyze(
 
     from ai_engine.analysis import Thresholds, analyze, render_text, to_json, write_html
     from ai_engine.exceptions import AIEngineError, ConfigError
-    from ai_engine.lifecycle import parse_weights
+    from ai_engine.lifecycle.activation import parse_weights
     from ai_engine.money import Execution
 
     tmp = tempfile.TemporaryDirectory(prefix="ai-engine-analyze-") if redis else None

@@ -52,8 +52,8 @@ def demo(
     from ai_engine.cpu_affinity import ALL_CPUS, free_cpus
     from ai_engine.data import load_dir, synthetic_market
     from ai_engine.enums import GovernorMode
-    from ai_engine.envfile import update_env_file
     from ai_engine.governor import FileGovernorBackend, GovernorState
+    from ai_engine.lifecycle.envfile import update_env_file
     from ai_engine.replay import replay_series
     from ai_engine.runtime import open_engine, setup_logging
     from ai_engine.training import TrainOptions, train_model

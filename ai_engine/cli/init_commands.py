@@ -75,9 +75,9 @@ def init(
     from ai_engine.data import load_dir
     from ai_engine.data.validate import iso_utc
     from ai_engine.enums import GovernorMode
-    from ai_engine.envfile import update_env_file
     from ai_engine.exceptions import ConfigError
     from ai_engine.governor import FileGovernorBackend, GovernorState
+    from ai_engine.lifecycle.envfile import update_env_file
     from ai_engine.training import TrainOptions, train_model
 
     t_start = time.perf_counter()

@@ -41,7 +41,7 @@ def stage(
     env_file: str = EnvFile,
 ) -> None:
     """Copy an artifact into the registry after it loads, its checksum and features match."""
-    from ai_engine.lifecycle import stage as do_stage
+    from ai_engine.lifecycle.activation import stage as do_stage
 
     sv, new = do_stage(_settings(env_file), model, file)
     word = "staged" if new else "already staged"
@@ -50,8 +50,8 @@ def stage(
 
 def list_models(env_file: str = EnvFile, as_json: bool = typer.Option(False, "--json")) -> None:
     """Staged versions with size, sha256, role and whether the engine uses them now."""
+    from ai_engine.lifecycle.registry import Registry
     from ai_engine.model_slots import resolve_model_path
-    from ai_engine.registry import Registry
 
     settings = _settings(env_file)
     reg = Registry(settings.models_dir)
@@ -80,7 +80,7 @@ def list_models(env_file: str = EnvFile, as_json: bool = typer.Option(False, "--
 
 def verify(env_file: str = EnvFile) -> None:
     """Re-hash every staged artifact and baseline against the registry; exit 1 on any mismatch."""
-    from ai_engine.registry import Registry
+    from ai_engine.lifecycle.registry import Registry
 
     results = Registry(_settings(env_file).models_dir).verify()
     bad = 0
@@ -94,7 +94,7 @@ def verify(env_file: str = EnvFile) -> None:
 
 def backup(env_file: str = EnvFile) -> None:
     """Baseline copies of the artifacts in use and of the env file (spec step 3)."""
-    from ai_engine.lifecycle import backup as do_backup
+    from ai_engine.lifecycle.rollback import backup as do_backup
 
     res = do_backup(_settings(env_file))
     for m, p in res.models.items():
@@ -110,7 +110,7 @@ def shadow(
     env_file: str = EnvFile,
 ) -> None:
     """Run a staged version in shadow (sets <MODEL>_MODEL_PATH and <MODEL>_SHADOW_ONLY=true)."""
-    from ai_engine.lifecycle import shadow as do_shadow
+    from ai_engine.lifecycle.activation import shadow as do_shadow
 
     _report_edit(do_shadow(_settings(env_file), model, version))
 
@@ -124,8 +124,8 @@ def activate(
     env_file: str = EnvFile,
 ) -> None:
     """Make a model vote: option A (--weight 20) or B (--weight 5 --rebalance ...); all weights sum to 100."""
-    from ai_engine.lifecycle import activate as do_activate
-    from ai_engine.lifecycle import parse_weights
+    from ai_engine.lifecycle.activation import activate as do_activate
+    from ai_engine.lifecycle.activation import parse_weights
 
     reb = parse_weights(rebalance) if rebalance is not None else None
     _report_edit(do_activate(_settings(env_file), model, weight, reb, force=force, gate_hours=hours))
@@ -143,7 +143,7 @@ def rollback(
     """The spec's rollback levels; exactly one of --fast, --full, --nuclear. --fast makes the
     model vote, so it needs a READY gate verdict (or --force), as `activate` does."""
     from ai_engine.exceptions import ConfigError
-    from ai_engine.lifecycle import rollback as do_rollback
+    from ai_engine.lifecycle.rollback import rollback as do_rollback
 
     levels = [name for name, on in (("fast", fast), ("full", full), ("nuclear", nuclear)) if on]
     if len(levels) != 1:

@@ -88,7 +88,7 @@ def status(env_file: str = EnvFile, as_json: bool = typer.Option(False, "--json"
     """What runs: roles, weights, versions, last decision, governor (live from /health when the service is up)."""
     from ai_engine.config import load_settings
     from ai_engine.health import fetch_health
-    from ai_engine.lifecycle import read_pid
+    from ai_engine.lifecycle.reload_signal import read_pid
 
     settings = load_settings(env_arg(env_file))
     _check_store(settings.store_path)
@@ -138,8 +138,8 @@ def verify_shadow(
 ) -> None:
     """Automated verification of a shadow deployment: PASS/FAIL per criterion; exit 1 on any FAIL."""
     from ai_engine.config import load_settings
-    from ai_engine.verification import parse_since, read_log_lines
-    from ai_engine.verification import verify_shadow as run
+    from ai_engine.lifecycle.verification import parse_since, read_log_lines
+    from ai_engine.lifecycle.verification import verify_shadow as run
 
     settings = load_settings(env_arg(env_file))
     since_s = parse_since(since)

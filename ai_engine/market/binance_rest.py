@@ -19,8 +19,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ai_engine.envfile import write_atomic
 from ai_engine.exceptions import DataError, TransientError
+from ai_engine.lifecycle.envfile import write_atomic
 from ai_engine.types import INTERVAL_MS, Candle
 
 __all__ = ["BINANCE_REST", "KlineRow", "FetchResult", "fetch_klines", "rows_to_candles", "update_cache"]

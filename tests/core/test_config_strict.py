@@ -13,8 +13,8 @@ import pytest
 
 from ai_engine.config import load_settings
 from ai_engine.enums import ModelRole
-from ai_engine.envfile import parse_env_text, read_env_file, update_env_file
 from ai_engine.exceptions import ConfigError
+from ai_engine.lifecycle.envfile import parse_env_text, read_env_file, update_env_file
 
 
 def _env(tmp_path, text: str):

@@ -21,10 +21,10 @@ from ai_engine.agents.artifacts import meta_path_for, write_meta
 from ai_engine.config import load_settings
 from ai_engine.engine import DecisionEngine, DecisionInputs
 from ai_engine.enums import CLASS_ORDER, Action, GovernorMode, ModelStatus
-from ai_engine.envfile import read_env_file, update_env_file
 from ai_engine.exceptions import ConfigError, ModelLoadError
 from ai_engine.features import FEATURE_NAMES, compute_features
 from ai_engine.governor import FileGovernorBackend, Governor, GovernorState
+from ai_engine.lifecycle.envfile import read_env_file, update_env_file
 from ai_engine.model_calls import run_slot
 from ai_engine.model_slots import load_slot, load_slots
 from ai_engine.replay import replay_series
@@ -296,7 +296,7 @@ def test_fm18_env_edits_are_atomic_a_reader_never_sees_half_a_file(tmp_path):
 def test_fm19_weights_come_from_configuration_and_change_by_command(tmp_path, synthetic_models, market):
     """FM19: the vote uses the weights of the env file (97/1/1/1 makes XGBoost decide), and
     ``models activate --weight --rebalance`` plus a reload moves that to NHiTS, no code edited."""
-    from ai_engine.lifecycle import activate
+    from ai_engine.lifecycle.activation import activate
 
     home, env = tmp_path / "home", tmp_path / "ai-engine.env"
     lines = [f"AI_ENGINE_HOME={home}", f"AI_ENGINE_SYMBOLS={','.join(SYMBOLS)}",

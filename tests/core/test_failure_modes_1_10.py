@@ -12,15 +12,16 @@ import time
 import numpy as np
 import pytest
 
-from ai_engine import lifecycle
 from ai_engine.analysis import analyze
 from ai_engine.config import load_settings
 from ai_engine.engine import DecisionEngine, DecisionInputs
 from ai_engine.enums import ModelRole, ModelStatus
-from ai_engine.envfile import read_env_file
 from ai_engine.exceptions import ConfigError, DegenerateModelError
 from ai_engine.features import SEQUENCE_CHANNELS, compute_features
 from ai_engine.governor import FileGovernorBackend, Governor
+from ai_engine.lifecycle.edits import edit_env
+from ai_engine.lifecycle.envfile import read_env_file
+from ai_engine.lifecycle.rollback import rollback
 from ai_engine.model_calls import NOT_FED
 from ai_engine.model_slots import load_slots
 from ai_engine.replay import replay_series
@@ -253,7 +254,7 @@ def test_fm5_roles_follow_the_env_file_and_commands_and_are_reported_as_applied(
         replay_series(engine, first)
         n_first = engine.store.count("decisions")
         assert engine.state.config_payload["models"]["patchtst"]["role"] == "shadow"
-        lifecycle.rollback(settings, "fast", force=True)  # the documented rollback: PatchTST votes
+        rollback(settings, "fast", force=True)  # the documented rollback: PatchTST votes
         assert "PATCHTST_SHADOW_ONLY" not in read_env_file(env)
         assert engine.reload(load_settings(env, environ=at_start))
         assert engine.state.config_payload["models"]["patchtst"]["role"] == "voter"
@@ -291,7 +292,7 @@ def test_fm6_a_misspelt_shadow_flag_is_refused_and_never_reaches_the_engine(tmp_
     env.write_text(f"AI_ENGINE_HOME={tmp_path}\nPATCHTST_SHADOW_ONLY=true\n")
     before = env.read_bytes()
     with pytest.raises(ConfigError, match="refused"):
-        lifecycle.edit_env(settings, "test", {name: value})
+        edit_env(settings, "test", {name: value})
     assert env.read_bytes() == before
 
 

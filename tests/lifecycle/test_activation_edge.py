@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from ai_engine.audit import read_audit
 from ai_engine.config import load_settings
-from ai_engine.envfile import read_env_file
 from ai_engine.exceptions import ConfigError
-from ai_engine.lifecycle import activate, check_gate
+from ai_engine.lifecycle.activation import activate
+from ai_engine.lifecycle.audit import read_audit
+from ai_engine.lifecycle.envfile import read_env_file
+from ai_engine.lifecycle.gate import check_gate
 from tests.analysis.conftest import build_store
 
 HOURS = 24 * 365.0

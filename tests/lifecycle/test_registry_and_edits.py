@@ -8,12 +8,13 @@ import shutil
 import pytest
 
 from ai_engine.agents.artifacts import write_meta
-from ai_engine.audit import read_audit
 from ai_engine.config import load_settings
-from ai_engine.envfile import read_env_file
 from ai_engine.exceptions import ConfigError, ModelLoadError
-from ai_engine.lifecycle import activate, parse_weights, rollback, shadow, stage
-from ai_engine.registry import Registry
+from ai_engine.lifecycle.activation import activate, parse_weights, shadow, stage
+from ai_engine.lifecycle.audit import read_audit
+from ai_engine.lifecycle.envfile import read_env_file
+from ai_engine.lifecycle.registry import Registry
+from ai_engine.lifecycle.rollback import rollback
 
 
 def _settings(dep):
@@ -107,7 +108,7 @@ def test_activation_needs_ready_gate_or_force(deployment):
 
 
 def test_shadow_then_rollbacks_edit_the_env_file(deployment, artifacts):
-    from ai_engine.lifecycle import backup
+    from ai_engine.lifecycle.rollback import backup
 
     original = deployment.env.read_bytes()
     bk = backup(_settings(deployment))
@@ -136,7 +137,7 @@ def test_shadow_then_rollbacks_edit_the_env_file(deployment, artifacts):
 
 
 def test_edit_that_makes_config_invalid_is_refused(deployment):
-    from ai_engine.lifecycle import edit_env
+    from ai_engine.lifecycle.edits import edit_env
 
     before = deployment.env.read_bytes()
     with pytest.raises(ConfigError, match="left unchanged.*PATCHTST_SHADOW_ONLY"):
@@ -149,7 +150,7 @@ def test_edit_that_makes_config_invalid_is_refused(deployment):
 def test_the_gate_judges_only_the_shadow_predictions_of_the_file_it_would_make_vote(deployment, rows):
     from ai_engine.agents.artifacts import sha256_file
     from ai_engine.enums import ModelRole
-    from ai_engine.lifecycle import check_gate
+    from ai_engine.lifecycle.gate import check_gate
     from ai_engine.model_slots import resolve_model_path
     from tests.analysis.conftest import build_store
 
@@ -181,7 +182,7 @@ def test_after_a_full_rollback_the_load_line_answers_the_specs_baseline_check(de
     import logging
     import re
 
-    from ai_engine.lifecycle import backup
+    from ai_engine.lifecycle.rollback import backup
     from ai_engine.model_slots import load_slot
 
     backup(_settings(deployment))

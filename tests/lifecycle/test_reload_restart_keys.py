@@ -9,8 +9,8 @@ import stat
 import subprocess
 import sys
 
-from ai_engine.envfile import read_env_file, update_env_file
 from ai_engine.health import fetch_health
+from ai_engine.lifecycle.envfile import read_env_file, update_env_file
 from tests.helpers import wait_for
 
 
@@ -54,7 +54,7 @@ def test_a_reload_that_moves_the_governor_bus_or_home_is_refused_until_restart(d
 
 def test_a_models_edit_keeps_the_env_files_group_and_symlink(tmp_path):
     from ai_engine.config import load_settings
-    from ai_engine.lifecycle import edit_env
+    from ai_engine.lifecycle.edits import edit_env
 
     target = tmp_path / "etc" / "ai-engine.env"
     target.parent.mkdir()

@@ -12,9 +12,9 @@ import threading
 import urllib.request
 from pathlib import Path
 
-from ai_engine.audit import read_audit
 from ai_engine.cpu_affinity import ALL_CPUS
 from ai_engine.health import fetch_health
+from ai_engine.lifecycle.audit import read_audit
 from tests.helpers import wait_for
 
 

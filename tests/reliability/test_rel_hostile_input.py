@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from ai_engine.config import KEYS, load_settings
-from ai_engine.envfile import parse_env_text, read_env_file, update_env_file
 from ai_engine.exceptions import AIEngineError, ConfigError, DataError
+from ai_engine.lifecycle.envfile import parse_env_text, read_env_file, update_env_file
 from tests.helpers import redis_prefix
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -54,8 +54,8 @@ def _cli(*args, env):
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize("container", ["torch_zip", "raw_pickle"])
 def test_crafted_pickle_is_refused_by_engine_reload_and_stage_and_never_runs(container, models, tmp_path):
-    from ai_engine.lifecycle import stage
-    from ai_engine.registry import Registry
+    from ai_engine.lifecycle.activation import stage
+    from ai_engine.lifecycle.registry import Registry
 
     evil, marker = crafted_pth(tmp_path, container)
     settings = settings_for(tmp_path / "home", dict(models, patchtst=evil))
@@ -80,7 +80,7 @@ def test_crafted_pickle_is_refused_by_engine_reload_and_stage_and_never_runs(con
 
 def _stage_in_use(home: Path, models: dict[str, Path]):
     """xgb staged into the registry of ``home`` and named by the env as the file to load."""
-    from ai_engine.lifecycle import stage
+    from ai_engine.lifecycle.activation import stage
 
     others = {k: v for k, v in models.items() if k != "xgb"}
     staged, _ = stage(settings_for(home, others), "xgb", models["xgb"])

@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ai_engine.envfile import write_atomic
 from ai_engine.exceptions import ConfigError, ModelLoadError
+from ai_engine.lifecycle.envfile import write_atomic
 
 __all__ = [
     "INDEX_NAME",

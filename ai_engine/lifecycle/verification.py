@@ -104,8 +104,8 @@ def verify_shadow(settings: Settings, model: str, since_s: float, log_lines: lis
                   log_source: str = "the log") -> list[Criterion]:
     """Check the deployment of ``model`` in shadow over the last ``since_s`` seconds (or since the
     service's last start, when that is later)."""
+    from ai_engine.lifecycle.registry import Registry
     from ai_engine.model_slots import DISPLAY_NAMES, resolve_model_path
-    from ai_engine.registry import Registry
     from ai_engine.telemetry.sqlite import TelemetryStore
 
     store = TelemetryStore(settings.store_path, readonly=True)

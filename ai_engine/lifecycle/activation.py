@@ -1,0 +1,130 @@
+"""The commands that bring a model in: ``stage`` into the registry, ``shadow``, ``activate``.
+
+Each is one audited env-file edit (``edits.edit_env``): ``shadow`` points ``<M>_MODEL_PATH`` at a
+verified staged file and sets ``<M>_SHADOW_ONLY=true``; ``activate`` makes the model a voter at
+a weight, the other weights given by ``--rebalance`` (options A and B), behind the gate.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ai_engine.config import MODEL_ENV_PREFIX, Settings
+from ai_engine.exceptions import ConfigError, ModelLoadError
+from ai_engine.lifecycle.audit import append_audit, current_user
+from ai_engine.lifecycle.edits import EditResult, edit_env, model_key
+from ai_engine.lifecycle.gate import gate_to_vote
+from ai_engine.lifecycle.registry import Registry, StagedVersion
+
+__all__ = ["activate", "parse_weights", "shadow", "stage"]
+
+
+def parse_weights(text: str, flag: str = "--rebalance") -> dict[str, float]:
+    """Parse ``xgb=27.5,lgbm=27.5,nhits=40``; anything malformed is a ConfigError naming ``flag`` and the part."""
+    out: dict[str, float] = {}
+    if not text or not text.strip():
+        raise ConfigError(f"{flag} is empty; expected MODEL=WEIGHT pairs, e.g. xgb=27.5,lgbm=27.5,nhits=40")
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        name = name.strip().lower()
+        if not sep or not name or not value.strip():
+            raise ConfigError(f"{flag} item {part.strip()!r} is malformed; expected MODEL=WEIGHT, e.g. xgb=27.5")
+        if name not in MODEL_ENV_PREFIX:
+            raise ConfigError(f"{flag} names unknown model {name!r}; expected one of {', '.join(MODEL_ENV_PREFIX)}")
+        if name in out:
+            raise ConfigError(f"{flag} gives {name} twice")
+        try:
+            w = float(value)
+        except ValueError:
+            raise ConfigError(f"{flag} weight for {name} is {value.strip()!r}, not a number") from None
+        if not math.isfinite(w) or not 0.0 <= w <= 100.0:
+            raise ConfigError(f"{flag} weight for {name} is {value.strip()}; expected a number in [0, 100]")
+        out[name] = w
+    return out
+
+
+def stage(settings: Settings, model: str, src: Path) -> tuple[StagedVersion, bool]:
+    """Stage an artifact into the registry (refused unless it loads), audited."""
+    model_key(model, "MODEL_PATH")
+    staged, new = Registry(settings.models_dir).stage(model, Path(src), staged_by=current_user())
+    if new:
+        append_audit(settings.home, "models.stage", before=None,
+                     after={"model": model, "version": staged.version, "path": str(staged.path), "sha256": staged.sha256},
+                     source=str(Path(src).resolve()))
+    return staged, new
+
+
+def _verified(reg: Registry, model: str, version: str | None) -> StagedVersion:
+    from ai_engine.agents.artifacts import sha256_file
+
+    sv = reg.get(model, version)
+    if not sv.path.is_file():
+        raise ModelLoadError(f"{model} {sv.version}: staged file {sv.path} is missing; re-stage it")
+    actual = sha256_file(sv.path)
+    if actual != sv.sha256:
+        raise ModelLoadError(f"{model} {sv.version}: {sv.path} has sha256 {actual[:16]}…, registry says "
+                             f"{sv.sha256[:16]}…; the file changed after staging, refusing to use it")
+    return sv
+
+
+def shadow(settings: Settings, model: str, version: str | None = None) -> EditResult:
+    """Run a staged version in shadow: ``<M>_MODEL_PATH`` = its file, ``<M>_SHADOW_ONLY=true``."""
+    sv = _verified(Registry(settings.models_dir), model, version)
+    return edit_env(
+        settings, f"models.shadow {model}",
+        {model_key(model, "MODEL_PATH"): str(sv.path), model_key(model, "SHADOW_ONLY"): "true"},
+        unset=(model_key(model, "ROLE"),), check_models=(model,),
+        detail={"model": model, "version": sv.version, "sha256": sv.sha256},
+    )
+
+
+def _rebalance_hint(weights: dict[str, float], model: str, w: float) -> str:
+    """A --rebalance that makes the weights sum to 100: the others scaled to share 100 - w."""
+    others = {m: v for m, v in weights.items() if m != model}
+    rest = sum(others.values())
+    if rest <= 0 or w > 100:
+        return ""
+    scaled = {m: round(v * (100.0 - w) / rest, 2) for m, v in others.items()}
+    last = max(scaled, key=scaled.get)
+    scaled[last] = round(100.0 - w - sum(v for m, v in scaled.items() if m != last), 2)
+    return ", e.g. --rebalance " + ",".join(f"{m}={v:g}" for m, v in scaled.items())
+
+
+def activate(
+    settings: Settings,
+    model: str,
+    weight: float | None = None,
+    rebalance: dict[str, float] | None = None,
+    *,
+    force: bool = False,
+    gate_hours: float = 168.0,
+) -> EditResult:
+    """Make ``model`` a voter at ``weight`` (option A), other weights set by ``rebalance`` (option B).
+
+    Raises:
+        ConfigError: weights not summing to 100, a rebalance naming ``model``, or a gate verdict
+            other than READY, or an edge verdict of WORSE, without ``force``.
+    """
+    model_key(model, "WEIGHT")
+    rebalance = dict(rebalance or {})
+    if model in rebalance:
+        raise ConfigError(f"--rebalance must not name {model}; its weight is --weight")
+    w = settings.models[model].weight if weight is None else float(weight)
+    if not math.isfinite(w) or not 0.0 <= w <= 100.0:
+        raise ConfigError(f"--weight {weight} is not valid: expected a number in [0, 100]")
+    weights = settings.weights() | rebalance | {model: w}
+    total = sum(weights.values())
+    if abs(total - 100.0) > 1e-6:
+        parts = ", ".join(f"{m}={v:g}" for m, v in weights.items())
+        raise ConfigError(f"weights must sum to 100, got {total:g} ({parts}); give --rebalance for the other "
+                          f"models{_rebalance_hint(weights, model, w)}")
+    gate = gate_to_vote(settings, model, gate_hours, force, f"{model} gate verdict is {{}}; activation needs READY and an "
+                         "edge that is not WORSE, or --force (recorded in the audit log)")
+    set_values = {model_key(m, "WEIGHT"): f"{v:g}" for m, v in weights.items()
+                  if m == model or m in rebalance}
+    return edit_env(
+        settings, f"models.activate {model}", set_values,
+        unset=(model_key(model, "SHADOW_ONLY"), model_key(model, "ROLE")), check_models=(model,),
+        detail={"model": model, "weight": w, "rebalance": rebalance, **gate},
+    )
