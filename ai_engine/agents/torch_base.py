@@ -35,11 +35,12 @@ class TorchAgent(BaseAgent):
 
     Args:
         seq_len: int, window length in bars (the trainer builds windows of this length).
-        epochs: int, maximum training epochs.
+        epochs: int, maximum training epochs (None: the agent's ``default_epochs``).
         batch_size: int, rows per optimiser step.
         lr: float, AdamW learning rate (None: the agent's ``default_lr``).
         weight_decay: float, AdamW weight decay (None: the agent's ``default_weight_decay``).
-        patience: int, epochs without improvement of the calibrated validation log loss before stopping.
+        patience: int, epochs without improvement of the calibrated validation log loss before stopping
+            (None: the agent's ``default_patience``).
         balance: "weights" (class-weighted loss), "sampler" (class-balanced sampling) or "none".
         seed: int, seeds torch and the batch order.
         net_params: dict or None, overrides of the network's constructor params
@@ -59,6 +60,8 @@ class TorchAgent(BaseAgent):
     net_defaults: ClassVar[dict[str, Any]] = {}  # the agent's own defaults of net params, under ``net_params``
     default_lr: ClassVar[float] = 1e-3
     default_weight_decay: ClassVar[float] = 1e-4
+    default_epochs: ClassVar[int] = 30
+    default_patience: ClassVar[int] = 5
     _param_table: ClassVar[dict[str, Param]] = {
         "seq_len": Param((int,), lambda v: 4 <= v <= 4096, "int in [4, 4096]"),
         "epochs": Param((int,), lambda v: 1 <= v <= 10_000, "int in [1, 10000]"),
@@ -77,22 +80,22 @@ class TorchAgent(BaseAgent):
         self,
         *,
         seq_len: int = 64,
-        epochs: int = 30,
+        epochs: int | None = None,
         batch_size: int = 256,
         lr: float | None = None,
         weight_decay: float | None = None,
-        patience: int = 5,
+        patience: int | None = None,
         balance: str = "weights",
         seed: int = 0,
         net_params: dict | None = None,
         verbose: bool = False,
     ) -> None:
         self.seq_len = seq_len
-        self.epochs = epochs
+        self.epochs = self.default_epochs if epochs is None else epochs
         self.batch_size = batch_size
         self.lr = self.default_lr if lr is None else lr
         self.weight_decay = self.default_weight_decay if weight_decay is None else weight_decay
-        self.patience = patience
+        self.patience = self.default_patience if patience is None else patience
         self.balance = balance
         self.seed = seed
         self.net_params = net_params
