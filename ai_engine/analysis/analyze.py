@@ -16,7 +16,7 @@ from ai_engine.analysis.gates import EXIT_CODES, Thresholds, Verdict
 from ai_engine.analysis.labels import DEFAULT_LABEL
 from ai_engine.analysis.metrics import ModelAnalysis, analyze_model
 from ai_engine.analysis.reader import Window, parse_time, read_snapshot
-from ai_engine.exceptions import ConfigError, DataError
+from ai_engine.exceptions import ConfigError
 from ai_engine.money import Execution
 
 __all__ = ["AnalysisResult", "Recommendation", "Selection", "analyze", "artifact_in_force", "recommend", "PLAN_HOURS",
@@ -106,19 +106,23 @@ def artifact_in_force(store_path: Path | str, model: str, version: str | None = 
                       f"configuration of {store_path} ran that {model} artifact")
 
 
-def _window_counts(store_path: Path | str, model: str, win: Window) -> tuple[int, int]:
-    """(rows of ``model`` in the window, decisions of the window made on synthetic candles)."""
-    from contextlib import closing
-
-    from ai_engine.telemetry.sqlite import TelemetryStore
-
-    with closing(TelemetryStore(store_path, readonly=True)) as store:
-        db = store.connection
-        rows = db.execute("SELECT COUNT(*) FROM predictions WHERE model = ? AND candle_open_time > ? "
-                          "AND candle_open_time <= ?", (model, win.start_ms, win.end_ms)).fetchone()[0]
-        synthetic = db.execute("SELECT COUNT(*) FROM decisions WHERE synthetic != 0 AND candle_open_time > ? "
-                               "AND candle_open_time <= ?", (win.start_ms, win.end_ms)).fetchone()[0]
-    return int(rows), int(synthetic)
+def _edge(snap, model: str, only, edge: bool, execution: Execution | None, hold: int | None,
+          rebalance: dict[str, float] | None, custom: tuple[dict[str, float], ...], seed: int
+          ) -> tuple[EdgeAnalysis | None, str | None]:
+    """The edge of ``model`` over the snapshot's decision table, or why there is none."""
+    table = snap.table
+    if not edge:
+        return None, None
+    if table is None or model not in table.models:
+        return None, f"no decision in the window has a {model} prediction beside it"
+    if only is not None:
+        table = table.only(model, *only)
+    if table.n == 0:
+        return None, f"no decision in the window has a {model} prediction of that artifact and role"
+    used = [snap.models[0].labels[i].horizon for i in np.unique(snap.models[0].label)] or [DEFAULT_LABEL.horizon]
+    execution = dataclasses.replace(execution or Execution(), hold_bars=hold or int(max(used)))
+    return analyze_edge(table, snap.series, snap.models[0], model, execution=execution, rebalance=rebalance,
+                        custom=custom, seed=seed), None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,33 +205,17 @@ def analyze(
             only = (selection.role, selection.sha256)
     snap = read_snapshot(store_path, hours, names, until=parse_time(until), horizon=horizon, band=band, only=only,
                          table=edge, hold_bars=hold or 0)
+    # the gates, then the edge; not side by side: with both the peak memory of 10M predictions passes 2 GB
     models = tuple(analyze_model(rows, snap.series, snap.window, th) for rows in snap.models)
-    try:
-        in_window, synthetic = _window_counts(store_path, model, snap.window)
-    except DataError:  # a store read_snapshot could read is readable here; a bus copy is gone: no counts
-        in_window, synthetic = models[0].n_rows, 0
+    e, why = _edge(snap, model, only, edge, execution, hold, rebalance, custom, th.seed)
     if selection is not None:
-        selection = dataclasses.replace(selection, excluded=in_window - models[0].n_rows)
+        selection = dataclasses.replace(selection, excluded=snap.window_rows[0] - models[0].n_rows)
     w = snap.window
     step_h = min((s.interval_ms for s in snap.series), default=3_600_000) / 3_600_000
     first = min((v.first_ms for v in models[0].versions), default=None)  # the model's own first row
     observed = min(w.hours, (w.end_ms - first) / 3_600_000 + step_h) if first is not None else 0.0
     result = AnalysisResult(str(store_path), w, snap.decision_actions, th, models, selection=selection,
-                            synthetic_decisions=synthetic, observed_hours=observed)
+                            synthetic_decisions=snap.synthetic_decisions, observed_hours=observed)
     if not edge:
         return result
-    e, why = None, None
-    table = snap.table
-    if table is None or model not in table.models:
-        why = f"no decision in the window has a {model} prediction beside it"
-    else:
-        if only is not None:
-            table = table.only(model, *only)
-        if table.n == 0:
-            why = f"no decision in the window has a {model} prediction of that artifact and role"
-        else:
-            used = [snap.models[0].labels[i].horizon for i in np.unique(snap.models[0].label)] or [DEFAULT_LABEL.horizon]
-            execution = dataclasses.replace(execution or Execution(), hold_bars=hold or int(max(used)))
-            e = analyze_edge(table, snap.series, snap.models[0], model, execution=execution, rebalance=rebalance,
-                             custom=custom, seed=th.seed)
     return dataclasses.replace(result, edge=e, edge_error=why, recommendation=recommend(models[0], e))

@@ -1,22 +1,26 @@
 """Every decision of the window and every model's prediction aligned to it, as numpy columns:
 the input of the gates (one model's rows), the counterfactual re-vote and the money view.
 
-Each table is read once, without a join (the predictions' key is (model, time, event id)), in
-few columns: small integer fields are packed into one integer in SQL, so 10M predictions cost
-six values a row, and aligned to the decisions by (time, symbol). A store holding one symbol at
-two intervals falls back to matching on the event id.
+Each table is read once, without a join (the predictions' key is (model, time, event id)), and
+aligned to the decisions by (time, symbol); a store holding one symbol at two intervals falls
+back to matching on the event id.
 
-The bulk reads go through ADBC's SQLite driver (``BulkReader``), which fills Arrow columns in C:
-2.5M rows in 2.1 s where Python's ``sqlite3`` took 6.0 s building a float object per value
-(same query, same loaded machine). Its connection is a second reader of the same file, opened
-inside the caller's read transaction; a query it cannot type (a hand-edited column of mixed
-types) is read again through ``sqlite3``.
+The bulk reads go through ADBC's SQLite driver (``BulkReader``), which fills Arrow columns in C,
+and text columns become small integer codes in Arrow (``pyarrow.compute.index_in``), so 10M
+predictions create no Python object per value and SQLite evaluates no ``CASE`` per row. Reads
+run on a few threads, each with its own ADBC connection (the driver releases the GIL while it
+steps). A query the driver cannot type (a hand-edited column of mixed types) is read again
+through ``sqlite3``, with the same codes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import sqlite3
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,69 +30,131 @@ from ai_engine.enums import MODEL_NAMES
 from ai_engine.types import LATE_JOINED
 
 __all__ = ["BulkReader", "ConfigInfo", "Decisions", "Predictions", "DecisionTable", "read_decisions", "read_predictions",
-           "config_infos", "build_table", "STATUS_CODES", "ROLE_CODES"]
+           "align", "config_infos", "build_table", "text", "STATUS_CODES", "ROLE_CODES", "ACTIONS", "READ_THREADS"]
 
 ROLE_CODES = ("voter", "shadow", "disabled")
 STATUS_CODES = ("ok", "late", "error", "inactive", "disabled")  # code = index; anything else = len
+ACTIONS = ("SELL", "HOLD", "BUY")  # CLASS_ORDER
 _CHUNK = 65_536
-_ACT = "CASE WHEN {c} IS NULL THEN -1 WHEN {c}='SELL' THEN 0 WHEN {c}='HOLD' THEN 1 WHEN {c}='BUY' THEN 2 ELSE -2 END"
+_NUL = "\x00"  # what ``text`` turns NULL into, so the driver types every such column as text
 _SHIFT = 65_536  # key = rank of the time * _SHIFT + symbol code + 1 (0: a symbol without candles)
+# threads for the bulk reads: the cores this process may use, at most 4
+READ_THREADS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
-def _case(column: str, values: list[str], default: int) -> tuple[str, list[str]]:
-    if not values:
-        return str(default), []
-    whens = " ".join(f"WHEN ? THEN {i}" for i in range(len(values)))
-    return f"CASE {column} {whens} ELSE {default} END", list(values)
+def text(column: str) -> str:
+    """A text column as the reader codes it: always a string (a number edited in becomes its text,
+    an unknown value), NULL as ``_NUL``."""
+    return f"COALESCE(CAST({column} AS TEXT), char(0))"
 
 
-def _fetch(cur, ncols: int) -> np.ndarray:
-    parts = []
-    while chunk := cur.fetchmany(_CHUNK):
-        parts.append(np.array(chunk, dtype=np.float64).reshape(len(chunk), ncols))
-    return np.concatenate(parts) if parts else np.empty((0, ncols))
+def _codes_of(values: Sequence, vocab: tuple[str, ...]) -> np.ndarray:
+    """``sqlite3`` fallback: index in ``vocab``, -1 for NULL, len(vocab) for anything else."""
+    index = {v: i for i, v in enumerate(vocab)} | {_NUL: -1, None: -1}
+    unknown = len(vocab)
+    return np.fromiter((index.get(v, unknown) for v in values), dtype=np.int32, count=len(values))
 
 
 class BulkReader:
-    """Numeric query results as an (n, ncols) float64 array (NULL is NaN): through ADBC when it
-    can open the store, else through the caller's ``sqlite3`` connection."""
+    """Query results as numpy columns: numbers as int64 (integers, no NULL) or float64 (NULL is
+    NaN), ``text`` columns as int32 codes into a vocabulary (-1 NULL, len(vocab) unknown).
+
+    ADBC when it can open the store, one connection per thread; else, or for a query the driver
+    cannot type, the caller's ``sqlite3`` connection (one thread at a time)."""
 
     def __init__(self, db: sqlite3.Connection, uri: str | None) -> None:
         self.db = db
-        self._adbc = None
-        if uri is not None:
+        self._uri = uri
+        self._local = threading.local()
+        self._conns: list = []
+        self._lock = threading.Lock()
+        self._adbc_ok = uri is not None
+        if self._adbc_ok:
             try:
-                import adbc_driver_sqlite.dbapi as adbc
-                from adbc_driver_manager import Error as AdbcError
+                import adbc_driver_sqlite.dbapi  # noqa: F401
+                import pyarrow.compute  # noqa: F401
             except ImportError:  # no driver: sqlite3 reads
-                return
-            try:
-                self._adbc = adbc.connect(uri)
-            except AdbcError:  # it cannot open the file: sqlite3 reads
-                self._adbc = None
+                self._adbc_ok = False
+            else:
+                self._adbc_ok = self._connection() is not None
 
-    def rows(self, sql: str, args: list, ncols: int) -> list[np.ndarray]:
-        """The result's ``ncols`` columns: int64 where SQLite gave integers and no NULL, else float64."""
-        if self._adbc is not None:
+    def _connection(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None and self._adbc_ok:
+            import adbc_driver_sqlite.dbapi as adbc
             from adbc_driver_manager import Error as AdbcError
 
-            cur = self._adbc.cursor()
             try:
-                cur.execute(sql, tuple(args))
-                table = cur.fetch_arrow_table()
-                if table.num_columns == ncols and all(str(c.type) in _NUMERIC for c in table.columns):
-                    return [c.to_numpy(zero_copy_only=False) if table.num_rows else np.empty(0)
-                            for c in table.columns]
-            except AdbcError:
-                pass
-            finally:
+                conn = adbc.connect(self._uri)
+                cur = conn.cursor()
+                cur.execute("PRAGMA busy_timeout=5000")  # as the store's own connection waits for a writer
                 cur.close()
-        return list(_fetch(self.db.execute(sql, args), ncols).T)
+            except AdbcError:  # it cannot open the file: sqlite3 reads
+                self._adbc_ok = False
+                return None
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def columns(self, sql: str, args: Sequence, kinds: Sequence[tuple[str, ...] | None]) -> list[np.ndarray]:
+        """The result's columns; ``kinds[i]`` is None for a number, a vocabulary for a ``text`` column."""
+        conn = self._connection()
+        if conn is not None:
+            got = self._arrow(conn, sql, args, kinds)
+            if got is not None:
+                return got
+        with self._lock:
+            return self._sqlite(sql, args, kinds)
+
+    @staticmethod
+    def _arrow(conn, sql: str, args: Sequence, kinds) -> list[np.ndarray] | None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        from adbc_driver_manager import Error as AdbcError
+
+        cur = conn.cursor()
+        try:
+            cur.execute(sql, tuple(args))
+            table = cur.fetch_arrow_table()
+        except (AdbcError, OSError, pa.ArrowException):  # e.g. "Type mismatch in column 3"
+            return None
+        finally:
+            cur.close()
+        if table.num_columns != len(kinds):
+            return None
+        out = []
+        for col, vocab in zip(table.columns, kinds, strict=True):
+            typ = str(col.type)
+            if vocab is None:
+                if typ not in _NUMERIC:
+                    return None
+                out.append(col.to_numpy(zero_copy_only=False) if table.num_rows else np.empty(0))
+            elif typ in ("string", "large_string"):
+                idx = pc.index_in(col, value_set=pa.array((_NUL, *vocab), type=col.type))
+                out.append(pc.fill_null(idx, len(vocab) + 1).to_numpy().astype(np.int32) - 1
+                           if table.num_rows else np.empty(0, dtype=np.int32))
+            elif typ == "null":  # an empty result
+                out.append(np.full(table.num_rows, -1, dtype=np.int32))
+            else:
+                return None
+        return out
+
+    def _sqlite(self, sql: str, args: Sequence, kinds) -> list[np.ndarray]:
+        parts: list[list[np.ndarray]] = [[] for _ in kinds]
+        cur = self.db.execute(sql, list(args))
+        while chunk := cur.fetchmany(_CHUNK):
+            for part, vocab, values in zip(parts, kinds, zip(*chunk, strict=True), strict=True):
+                part.append(np.array(values, dtype=np.float64) if vocab is None else _codes_of(values, vocab))
+        return [np.concatenate(p) if p else np.empty(0, dtype=np.float64 if v is None else np.int32)
+                for p, v in zip(parts, kinds, strict=True)]
 
     def close(self) -> None:
-        if self._adbc is not None:
-            self._adbc.close()
-            self._adbc = None
+        with self._lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
+        self._adbc_ok = False
 
 
 _NUMERIC = ("int64", "double", "null")
@@ -168,44 +234,60 @@ def _keys(times: np.ndarray, t: np.ndarray, sym: np.ndarray) -> np.ndarray:
     return np.where(ok, r * _SHIFT + sym + 1, -1)
 
 
+def _known(codes: np.ndarray, vocab: Sequence) -> np.ndarray:
+    """Codes with NULL and unknown values both -1."""
+    return np.where(codes < len(vocab), codes, -1)
+
+
+def _action(codes: np.ndarray) -> np.ndarray:
+    """CLASS_ORDER index, -1 NULL, -2 an unknown string."""
+    return np.where(codes == len(ACTIONS), -2, codes).astype(np.int8)
+
+
+_WINDOW = "candle_open_time > ? AND candle_open_time <= ?"
+
+
 def read_decisions(bulk: BulkReader, start_ms: int, end_ms: int, series_keys: list[tuple[str, str]],
                    symbols: list[str], config_ids: list[str]) -> Decisions:
-    ser_sql, ser_args = _case("symbol || '|' || interval", [f"{s}|{i}" for s, i in series_keys], -1)
-    sym_sql, sym_args = _case("symbol", symbols, -1)
-    cfg_sql, cfg_args = _case("config_id", config_ids, -1)
-    # small fields packed into one integer below 2**48, exact as the float64 it is fetched as
-    packed = (f"(({_ACT.format(c='action')}) + 2) + 8 * MIN(MAX(consensus_count, 0), 255) + 2048 * (actionable != 0) "
-              f"+ 4096 * (boosted != 0) + 8192 * (blocked_reason IS NOT NULL) + 16384 * (synthetic != 0) "
-              f"+ 32768 * MIN(({cfg_sql}) + 1, 65535) + 4294967296 * MIN(({ser_sql}) + 1, 65535)")
+    intervals = tuple(sorted({i for _, i in series_keys}))
+    # small integer fields packed into one, exact as the float64 it may be fetched as
+    packed = ("MIN(MAX(consensus_count, 0), 255) + 256 * (actionable != 0) + 512 * (boosted != 0) "
+              "+ 1024 * (blocked_reason IS NOT NULL) + 2048 * (synthetic != 0)")
     order = "ORDER BY candle_open_time, symbol, interval"
-    d = bulk.rows(f"SELECT candle_open_time, {packed}, confidence, {sym_sql} "
-                  f"FROM decisions WHERE candle_open_time > ? AND candle_open_time <= ? {order}",
-                  cfg_args + ser_args + sym_args + [start_ms, end_ms], 4)
-    t = d[0].astype(np.int64)
-    code = d[1].astype(np.int64)
+    t, sym, iv, act, cfg, bits, conf = bulk.columns(
+        f"SELECT candle_open_time, {text('symbol')}, {text('interval')}, {text('action')}, {text('config_id')}, "
+        f"{packed}, confidence FROM decisions WHERE {_WINDOW} {order}",
+        [start_ms, end_ms], (None, tuple(symbols), intervals, ACTIONS, tuple(config_ids), None, None))
+    t = t.astype(np.int64)
+    sym = _known(sym, symbols)
+    lut = np.full((len(symbols) + 1, len(intervals) + 1), -1, dtype=np.int16)  # [-1] row and column: unknown
+    for k, (s, i) in enumerate(series_keys):
+        lut[symbols.index(s), intervals.index(i)] = k
+    series = lut[sym, _known(iv, intervals)]
+    bits = bits.astype(np.int64)
     times = np.unique(t)
-    key = _keys(times, t, d[3].astype(np.int64))
+    key = _keys(times, t, sym)
     unique = key.size < 2 or bool(np.all(np.diff(key) > 0))
     ids = None
     if not unique:
         ids = {e: i for i, (e,) in enumerate(bulk.db.execute(
-            f"SELECT event_id FROM decisions WHERE candle_open_time > ? AND candle_open_time <= ? {order}",
-            (start_ms, end_ms)))}
+            f"SELECT event_id FROM decisions WHERE {_WINDOW} {order}", (start_ms, end_ms)))}
     return Decisions(
-        key=key, times=times, unique=unique, t=t, series=((code >> 32) - 1).astype(np.int16),
-        action=((code & 7) - 2).astype(np.int8), confidence=d[2].astype(np.float64), consensus=((code >> 3) & 255).astype(np.int16),
-        actionable=(code >> 11) & 1 == 1, boosted=(code >> 12) & 1 == 1, blocked=(code >> 13) & 1 == 1,
-        synthetic=(code >> 14) & 1 == 1, config=(((code >> 15) & 65535) - 1).astype(np.int16), event_ids=ids,
+        key=key, times=times, unique=unique, t=t, series=series, action=_action(act),
+        confidence=conf.astype(np.float64), consensus=(bits & 255).astype(np.int16), actionable=(bits >> 8) & 1 == 1,
+        boosted=(bits >> 9) & 1 == 1, blocked=(bits >> 10) & 1 == 1, synthetic=(bits >> 11) & 1 == 1,
+        config=_known(cfg, config_ids).astype(np.int16), event_ids=ids,
     )
 
 
 @dataclass(frozen=True, slots=True)
 class Predictions:
-    """One model's prediction rows in the window (in its key order) and the decision each belongs to."""
+    """One model's prediction rows in the window (in (time, event id) order) and the decision each
+    belongs to (``pos``, set by ``align``)."""
 
     model: str
-    pos: np.ndarray  # int64 index into Decisions, -1 no decision row
     t: np.ndarray  # int64
+    symbol: np.ndarray  # int32 index into the store's symbols, -1 unknown
     status: np.ndarray  # int8 index into STATUS_CODES (len = unknown)
     action: np.ndarray  # int8 CLASS_ORDER, -1 NULL, -2 unknown string
     role: np.ndarray  # int8 index into ROLE_CODES (len = unknown)
@@ -213,6 +295,7 @@ class Predictions:
     confidence: np.ndarray  # float64, NaN when NULL
     probs: np.ndarray  # (n, 3) float32, NaN when NULL
     weight: np.ndarray | None  # float64, read only when a configuration does not record it
+    pos: np.ndarray | None = None  # int64 index into Decisions, -1 no decision row
 
     @property
     def valid(self) -> np.ndarray:
@@ -222,38 +305,39 @@ class Predictions:
             return ok & (self.action >= 0) & np.isfinite(self.confidence) & (self.confidence >= 0) & (self.confidence <= 1)
 
 
+_PRED_WHERE = f"WHERE model = ? AND {_WINDOW} ORDER BY candle_open_time, event_id"  # the primary key's order
+
+
 def read_predictions(bulk: BulkReader, model: str, start_ms: int, end_ms: int, symbols: list[str],
-                     dec: Decisions, with_weight: bool) -> Predictions:
-    sym_sql, sym_args = _case("symbol", symbols, -1)
-    st_sql, st_args = _case("status", list(STATUS_CODES), len(STATUS_CODES))
-    role_sql, role_args = _case("role", list(ROLE_CODES), len(ROLE_CODES))
-    packed = (f"({st_sql}) + 8 * (({_ACT.format(c='action')}) + 2) + 64 * ({role_sql}) "
-              f"+ 256 * (reason IS NOT NULL AND reason LIKE ?) + 65536 * (({sym_sql}) + 1)")
-    cols = f"candle_open_time, {packed}, confidence, p_sell, p_hold, p_buy"
-    ncols = 6 + with_weight
-    if with_weight:
-        cols += ", weight"
-    where = "WHERE model = ? AND candle_open_time > ? AND candle_open_time <= ?"
-    args = st_args + role_args + [f"{LATE_JOINED}%"] + sym_args + [model, start_ms, end_ms]
+                     with_weight: bool) -> Predictions:
+    """``model``'s rows in the window, not yet aligned to the decisions (``align``)."""
+    cols = (f"candle_open_time, {text('symbol')}, {text('status')}, {text('action')}, {text('role')}, "
+            "(reason IS NOT NULL AND reason LIKE ?), confidence, p_sell, p_hold, p_buy" + (", weight" if with_weight else ""))
+    kinds = (None, tuple(symbols), STATUS_CODES, ACTIONS, ROLE_CODES, None, None, None, None, None) + ((None,) * with_weight)
+    got = bulk.columns(f"SELECT {cols} FROM predictions {_PRED_WHERE}", [f"{LATE_JOINED}%", model, start_ms, end_ms],
+                       kinds)
+    t, sym, status, act, role, late, conf = got[:7]
+    return Predictions(
+        model=model, t=t.astype(np.int64), symbol=_known(sym, symbols),
+        status=np.where(status < 0, len(STATUS_CODES), status).astype(np.int8), action=_action(act),
+        role=np.where(role < 0, len(ROLE_CODES), role).astype(np.int8), joined_late=late == 1,
+        confidence=conf.astype(np.float64), probs=np.stack(got[7:10], axis=1).astype(np.float32),
+        weight=got[10].astype(np.float64) if with_weight else None,
+    )
+
+
+def align(bulk: BulkReader, pred: Predictions, dec: Decisions, start_ms: int, end_ms: int) -> Predictions:
+    """``pred`` with ``pos``: by (time, symbol) when that is unique among the decisions, else by event id."""
     if dec.unique:
-        rows = bulk.rows(f"SELECT {cols} FROM predictions {where}", args, ncols)
-        key = _keys(dec.times, rows[0].astype(np.int64), (rows[1].astype(np.int64) >> 16) - 1)
+        key = _keys(dec.times, pred.t, pred.symbol)
         pos = np.searchsorted(dec.key, key)
         hit = (key >= 0) & (pos < dec.key.size)
         hit[hit] = dec.key[pos[hit]] == key[hit]
         pos = np.where(hit, pos, -1)
-    else:  # one symbol at two intervals: match on the event id
-        raw = bulk.db.execute(f"SELECT event_id, {cols} FROM predictions {where}", args).fetchall()
-        pos = np.array([dec.event_ids.get(r[0], -1) for r in raw], dtype=np.int64)
-        rows = list(np.array([r[1:] for r in raw], dtype=np.float64).reshape(len(raw), ncols).T)
-    code = rows[1].astype(np.int64)
-    return Predictions(
-        model=model, pos=pos, t=rows[0].astype(np.int64), status=(code & 7).astype(np.int8),
-        action=(((code >> 3) & 7) - 2).astype(np.int8), role=((code >> 6) & 3).astype(np.int8),
-        joined_late=(code >> 8) & 1 == 1, confidence=rows[2].astype(np.float64),
-        probs=np.stack(rows[3:6], axis=1).astype(np.float32),
-        weight=rows[6].astype(np.float64) if with_weight else None,
-    )
+    else:  # one symbol at two intervals: match on the event id, read in the same order as the rows
+        ids = bulk.db.execute(f"SELECT event_id FROM predictions {_PRED_WHERE}", (pred.model, start_ms, end_ms))
+        pos = np.fromiter((dec.event_ids.get(e, -1) for (e,) in ids), dtype=np.int64, count=pred.t.size)
+    return dataclasses.replace(pred, pos=pos.astype(np.int64))
 
 
 @dataclass(frozen=True, slots=True)

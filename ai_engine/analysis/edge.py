@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from ai_engine.analysis.decisions import DecisionTable
+from ai_engine.analysis.decisions import READ_THREADS, DecisionTable
 from ai_engine.analysis.inference import PairedTest, anytime_verdict, edge_verdict, paired_test
 from ai_engine.analysis.outcomes import score_outcomes
 from ai_engine.analysis.reader import ROLE_CODES, ModelRows, Series
@@ -226,10 +227,13 @@ def _per_time(t: np.ndarray, d: np.ndarray) -> np.ndarray:
 
 
 def _losses(probs: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: log loss and Brier score of ``probs`` (n, 3) for the realised class."""
-    p = np.asarray(probs, dtype=np.float64)
-    ll = -np.log(np.clip(p[np.arange(real.size), real], EPS, 1.0))
-    br = ((p - np.eye(3)[real]) ** 2).sum(axis=1)
+    """Per row: log loss and Brier score of ``probs`` (n, 3) for the realised class (one class
+    column at a time: no (n, 3) float64 temporaries)."""
+    ll = -np.log(np.clip(probs[np.arange(real.size), real].astype(np.float64), EPS, 1.0))
+    br = np.zeros(real.size)
+    for c in range(3):
+        d = probs[:, c].astype(np.float64) - (real == c)
+        br += d * d
     return ll, br
 
 
@@ -295,32 +299,11 @@ def analyze_edge(
     if challenger not in table.models:
         raise ConfigError(f"{challenger!r} has no predictions beside the decisions of this window")
     j = table.column(challenger)
-    infos = table.configs
-    m = len(table.models)
     # per decision: the weights the engine recorded with each prediction, and who voted
     w_rec = table.pred_weight
     voter_rec = table.pred_role == _VOTER
-    notes: list[str] = []
     hold = execution.hold_bars if execution else int(np.median([s.horizon for s in primary.labels]) if primary.labels else 4)
     execution = execution or Execution(hold_bars=hold)
-    valid = table.pred_valid
-    votes_rec = valid & voter_rec
-
-    # the record must be reproducible from its own configuration
-    mismatches = 0
-    for ci, info in enumerate(infos):
-        sel = table.config == ci
-        if sel.any():
-            v = revote(table.pred_action[sel], table.pred_conf[sel], votes_rec[sel], w_rec[sel], info.rule)
-            mismatches += int(((v.action != table.action[sel]) | (v.actionable != table.actionable[sel])
-                               | (v.confidence != table.confidence[sel]) | (v.consensus != table.consensus[sel])
-                               | (v.boosted != table.boosted[sel])).sum())
-    if (table.config < 0).any():
-        notes.append(f"{int((table.config < 0).sum())} decisions of a configuration the store does not hold: "
-                     "not re-voted")
-    if mismatches:
-        notes.append(f"re-voting the recorded configuration does not reproduce {mismatches} decisions "
-                     "(predictions missing or edited?)")
 
     base_w = {mod: float(np.median(w_rec[voter_rec[:, k], k])) if voter_rec[:, k].any() else 0.0
               for k, mod in enumerate(table.models)}
@@ -335,36 +318,48 @@ def analyze_edge(
         if unknown:
             raise ConfigError(f"weights name {', '.join(sorted(unknown))}, not models of this store "
                               f"({', '.join(table.models)})")
+    # numpy releases the GIL: independent parts run side by side, this thread and the pool's one per
+    # other core (each part holds temporaries of the window's size, so not more)
+    with ThreadPoolExecutor(max(1, READ_THREADS - 1)) as pool:
+        return _edge(pool, table, series, primary, challenger, j, execution, named, option_a, seed)
 
+
+def _edge(pool, table, series, primary, challenger, j, execution, named, option_a, seed) -> EdgeAnalysis:
+    """``analyze_edge``'s work, its independent parts on ``pool``; results in a fixed order."""
+    m = len(table.models)
+    w_rec = table.pred_weight
+    voter_rec = table.pred_role == _VOTER
+    valid = table.pred_valid
+    votes_rec = valid & voter_rec
+    f_check = pool.submit(_revote_check, table, votes_rec, w_rec)
     allowed = _governor_allowed(table)
-    grid, rows, bars, grid_notes = _grid(table, series, execution.hold_bars)
-    notes += grid_notes
+    grid, rows, bars, notes = _grid(table, series, execution.hold_bars)
     champion = simulate("champion (as recorded)", grid,
                         _signals(grid, rows, bars, table.action, table.actionable & ~table.blocked), execution)
-
-    scenarios: list[Scenario] = []
     results: list[StrategyResult] = [champion]
     block = max(1, int(round(DAY_MS / grid.interval_ms)))
-    for name, wts in named:
+
+    def scenario(name: str, wts: dict[str, float]) -> Scenario:
         vote = counterfactual(table, wts)
         money = simulate(name, grid, _signals(grid, rows, bars, vote.action, vote.actionable & allowed), execution)
         diff = money.returns - champion.returns
         test = (paired_test(diff, horizon=execution.hold_bars, cs_block=block, tightest_at=PLAN_DAYS, seed=seed, samples=BOOTSTRAP_SAMPLES)
                 if diff.size >= 3 else None)
         cons = np.bincount(vote.consensus, minlength=m + 1)
-        scenarios.append(Scenario(
+        return Scenario(
             name, {k: v for k, v in wts.items() if v > 0}, table.n, int((vote.action != table.action).sum()),
             int(vote.actionable.sum()), int(table.actionable.sum()), {k: int(c) for k, c in enumerate(cons) if c},
-            int(vote.boosted.sum()), money, test))
-        results.append(money)
+            int(vote.boosted.sum()), money, test)
 
+    f_scenarios = [pool.submit(scenario, name, wts) for name, wts in named]
+    f_alone = []
     for k, mod in enumerate(table.models):
         if k == j or voter_rec[:, k].any():
             label = f"{mod} alone" + (" (challenger)" if k == j else "")
-            trade = valid[:, k] & allowed
-            results.append(simulate(label, grid, _signals(grid, rows, bars, table.pred_action[:, k], trade), execution))
+            f_alone.append(pool.submit(lambda label, k: simulate(
+                label, grid, _signals(grid, rows, bars, table.pred_action[:, k], valid[:, k] & allowed), execution),
+                label, k))
     start_bar = 1 if grid.times.size > 1 else 0
-    results += [buy_and_hold(grid, execution, start_bar), flat(grid, execution)]
 
     # scores on realised outcomes, with the challenger's label config
     rows_like = dataclasses.replace(primary, t=table.t, series=table.series,
@@ -374,11 +369,67 @@ def analyze_edge(
     scored = out.state == 0
     real = out.realised.astype(np.int64)
     horizon = int(max((s.horizon for s in primary.labels), default=1))
-    scores: list[ScoreComparison] = []
     probs_ok = _probs_ok(table.pred_probs)
     real0 = np.where(scored, real, 0)  # rows not scored are never selected below
+    f_forecast = pool.submit(_forecast_edge, table, option_a, valid, votes_rec, probs_ok, w_rec, scored, real, horizon,
+                             block, seed)
+    scores = _model_scores(table, j, challenger, valid, voter_rec, probs_ok, scored, real, real0, horizon, block, seed)
+    forecast, sel_n = f_forecast.result()
+    mismatches, check_notes = f_check.result()
+    scenarios = [f.result() for f in f_scenarios]
+    results += [x.money for x in scenarios] + [f.result() for f in f_alone]
+    results += [buy_and_hold(grid, execution, start_bar), flat(grid, execution)]
+    notes = check_notes + notes
+    money_edge = scenarios[0].vs_champion
+    f_test = forecast.log_loss_test if forecast else None
+    skill = scores[0].log_loss_test if scores else None
+    verdict = _combine(skill, f_test, money_edge, edge_verdict)
+    anytime = _combine(skill, f_test, money_edge, anytime_verdict)
+    synthetic = bool(table.synthetic[scored].any()) if scored.any() else bool(table.synthetic.any())
+    return EdgeAnalysis(
+        challenger=challenger, execution=execution, interval=_interval_name(series, grid), symbols=grid.symbols,
+        bars=int(grid.times.size), decisions=table.n, synthetic=synthetic, revote_mismatches=mismatches,
+        governor_blocked=int((table.actionable & table.blocked).sum()), scenarios=tuple(scenarios),
+        strategies=tuple(results), scores=tuple(scores), forecast_edge=forecast, money_edge=money_edge,
+        verdict=verdict, anytime=anytime, reason=_reason(verdict, skill, f_test, money_edge, sel_n),
+        notes=tuple(notes),
+    )
+
+
+def _rows(mask: np.ndarray) -> slice | np.ndarray | None:
+    """``mask`` as an index: every row as a slice (a view, not a copy of the (N, M) columns), none as None."""
+    if mask.all():
+        return slice(None)
+    return mask if mask.any() else None
+
+
+def _revote_check(table: DecisionTable, votes_rec: np.ndarray, w_rec: np.ndarray) -> tuple[int, list[str]]:
+    """The record must be reproducible from its own configuration: decisions it does not reproduce."""
+    mismatches = 0
+    for ci, info in enumerate(table.configs):
+        sel = _rows(table.config == ci)
+        if sel is not None:
+            v = revote(table.pred_action[sel], table.pred_conf[sel], votes_rec[sel], w_rec[sel], info.rule)
+            mismatches += int(((v.action != table.action[sel]) | (v.actionable != table.actionable[sel])
+                               | (v.confidence != table.confidence[sel]) | (v.consensus != table.consensus[sel])
+                               | (v.boosted != table.boosted[sel])).sum())
+    notes = []
+    if (table.config < 0).any():
+        notes.append(f"{int((table.config < 0).sum())} decisions of a configuration the store does not hold: "
+                     "not re-voted")
+    if mismatches:
+        notes.append(f"re-voting the recorded configuration does not reproduce {mismatches} decisions "
+                     "(predictions missing or edited?)")
+    return mismatches, notes
+
+
+def _model_scores(table: DecisionTable, j: int, challenger: str, valid, voter_rec, probs_ok, scored, real, real0,
+                  horizon: int, block: int, seed: int) -> list[ScoreComparison]:
+    """The challenger against the class prior, then against each voter, on the rows both scored."""
+    scores: list[ScoreComparison] = []
     # each model's per-row scores once, however many comparisons read them
-    losses = {k: _losses(table.pred_probs[:, k], real0) for k in range(m) if k == j or voter_rec[:, k].any()}
+    losses = {k: _losses(table.pred_probs[:, k], real0) for k in range(len(table.models))
+              if k == j or voter_rec[:, k].any()}
 
     def pick(pair: tuple[np.ndarray, np.ndarray], sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return pair[0][sel], pair[1][sel]
@@ -396,6 +447,12 @@ def analyze_edge(
             if sel.sum() >= 2:
                 scores.append(_compare(challenger, mod, table.t[sel], pick(losses[j], sel), pick(losses[k], sel),
                                        horizon, block, seed))
+    return scores
+
+
+def _forecast_edge(table: DecisionTable, option_a: dict[str, float], valid, votes_rec, probs_ok, w_rec, scored, real,
+                   horizon: int, block: int, seed: int) -> tuple[ScoreComparison | None, int]:
+    """The ensemble's pooled forecast with the challenger at option A against the recorded one."""
     wa = np.array([option_a.get(mod, 0.0) for mod in table.models])
     pool_a = _pool(table, valid & (wa > 0)[None, :] & probs_ok, wa)
     pool_c = _pool(table, votes_rec & probs_ok, w_rec)
@@ -403,20 +460,7 @@ def analyze_edge(
     forecast = (_compare("ensemble with challenger (option A)", "ensemble as recorded", table.t[sel],
                          _losses(pool_a[sel], real[sel]), _losses(pool_c[sel], real[sel]), horizon, block, seed,
                          BOOTSTRAP_SAMPLES) if sel.sum() >= 2 else None)
-    money_edge = scenarios[0].vs_champion
-    f_test = forecast.log_loss_test if forecast else None
-    skill = scores[0].log_loss_test if scores else None
-    verdict = _combine(skill, f_test, money_edge, edge_verdict)
-    anytime = _combine(skill, f_test, money_edge, anytime_verdict)
-    synthetic = bool(table.synthetic[scored].any()) if scored.any() else bool(table.synthetic.any())
-    return EdgeAnalysis(
-        challenger=challenger, execution=execution, interval=_interval_name(series, grid), symbols=grid.symbols,
-        bars=int(grid.times.size), decisions=table.n, synthetic=synthetic, revote_mismatches=mismatches,
-        governor_blocked=int((table.actionable & table.blocked).sum()), scenarios=tuple(scenarios),
-        strategies=tuple(results), scores=tuple(scores), forecast_edge=forecast, money_edge=money_edge,
-        verdict=verdict, anytime=anytime, reason=_reason(verdict, skill, f_test, money_edge, int(sel.sum())),
-        notes=tuple(notes),
-    )
+    return forecast, int(sel.sum())
 
 
 def counterfactual(table: DecisionTable, weights: dict[str, float]) -> Vote:
@@ -434,7 +478,7 @@ def _vote_by_config(table: DecisionTable, votes: np.ndarray, w: np.ndarray, cfg:
     out = Vote(np.full(n, 1, dtype=np.int8), np.zeros(n), np.zeros(n, dtype=np.int16), np.zeros(n, dtype=np.int16),
                np.zeros(n, dtype=bool), np.zeros(n, dtype=bool))
     for ci in np.unique(cfg):
-        sel = cfg == ci
+        sel = _rows(cfg == ci)
         v = revote(table.pred_action[sel], table.pred_conf[sel], votes[sel], w, rule_for(int(ci)))
         for f in Vote.__slots__:
             getattr(out, f)[sel] = getattr(v, f)

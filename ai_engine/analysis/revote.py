@@ -41,9 +41,12 @@ class Vote:
     boosted: np.ndarray  # bool
 
 
+BLOCK = 131_072  # rows re-voted at a time: the temporaries stay in cache and memory stays flat
+
+
 def revote(action: np.ndarray, confidence: np.ndarray, votes: np.ndarray, weights: np.ndarray,
            rule: Rule) -> Vote:
-    """Decide every row from the models' predictions.
+    """Decide every row from the models' predictions (each row on its own, in blocks of rows).
 
     Args:
         action: (N, M) CLASS_ORDER index of each model's prediction (any value where it does not vote).
@@ -52,8 +55,22 @@ def revote(action: np.ndarray, confidence: np.ndarray, votes: np.ndarray, weight
         weights: (M,) or (N, M) voting weights, columns in the engine's model order.
         rule: the ensemble settings.
     """
-    n, m = action.shape
+    n = action.shape[0]
     w = np.asarray(weights, dtype=np.float64)
+    if n <= BLOCK:
+        return _revote(action, confidence, votes, w, rule)
+    out = Vote(np.empty(n, dtype=np.int8), np.empty(n), np.empty(n, dtype=np.int16), np.empty(n, dtype=np.int16),
+               np.empty(n, dtype=bool), np.empty(n, dtype=bool))
+    for lo in range(0, n, BLOCK):
+        rows = slice(lo, lo + BLOCK)
+        part = _revote(action[rows], confidence[rows], votes[rows], w if w.ndim == 1 else w[rows], rule)
+        for f in Vote.__slots__:
+            getattr(out, f)[rows] = getattr(part, f)
+    return out
+
+
+def _revote(action: np.ndarray, confidence: np.ndarray, votes: np.ndarray, w: np.ndarray, rule: Rule) -> Vote:
+    n, m = action.shape
     # one contiguous row per model (columns of an (N, M) array are strided and slow to stream)
     vt = np.ascontiguousarray(votes.T)
     at = np.where(vt, np.ascontiguousarray(action.T), -1).astype(np.int8)
