@@ -6,6 +6,12 @@ take t/f/y/n), so ``PATCHTST_SHADOW_ONLY=ture`` stops the engine instead of bein
 (failure mode 6).
 Layer 2 is the ``_validate_*`` functions for rules spanning keys (weights sum to 100, role flags agree).
 
+Extra shadows: besides the four models, any number of further artifacts run in shadow, each under
+one key ``SHADOW_<MODEL>_<TAG>_MODEL_PATH`` (``SHADOW_PATCHTST_R2_MODEL_PATH=/…/patchtst_v2.pth``):
+MODEL says which agent loads it, and ``<model>_<tag>`` (``patchtst_r2``) is its stable key in
+``model_breakdown`` and telemetry. An extra shadow has no role or weight key: nothing in the
+env file can make it vote, and any other key shaped like one, or a misspelt one, is refused.
+
 Sources: defaults, then the env file when one is in use, else the process environment. With an
 env file the engine's keys come from the file alone: a process variable that disagrees with it, or
 that the file does not set, is reported and ignored. Under systemd ``EnvironmentFile=`` copies the
@@ -21,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +41,16 @@ from ai_engine.exceptions import ConfigError
 from ai_engine.lifecycle.envfile import read_env_file
 from ai_engine.types import INTERVAL_MS
 
-__all__ = ["KEYS", "ModelConfig", "Settings", "load_settings", "DEFAULT_ENV_FILE", "MODEL_ENV_PREFIX", "config_id_for"]
+__all__ = [
+    "KEYS",
+    "ModelConfig",
+    "Settings",
+    "load_settings",
+    "DEFAULT_ENV_FILE",
+    "MODEL_ENV_PREFIX",
+    "config_id_for",
+    "extra_shadow_key",
+]
 
 log = logging.getLogger("ai_engine.config")
 
@@ -99,10 +115,33 @@ for _m, _p in MODEL_ENV_PREFIX.items():
 
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
+    """One configured model: one of the four (``name == kind``) or an extra shadow (``patchtst_r2``).
+
+    Attributes:
+        name: the stable key in ``model_breakdown``, telemetry rows and logs.
+        role: voter, shadow or disabled; always shadow for an extra shadow.
+        weight: the voting weight (an extra shadow records its model's, and never votes).
+        path: the artifact; None: the default file in the models dir (the four only).
+        kind: the model that loads it (``xgb``, ``lgbm``, ``nhits``, ``patchtst``).
+    """
+
     name: str
     role: ModelRole
     weight: float
     path: Path | None  # None: resolved by the registry at load time
+    kind: str
+
+    @property
+    def extra(self) -> bool:
+        """An extra shadow (``SHADOW_<MODEL>_<TAG>_MODEL_PATH``), not one of the four."""
+        return self.name != self.kind
+
+    @property
+    def path_key(self) -> str:
+        """The env key that names its artifact."""
+        if not self.extra:
+            return f"{MODEL_ENV_PREFIX[self.kind]}_MODEL_PATH"
+        return extra_shadow_key(self.kind, self.name[len(self.kind) + 1:])
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +174,11 @@ class Settings:
     models: dict[str, ModelConfig]
     env_file: Path | None = None
     raw: dict[str, str] = field(default_factory=dict)
+    shadows: dict[str, ModelConfig] = field(default_factory=dict)  # extra shadows by key, sorted
+
+    def all_models(self) -> dict[str, ModelConfig]:
+        """The four models, then the extra shadows: what the engine loads."""
+        return self.models | self.shadows
 
     def weights(self) -> dict[str, float]:
         return {m: c.weight for m, c in self.models.items()}
@@ -153,8 +197,63 @@ class Settings:
 _BOOLS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 
 
+_SHADOW = "SHADOW_"
+_PATH_SUFFIX = "_MODEL_PATH"
+_TAG_RE = re.compile(r"^[A-Z0-9]+(?:_[A-Z0-9]+)*$")
+_TAG_MAX = 32
+_EXTRA_SHADOW_SPEC = Key(Path, None, "an extra shadow's artifact (SHADOW_<MODEL>_<TAG>_MODEL_PATH)")
+
+
+def extra_shadow_key(model: str, tag: str) -> str:
+    """The env key of the extra shadow ``<model>_<tag>``: ``SHADOW_PATCHTST_R2_MODEL_PATH``."""
+    return f"{_SHADOW}{MODEL_ENV_PREFIX[model]}_{tag.upper()}{_PATH_SUFFIX}"
+
+
+def _extra_shadow_problem(key: str) -> tuple[tuple[str, str] | None, str | None]:
+    """Classify a key that is not in ``KEYS``: ``((model, tag), None)`` for an extra shadow's key,
+    ``(None, why)`` for one shaped like it but wrong (refused from every source: a misspelt shadow
+    key would silently drop a deployed shadow), ``(None, None)`` when it is not shaped like one."""
+    upper = key.upper()
+    if not upper.startswith(_SHADOW) or upper in KEYS:
+        return None, None
+    rest = upper[len(_SHADOW):]
+    model = next((m for m, p in MODEL_ENV_PREFIX.items() if rest.startswith(p + "_")), None)
+    models = ", ".join(MODEL_ENV_PREFIX.values())
+    if model is None:
+        if upper.endswith(_PATH_SUFFIX):
+            return None, (f"{key} names no model: an extra shadow's key is SHADOW_<MODEL>_<TAG>_MODEL_PATH "
+                          f"with MODEL one of {models}")
+        return None, None
+    p = MODEL_ENV_PREFIX[model]
+    body = rest[len(p) + 1:]
+    if key != upper:
+        return None, f"{key}: keys are case-sensitive, so it would be ignored; write {upper}"
+    for suffix in ("_ROLE", "_WEIGHT", "_SHADOW_ONLY"):
+        if body.endswith(suffix):
+            return None, (f"{key}: an extra shadow never votes, so it has no role, weight or shadow flag (its only "
+                          f"key is SHADOW_{p}_<TAG>_MODEL_PATH); to make that file vote, point {p}_MODEL_PATH at it "
+                          f"(`ai-engine models shadow {model} --version V`, then `models activate {model}`)")
+    if body == _PATH_SUFFIX[1:]:
+        return None, f"{key} has no tag: write SHADOW_{p}_<TAG>_MODEL_PATH, e.g. SHADOW_{p}_R2_MODEL_PATH"
+    if not body.endswith(_PATH_SUFFIX):
+        parts = body.split("_")
+        guess = "_".join(parts[:-2]) if len(parts) > 2 else parts[0]
+        return None, (f"unknown configuration key {key}: an extra shadow's only key is SHADOW_{p}_<TAG>_MODEL_PATH; "
+                      f"did you mean SHADOW_{p}_{guess}_MODEL_PATH?")
+    tag = body[: -len(_PATH_SUFFIX)]
+    if not _TAG_RE.match(tag) or len(tag) > _TAG_MAX or tag == "SHADOW":
+        return None, (f"{key}: the tag {tag!r} is not valid: letters and digits, words joined by single '_', at most "
+                      f"{_TAG_MAX} characters, not SHADOW (patchtst_shadow is the spec shadow's model name), "
+                      "e.g. R2 or V20260109")
+    return (model, tag), None
+
+
+def _is_extra_shadow(key: str) -> bool:
+    return _extra_shadow_problem(key)[0] is not None
+
+
 def _convert(key: str, raw: str) -> Any:
-    spec = KEYS[key]
+    spec = KEYS.get(key, _EXTRA_SHADOW_SPEC)
     raw = raw.strip()
     if not raw and not spec.empty_ok:
         raise ConfigError(f"{key} is empty; give a value, or remove the line to use the default")
@@ -202,6 +301,11 @@ def _check_unknown(keys: Iterable[str], source: str, strict: bool) -> None:
     for key in keys:
         if key in KEYS:
             continue
+        extra, problem = _extra_shadow_problem(key)
+        if extra is not None:
+            continue
+        if problem is not None:
+            raise ConfigError(f"{problem} (in {source})")
         upper = key.upper()
         close = [upper] if upper in KEYS else difflib.get_close_matches(upper, list(KEYS), n=1, cutoff=0.8)
         if upper.startswith(_OWNED_PREFIXES) or close:
@@ -228,6 +332,32 @@ def _resolve_role(model: str, vals: dict[str, Any]) -> ModelRole:
     if shadow_only is False and role is ModelRole.SHADOW:
         raise ConfigError(f"{p}_SHADOW_ONLY=false contradicts {p}_ROLE=shadow; keep one of them")
     return role or ModelRole.VOTER
+
+
+def _extra_shadows(vals: dict[str, Any], models: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
+    """The extra shadows, by key in sorted order (a stable ``model_breakdown`` order)."""
+    out: dict[str, ModelConfig] = {}
+    for key in sorted(vals):
+        extra = _extra_shadow_problem(key)[0] if key not in KEYS else None
+        if extra is not None:
+            model, tag = extra
+            name = f"{model}_{tag.lower()}"
+            out[name] = ModelConfig(name, ModelRole.SHADOW, models[model].weight, vals[key], kind=model)
+    return dict(sorted(out.items()))
+
+
+def _validate_shadow_files(models: dict[str, ModelConfig], shadows: dict[str, ModelConfig], models_dir: Path) -> None:
+    """Each extra shadow runs a file of its own: one already running under another key is a copy
+    and paste mistake (its rows would be counted twice), refused."""
+    seen: dict[Path, str] = {}
+    for c in models.values():
+        seen.setdefault((c.path or models_dir / _ARTIFACT[c.kind]).resolve(), c.path_key)
+    for c in shadows.values():
+        path = c.path.resolve()
+        if path in seen:
+            raise ConfigError(f"{c.path_key}={c.path} names the same file as {seen[path]}: a second shadow of a file "
+                              "that already runs adds nothing; remove one of them")
+        seen[path] = c.path_key
 
 
 def _validate_weights(models: dict[str, ModelConfig]) -> None:
@@ -320,7 +450,7 @@ def load_settings(
         env_file = environ.get("AI_ENGINE_ENV_FILE") or (DEFAULT_ENV_FILE if DEFAULT_ENV_FILE.is_file() else None)
     env_path = Path(env_file) if env_file else None
 
-    raw: dict[str, str] = {k: v for k, v in environ.items() if k in KEYS}
+    raw: dict[str, str] = {k: v for k, v in environ.items() if k in KEYS or _is_extra_shadow(k)}
     _check_unknown([k for k in environ if _looks_ours(k) and k != "AI_ENGINE_ENV_FILE"], "the environment", strict=False)
     if env_path is not None:
         from_file = read_env_file(env_path)
@@ -329,7 +459,7 @@ def load_settings(
         if ignored:
             log.warning("ignoring %s from the process environment: %s is in use and the engine's keys come from it "
                         "alone", ", ".join(ignored), env_path)
-        raw = {k: v for k, v in from_file.items() if k in KEYS}
+        raw = {k: v for k, v in from_file.items() if k in KEYS or _is_extra_shadow(k)}
         _warn_if_world_readable(env_path, raw)
     for k, v in (overrides or {}).items():
         _check_unknown([k], "overrides", strict=True)
@@ -344,9 +474,13 @@ def load_settings(
             role=_resolve_role(m, vals),
             weight=float(get(f"{MODEL_ENV_PREFIX[m]}_WEIGHT")),
             path=get(f"{MODEL_ENV_PREFIX[m]}_MODEL_PATH"),
+            kind=m,
         )
         for m in MODEL_NAMES
     }
+    shadows = _extra_shadows(vals, models)
+    models_dir = get("AI_ENGINE_MODELS_DIR") or home / "models"
+    _validate_shadow_files(models, shadows, models_dir)
     _validate_weights(models)
     _validate_voters(models, get("ENSEMBLE_MIN_CONSENSUS"))
     interval = get("AI_ENGINE_INTERVAL")
@@ -368,7 +502,7 @@ def load_settings(
     return Settings(
         home=home,
         store_path=get("AI_ENGINE_STORE") or home / "telemetry.sqlite",
-        models_dir=get("AI_ENGINE_MODELS_DIR") or home / "models",
+        models_dir=models_dir,
         governor_state_file=get("GOVERNOR_STATE_FILE") or home / "governor.json",
         governor_backend=backend,
         symbols=_parse_symbols(get("AI_ENGINE_SYMBOLS")),
@@ -394,6 +528,7 @@ def load_settings(
         models=models,
         env_file=env_path,
         raw=raw,
+        shadows=shadows,
     )
 
 

@@ -44,7 +44,6 @@ from ai_engine.model_calls import (
     run_slot,
 )
 from ai_engine.model_slots import (
-    DISPLAY_NAMES,
     ModelSlot,
     applied_config,
     isolate_shadows,
@@ -238,8 +237,13 @@ class DecisionEngine:
             pin_inference_threads(slots)
             self.shadow_logger.interval_s = settings.shadow_log_interval_s
             for name, slot in slots.items():
-                if old.slots[name].sha256 != slot.sha256 or old.slots[name].role != slot.role:
+                before = old.slots.get(name)
+                if before is None or before.sha256 != slot.sha256 or before.role != slot.role:
                     self.flatline.reset(name)
+            for name in old.slots.keys() - slots.keys():  # an extra shadow the reload removed
+                self.flatline.reset(name)
+            for key in [k for k, r in self._runners.items() if k[0] not in slots and not r.pending()]:
+                self._runners.pop(key).stop()
         self._announce("reload")
         return True
 
@@ -452,7 +456,7 @@ class DecisionEngine:
         for rec in records:
             for r in rec.decision.results:
                 if r.shadow:
-                    self.shadow_logger(DISPLAY_NAMES[r.model], rec.symbol, r)
+                    self.shadow_logger(st.slots[r.model].display, rec.symbol, r)
             if rec.published:
                 log_intent(rec)
 

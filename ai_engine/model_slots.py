@@ -3,7 +3,8 @@
 A model that cannot be loaded is *inactive* with a reason; it never falls back to random weights
 or a default vote (failure mode 11). Every load logs what was applied (failure mode 20), including
 the spec's lines ``[PatchTST] Using PATCHTST_MODEL_PATH env var: <path>`` and
-``[PatchTST] ✅ Model weights loaded from <file>``.
+``[PatchTST] ✅ Model weights loaded from <file>``. Extra shadows (``config`` says how they are
+configured) load the same way under their own key and display name (``[PatchTST r2] …``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ai_engine.config import MODEL_ENV_PREFIX, Settings, config_id_for
+from ai_engine.config import Settings, config_id_for
 from ai_engine.enums import ModelRole
 from ai_engine.exceptions import FeatureMismatchError, ModelLoadError
 
@@ -25,7 +26,9 @@ DISPLAY_NAMES = {"xgb": "XGBoost", "lgbm": "LightGBM", "nhits": "NHiTS", "patcht
 
 @dataclass(slots=True)
 class ModelSlot:
-    """One configured model. ``agent`` is None when the slot is disabled or failed to load."""
+    """One configured model. ``agent`` is None when the slot is disabled or failed to load.
+    ``name`` is its key (``patchtst``, or an extra shadow's ``patchtst_r2``), ``kind`` the model
+    that loads it (empty: ``name``)."""
 
     name: str
     role: ModelRole
@@ -34,6 +37,16 @@ class ModelSlot:
     agent: object | None = None
     reason: str | None = None
     input_index: object | None = field(default=None, repr=False)  # column indices into the feature frame
+    kind: str = ""
+
+    def __post_init__(self) -> None:
+        self.kind = self.kind or self.name
+
+    @property
+    def display(self) -> str:
+        """The name in log lines: ``PatchTST``, or ``PatchTST r2`` for the extra shadow ``patchtst_r2``."""
+        disp = DISPLAY_NAMES[self.kind]
+        return disp if self.name == self.kind else f"{disp} {self.name[len(self.kind) + 1:]}"
 
     @property
     def active(self) -> bool:
@@ -63,10 +76,10 @@ def resolve_model_path(settings: Settings, name: str) -> tuple[Path, str]:
     default file in the models directory."""
     from ai_engine.agents import DEFAULT_ARTIFACT_NAME
 
-    cfg = settings.models[name]
+    cfg = settings.all_models()[name]
     if cfg.path is not None:
         return cfg.path, "env"
-    return settings.models_dir / DEFAULT_ARTIFACT_NAME[name], "default"
+    return settings.models_dir / DEFAULT_ARTIFACT_NAME[cfg.kind], "default"
 
 
 def _bind_inputs(slot: ModelSlot) -> None:
@@ -90,19 +103,19 @@ def load_slot(settings: Settings, name: str, *, strict: bool = False) -> ModelSl
     from ai_engine.agents import load_agent
     from ai_engine.lifecycle.registry import registry_record
 
-    cfg = settings.models[name]
-    disp = DISPLAY_NAMES[name]
+    cfg = settings.all_models()[name]
     if cfg.role is ModelRole.DISABLED:
-        return ModelSlot(name, cfg.role, cfg.weight, cfg.path, reason="disabled by configuration")
+        return ModelSlot(name, cfg.role, cfg.weight, cfg.path, reason="disabled by configuration", kind=cfg.kind)
     path, origin = resolve_model_path(settings, name)
+    slot = ModelSlot(name, cfg.role, cfg.weight, path, kind=cfg.kind)
+    disp = slot.display
     if origin == "env":
-        log.info("[%s] Using %s_MODEL_PATH env var: %s", disp, MODEL_ENV_PREFIX[name], path)
+        log.info("[%s] Using %s env var: %s", disp, cfg.path_key, path)
     else:
         log.info("[%s] Using %s model path: %s", disp, origin, path)
-    slot = ModelSlot(name, cfg.role, cfg.weight, path)
     try:  # an unreadable registry index is a load failure of the model too, never a crash
         recorded = registry_record(settings.models_dir, path)
-        slot.agent = load_agent(name, path, expected_sha256=recorded[1] if recorded else None)
+        slot.agent = load_agent(cfg.kind, path, expected_sha256=recorded[1] if recorded else None)
         _bind_inputs(slot)
     except ModelLoadError as exc:
         slot.agent, slot.reason = None, str(exc)
@@ -141,7 +154,8 @@ def _warn_if_degenerate(disp: str, slot: ModelSlot) -> None:
 
 
 def load_slots(settings: Settings, *, strict: bool = False) -> dict[str, ModelSlot]:
-    return {name: load_slot(settings, name, strict=strict) for name in settings.models}
+    """The four models, then the extra shadows (``Settings.all_models``), by key."""
+    return {name: load_slot(settings, name, strict=strict) for name in settings.all_models()}
 
 
 def isolate_shadows(settings: Settings, slots: dict[str, ModelSlot], previous: dict[str, ModelSlot] | None = None,
@@ -167,7 +181,7 @@ def isolate_shadows(settings: Settings, slots: dict[str, ModelSlot], previous: d
             if strict:
                 raise
             slot.agent, slot.reason = None, str(exc)
-            log.error("[%s] ❌ model not loaded, excluded from the ensemble: %s", DISPLAY_NAMES[name], exc)
+            log.error("[%s] ❌ model not loaded, excluded from the ensemble: %s", slot.display, exc)
 
 
 def applied_config(settings: Settings, slots: dict[str, ModelSlot]) -> tuple[str, dict]:
@@ -183,7 +197,7 @@ def applied_config(settings: Settings, slots: dict[str, ModelSlot]) -> tuple[str
                 "version": s.version,
                 "sha256": s.sha256,
                 "label_config": s.label_config,
-            }
+            } | ({"kind": s.kind} if s.kind != s.name else {})  # an extra shadow; the four's entries as before
             for s in slots.values()
         },
         "min_consensus": settings.min_consensus,

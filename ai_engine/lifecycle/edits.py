@@ -68,11 +68,13 @@ def _check_models(new: Settings, old: Settings, models: tuple[str, ...]) -> None
     from ai_engine.enums import ModelRole
     from ai_engine.model_slots import load_slot
 
+    new_models, old_models = new.all_models(), old.all_models()
     for m in models:
-        cfg = new.models[m]
-        if cfg.role is ModelRole.DISABLED:
+        cfg = new_models.get(m)
+        if cfg is None or cfg.role is ModelRole.DISABLED:  # disabled, or an extra shadow the edit removed
             continue
-        if cfg.path == old.models[m].path and cfg.role == old.models[m].role:
+        before = old_models.get(m)
+        if before is not None and cfg.path == before.path and cfg.role == before.role:
             continue
         load_slot(new, m, strict=True)
 
