@@ -1,4 +1,4 @@
-"""`models stage|list|verify|backup|shadow|activate|rollback`: the model lifecycle by command."""
+"""`models stage|list|verify|backup|shadow|unshadow|activate|rollback`: the model lifecycle by command."""
 
 from __future__ import annotations
 
@@ -107,12 +107,25 @@ def backup(env_file: str = EnvFile) -> None:
 def shadow(
     model: str = ModelArg,
     version: str = typer.Option(None, "--version", help="staged version (default: newest staged)"),
+    tag: str = typer.Option(None, "--as", help="run it as the extra shadow <model>_<TAG> beside everything else "
+                                              "(sets SHADOW_<MODEL>_<TAG>_MODEL_PATH), e.g. --as r2"),
     env_file: str = EnvFile,
 ) -> None:
-    """Run a staged version in shadow (sets <MODEL>_MODEL_PATH and <MODEL>_SHADOW_ONLY=true)."""
+    """Run a staged version in shadow (sets <MODEL>_MODEL_PATH and <MODEL>_SHADOW_ONLY=true; with
+    --as TAG, as one more shadow under its own key)."""
     from ai_engine.lifecycle.activation import shadow as do_shadow
 
-    _report_edit(do_shadow(_settings(env_file), model, version))
+    _report_edit(do_shadow(_settings(env_file), model, version, tag))
+
+
+def unshadow(
+    key: str = typer.Argument(..., help="an extra shadow's key, e.g. patchtst_r2"),
+    env_file: str = EnvFile,
+) -> None:
+    """Stop an extra shadow (removes its SHADOW_<MODEL>_<TAG>_MODEL_PATH line)."""
+    from ai_engine.lifecycle.activation import unshadow as do_unshadow
+
+    _report_edit(do_unshadow(_settings(env_file), key))
 
 
 def activate(
@@ -158,5 +171,6 @@ def register_models(models_app: typer.Typer) -> None:
     models_app.command("verify")(verify)
     models_app.command("backup")(backup)
     models_app.command("shadow")(shadow)
+    models_app.command("unshadow")(unshadow)
     models_app.command("activate")(activate)
     models_app.command("rollback")(rollback)

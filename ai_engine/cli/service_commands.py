@@ -49,8 +49,8 @@ def _offline_status(settings) -> dict:
     from ai_engine.runtime import governor_backend
     from ai_engine.telemetry.sqlite import TelemetryStore
 
-    out: dict = {"state": "not running", "roles": {m: c.role.value for m, c in settings.models.items()},
-                 "weights": settings.weights(), "versions": {}, "config_id": None, "last_decision_at": None,
+    out: dict = {"state": "not running", "roles": {m: c.role.value for m, c in settings.all_models().items()},
+                 "weights": {m: c.weight for m, c in settings.all_models().items()}, "versions": {}, "config_id": None, "last_decision_at": None,
                  "decisions_made": None}
     if settings.store_path.is_file():
         store = TelemetryStore(settings.store_path, readonly=True)
@@ -80,7 +80,8 @@ def _missing_model_files(settings) -> dict[str, str]:
     from ai_engine.enums import ModelRole
     from ai_engine.model_slots import resolve_model_path
 
-    paths = {m: resolve_model_path(settings, m)[0] for m, c in settings.models.items() if c.role is not ModelRole.DISABLED}
+    paths = {m: resolve_model_path(settings, m)[0] for m, c in settings.all_models().items()
+             if c.role is not ModelRole.DISABLED}
     return {m: str(p) for m, p in paths.items() if not p.is_file()}
 
 

@@ -1,8 +1,10 @@
 """The commands that bring a model in: ``stage`` into the registry, ``shadow``, ``activate``.
 
 Each is one audited env-file edit (``edits.edit_env``): ``shadow`` points ``<M>_MODEL_PATH`` at a
-verified staged file and sets ``<M>_SHADOW_ONLY=true``; ``activate`` makes the model a voter at
-a weight, the other weights given by ``--rebalance`` (options A and B), behind the gate.
+verified staged file and sets ``<M>_SHADOW_ONLY=true``, or with a tag runs the file as an extra
+shadow beside everything else (``SHADOW_<M>_<TAG>_MODEL_PATH``, ``unshadow`` removes it);
+``activate`` makes the model a voter at a weight, the other weights given by ``--rebalance``
+(options A and B), behind the gate.
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ai_engine.config import MODEL_ENV_PREFIX, Settings
+from ai_engine.config import MODEL_ENV_PREFIX, Settings, extra_shadow_key
 from ai_engine.exceptions import ConfigError, ModelLoadError
 from ai_engine.lifecycle.audit import append_audit, current_user
 from ai_engine.lifecycle.edits import EditResult, edit_env, model_key
 from ai_engine.lifecycle.gate import gate_to_vote
 from ai_engine.lifecycle.registry import Registry, StagedVersion
 
-__all__ = ["activate", "parse_weights", "shadow", "stage"]
+__all__ = ["activate", "parse_weights", "shadow", "stage", "unshadow"]
 
 
 def parse_weights(text: str, flag: str = "--rebalance") -> dict[str, float]:
@@ -68,15 +70,34 @@ def _verified(reg: Registry, model: str, version: str | None) -> StagedVersion:
     return sv
 
 
-def shadow(settings: Settings, model: str, version: str | None = None) -> EditResult:
-    """Run a staged version in shadow: ``<M>_MODEL_PATH`` = its file, ``<M>_SHADOW_ONLY=true``."""
+def shadow(settings: Settings, model: str, version: str | None = None, tag: str | None = None) -> EditResult:
+    """Run a staged version in shadow: ``<M>_MODEL_PATH`` = its file, ``<M>_SHADOW_ONLY=true``.
+
+    With ``tag``, as the extra shadow ``<model>_<tag>`` instead (``SHADOW_<M>_<TAG>_MODEL_PATH`` =
+    its file): the model's own keys, the voters and the other shadows are left as they are."""
     sv = _verified(Registry(settings.models_dir), model, version)
+    if tag is not None:
+        key, name = extra_shadow_key(model, tag), f"{model}_{tag.lower()}"
+        return edit_env(settings, f"models.shadow {name}", {key: str(sv.path)}, check_models=(name,),
+                        detail={"model": model, "key": name, "version": sv.version, "sha256": sv.sha256})
     return edit_env(
         settings, f"models.shadow {model}",
         {model_key(model, "MODEL_PATH"): str(sv.path), model_key(model, "SHADOW_ONLY"): "true"},
         unset=(model_key(model, "ROLE"),), check_models=(model,),
         detail={"model": model, "version": sv.version, "sha256": sv.sha256},
     )
+
+
+def unshadow(settings: Settings, key: str) -> EditResult:
+    """Stop the extra shadow ``key`` (``patchtst_r2``): its one env line removed, audited."""
+    cfg = settings.shadows.get(key)
+    if cfg is None:
+        where = settings.env_file or "the configuration"
+        hint = (f"{key} is one of the four models: it leaves shadow by `models activate` or `models rollback`"
+                if key in MODEL_ENV_PREFIX else f"extra shadows in {where}: {', '.join(settings.shadows) or 'none'}")
+        raise ConfigError(f"{key!r} is not an extra shadow; {hint}")
+    return edit_env(settings, f"models.unshadow {key}", unset=(cfg.path_key,),
+                    detail={"model": cfg.kind, "key": key, "path": str(cfg.path)})
 
 
 def _rebalance_hint(weights: dict[str, float], model: str, w: float) -> str:
