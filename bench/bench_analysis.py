@@ -6,8 +6,11 @@ the paired comparisons and their bootstrap and confidence sequences), as `analyz
 A store of N prediction rows holds N/4 decisions (4 models each: three voters at 25/25/30 and
 the shadow ``patchtst`` at 20) spread over 25 symbols of 1h candles, with 200 candles of history
 per symbol; each decision is what the engine's rule decides from the voters' predictions, so the
-re-vote reproduces the record. Stores are generated with executemany in one transaction and
-cached in --dir. Each analysis runs in a fresh child process so its peak RSS is its own.
+re-vote reproduces the record. Rows are the size the engine writes: UUID event ids, 64-hex
+sha256 on every prediction, and each decision's JSON payload with its model_breakdown of four
+models (about 1.6 kB, as ``TelemetryStore.record_decisions`` writes it), which the analysis does not
+read but must step over. Stores are generated with executemany in one transaction and cached in
+--dir. Each analysis runs in a fresh child process so its peak RSS is its own.
 
 Usage: python bench/bench_analysis.py [--sizes 10k,1M,10M] [--dir /tmp/ai-engine-bench]
 """
@@ -15,11 +18,13 @@ Usage: python bench/bench_analysis.py [--sizes 10k,1M,10M] [--dir /tmp/ai-engine
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import resource
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +38,7 @@ HISTORY = 200
 HOUR = 3_600_000
 T0 = 1_600_000_000_000 - 1_600_000_000_000 % HOUR
 MODELS = (("xgb", "voter"), ("lgbm", "voter"), ("nhits", "voter"), ("patchtst", "shadow"))
+SHA = {m: hashlib.sha256(m.encode()).hexdigest() for m, _ in MODELS}
 WEIGHTS = {"xgb": 25.0, "lgbm": 25.0, "nhits": 30.0, "patchtst": 20.0}
 ACTIONS = np.array(["SELL", "HOLD", "BUY"])
 
@@ -41,6 +47,17 @@ def _size(text: str) -> int:
     mult = {"k": 1_000, "m": 1_000_000}
     t = text.strip().lower()
     return int(float(t[:-1]) * mult[t[-1]]) if t[-1] in mult else int(t)
+
+
+def _payload(event_id: str, sym: str, t: int, preds: dict, r: int) -> str:
+    """A decision's JSON payload of the size the engine writes (the analysis never parses it)."""
+    breakdown = {m: {"model": m, "role": role, "shadow": role == "shadow", "status": "ok",
+                     "action": str(ACTIONS[preds[m][0][r]]), "confidence": round(float(preds[m][1][r]), 6),
+                     "probs": dict(zip(ACTIONS.tolist(), np.round(preds[m][2][r], 6).tolist(), strict=True)),
+                     "weight": WEIGHTS[m], "version": "v1", "sha256": SHA[m], "latency_ms": 1.0, "reason": None}
+                 for m, role in MODELS}
+    return json.dumps({"event_id": event_id, "symbol": sym, "interval": "1h", "candle_open_time": t,
+                       "config_id": "bench", "model_breakdown": breakdown}, separators=(",", ":"))
 
 
 def generate(path: Path, n_pred: int, seed: int = 0) -> None:
@@ -52,7 +69,7 @@ def generate(path: Path, n_pred: int, seed: int = 0) -> None:
     db = store.connection
     db.execute("PRAGMA synchronous=OFF")
     db.execute("BEGIN")
-    cfg = {"models": {m: {"role": r, "weight": WEIGHTS[m], "status": "active", "version": "v1", "sha256": "ab",
+    cfg = {"models": {m: {"role": r, "weight": WEIGHTS[m], "status": "active", "version": "v1", "sha256": SHA[m],
                           "label_config": {"horizon": 4, "mode": "vol", "fee_band": 0.002, "k": 0.5, "vol_window": 168}}
                       for m, r in MODELS},
            "min_consensus": 3, "confidence_boost": 1.1, "confidence_cap": 0.95}
@@ -65,7 +82,7 @@ def generate(path: Path, n_pred: int, seed: int = 0) -> None:
         db.executemany("INSERT INTO candles VALUES (?,'1h',?,?,?,?,?,1.0,0)",
                        ((sym, t, c, c, c, c) for t, c in zip(times, close, strict=True)))
         dt = times[HISTORY:]
-        ids = [f"{sym}-{t}" for t in dt]
+        ids = [str(uuid.UUID(int=(s << 64) + k)) for k in range(len(dt))]
         preds = {}
         for m, _ in MODELS:
             k = rng.integers(0, 3, per_sym)
@@ -77,15 +94,16 @@ def generate(path: Path, n_pred: int, seed: int = 0) -> None:
                       np.ones((per_sym, len(voters)), dtype=bool), np.array([WEIGHTS[m] for m in voters]),
                       Rule(3, 1.1, 0.95, len(MODELS)))
         db.executemany(
-            "INSERT INTO decisions VALUES (?,?,'1h',?,?,?,?,?,?,?,?,0,NULL,1.0,'bench',1.0,0,'{}')",
-            ((i, sym, t, t + HOUR, ACTIONS[a], c, int(k), int(n), int(x), int(b))
-             for i, t, a, c, k, n, x, b in zip(ids, dt, vote.action, vote.confidence.tolist(), vote.consensus,
-                                               vote.total, vote.actionable, vote.boosted, strict=True)),
+            "INSERT INTO decisions VALUES (?,?,'1h',?,?,?,?,?,?,?,?,0,NULL,1.0,'bench',1.0,0,?)",
+            ((i, sym, t, t + HOUR, ACTIONS[a], c, int(k), int(n), int(x), int(b), _payload(i, sym, t, preds, r))
+             for r, (i, t, a, c, k, n, x, b) in enumerate(zip(ids, dt, vote.action, vote.confidence.tolist(),
+                                                              vote.consensus, vote.total, vote.actionable,
+                                                              vote.boosted, strict=True))),
         )
         for m, role in MODELS:
             k, conf, p = preds[m]
             db.executemany(
-                f"INSERT INTO predictions VALUES (?,'{m}',?,?,'{role}','ok',?,?,?,0.0,?,?,?,{WEIGHTS[m]},'v1','ab',1.0,NULL)",
+                f"INSERT INTO predictions VALUES (?,'{m}',?,?,'{role}','ok',?,?,?,0.0,?,?,?,{WEIGHTS[m]},'v1','{SHA[m]}',1.0,NULL)",
                 zip(ids, [sym] * per_sym, dt, ACTIONS[k].tolist(), conf.tolist(), conf.tolist(),
                     p[:, 0].tolist(), p[:, 1].tolist(), p[:, 2].tolist(), strict=True),
             )
@@ -121,7 +139,7 @@ def main() -> None:
     print(f"{'rows':>12} {'decisions':>10} {'generate s':>11} {'analyse s':>10} {'peak RSS MB':>12}  shadow rows")
     for text in args.sizes.split(","):
         n = _size(text)
-        path = out / f"store_v2_{n}.sqlite"  # v2: decisions follow the rule, weights recorded
+        path = out / f"store_v3_{n}.sqlite"  # v3: rows the size the engine writes (payload, sha256, UUIDs)
         gen = 0.0
         if not path.exists():
             t = time.perf_counter()
