@@ -32,6 +32,7 @@ def _register() -> None:
     from ai_engine.cli import (
         analyze_commands,
         backtest_commands,
+        dashboard_commands,
         data_commands,
         demo_commands,
         engine_commands,
@@ -54,6 +55,7 @@ def _register() -> None:
     data_commands.register(app)
     evaluate_commands.register(app)
     backtest_commands.register(app)
+    dashboard_commands.register(app)
 
 
 _register()

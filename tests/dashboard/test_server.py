@@ -1,0 +1,209 @@
+"""The dashboard's endpoints over a real store, and its safety: read-only, token, headers, caps."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from ai_engine.dashboard import CSP, DashboardData, DashboardServer
+from ai_engine.exceptions import ConfigError
+from tests.dashboard.conftest import CONFIG_ID, XSS, config_payload, make_record
+
+
+@pytest.fixture
+def server(dash_store):
+    data = DashboardData(dash_store.store, dash_store.env_file)
+    srv = DashboardServer(data, port=0).start()
+    yield srv
+    srv.close()
+    data.close()
+
+
+def get(url: str, headers: dict | None = None, method: str = "GET"):
+    req = urllib.request.Request(url, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 (loopback test server)
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def api(server, path: str) -> dict:
+    code, _, body = get(server.url.rstrip("/") + path)
+    assert code == 200, body
+    return json.loads(body)
+
+
+def test_models_from_the_recorded_configuration_and_the_env_file(server):
+    doc = api(server, "/api/models")
+    assert doc["config_id"] == CONFIG_ID and doc["env_error"] is None
+    by = {m["model"]: m for m in doc["models"]}
+    assert set(by) == {"xgb", "lgbm", "nhits", "patchtst"}
+    assert by["patchtst"]["role"] == "shadow" and by["patchtst"]["env_role"] == "shadow"
+    assert by["nhits"]["weight"] == 30 and by["xgb"]["sha256"] == "a1" * 32 and by["xgb"]["version"] == "v1"
+
+
+def test_summary_counts_match_the_store(server, dash_store):
+    import sqlite3
+
+    doc = api(server, "/api/summary")
+    db = sqlite3.connect(dash_store.store)
+    n, actionable, published = db.execute("SELECT COUNT(*), SUM(actionable), SUM(published) FROM decisions").fetchone()
+    assert (doc["window"], doc["actionable"], doc["published"]) == (n, actionable, published)
+    assert doc["blocked"] == actionable - published == sum(doc["blocked_reasons"].values())
+    assert doc["blocked_reasons"][f"reason {XSS}"] == 1
+    assert sum(doc["consensus"].values()) == n and doc["consensus"]["2"] > 0  # lgbm's errors leave two voters
+    assert sum(d["count"] for d in doc["decisions_per_minute"]) == n
+
+
+def test_latency_and_errors_per_model(server):
+    by = {m["model"]: m for m in api(server, "/api/latency")["models"]}
+    assert by["lgbm"]["errors"] == 5 and XSS in by["lgbm"]["last_error"]
+    assert by["xgb"]["errors"] == 0 and by["xgb"]["p50_ms"] == 2.0 and by["patchtst"]["role"] == "shadow"
+
+
+def test_recent_decisions_carry_their_breakdown(server):
+    doc = api(server, "/api/decisions?limit=3")
+    assert len(doc["decisions"]) == 3 and doc["decisions"][0]["symbol"] == XSS
+    assert doc["decisions"][0]["model_breakdown"]["patchtst"]["shadow"] is True
+    assert api(server, "/api/decisions?limit=100000")["limit"] == 200
+    assert get(server.url + "api/decisions?limit=x")[0] == 400
+
+
+def test_governor_and_audit(server):
+    g = api(server, "/api/governor")
+    assert g["available"] and g["kill"] is False and g["mode"] == "PAPER" and g["reason"] == "dashboard test"
+    a = api(server, "/api/audit")
+    assert a["entries"][0]["what"] == "models activate" and a["entries"][0]["after"] == {"patchtst": XSS}
+
+
+def test_new_decisions_and_configurations_show_on_the_next_read(server, dash_store):
+    w = dash_store.writer()
+    w.record_decisions([make_record("SOLUSDT", 500, k=0)])
+    w.record_config("cfg-dash-2", "reload", config_payload({"patchtst": "voter"}))
+    w.close()
+    assert api(server, "/api/decisions?limit=1")["decisions"][0]["symbol"] == "SOLUSDT"
+    doc = api(server, "/api/models")
+    assert doc["config_id"] == "cfg-dash-2" and {m["model"]: m["role"] for m in doc["models"]}["patchtst"] == "voter"
+
+
+def test_page_and_assets_with_strict_headers(server):
+    for path, ctype in (("", "text/html"), ("app.js", "text/javascript"), ("app.css", "text/css"),
+                        ("api/summary", "application/json")):
+        code, headers, body = get(server.url + path)
+        assert code == 200 and headers["Content-Type"].startswith(ctype) and body
+        assert headers["Content-Security-Policy"] == CSP and "default-src 'self'" in CSP
+        assert "unsafe-inline" not in CSP and headers["X-Content-Type-Options"] == "nosniff"
+    html = get(server.url)[2].decode()
+    assert "<script src=\"app.js\"" in html and "<script>" not in html and " style=" not in html
+    assert "http://" not in html and "https://" not in html  # nothing from outside
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_anything_but_get_and_head_is_405(server, method):
+    code, headers, body = get(server.url + "api/summary", method=method)
+    assert code == 405 and headers["Allow"] == "GET, HEAD" and b"read-only" in body
+
+
+def test_head_has_headers_and_no_body(server):
+    code, headers, body = get(server.url + "api/models", method="HEAD")
+    assert code == 200 and body == b"" and int(headers["Content-Length"]) > 0
+
+
+def test_unknown_path_is_404(server):
+    assert get(server.url + "etc/passwd")[0] == 404
+    assert get(server.url + "../pyproject.toml")[0] == 404
+
+
+def test_non_loopback_without_token_is_refused(dash_store):
+    data = DashboardData(dash_store.store)
+    try:
+        with pytest.raises(ConfigError, match="DASHBOARD_TOKEN"):
+            DashboardServer(data, host="0.0.0.0", port=0)
+    finally:
+        data.close()
+
+
+def test_cli_refuses_non_loopback_without_token(dash_store, monkeypatch):
+    env = {k: v for k, v in __import__("os").environ.items() if k != "DASHBOARD_TOKEN"}
+    proc = subprocess.run([sys.executable, "-m", "ai_engine.cli.main", "dashboard", "--store", str(dash_store.store),
+                           "--host", "0.0.0.0", "--port", "0"], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: refusing") and "DASHBOARD_TOKEN" in lines[0]
+
+
+def test_token_required_compared_and_never_logged(dash_store, caplog):
+    token = "s3cret-t0ken"
+    data = DashboardData(dash_store.store)
+    srv = DashboardServer(data, host="0.0.0.0", port=0, token=token).start()
+    base = f"http://127.0.0.1:{srv.port}/"
+    try:
+        with caplog.at_level(logging.DEBUG, logger="ai_engine.dashboard"):
+            assert get(base + "api/summary")[0] == 401
+            assert get(base + "api/summary?token=wrong")[0] == 401
+            assert get(base + "api/summary", {"Authorization": "Bearer wrong"})[0] == 401
+            assert get(base + "api/summary", {"Authorization": f"Bearer {token}"})[0] == 200
+            code, headers, _ = get(base + f"?token={token}")
+            assert code == 200 and "HttpOnly" in headers["Set-Cookie"] and "SameSite=Strict" in headers["Set-Cookie"]
+            cookie = headers["Set-Cookie"].split(";")[0]
+            assert get(base + "app.js", {"Cookie": cookie})[0] == 200  # the page's own requests
+            assert get(base + "app.js", {"Cookie": "ai_engine_dashboard=wrong"})[0] == 401
+            assert get(base + "nope?token=" + token)[0] == 404
+        assert caplog.records and token not in caplog.text
+    finally:
+        srv.close()
+        data.close()
+
+
+def test_compare_is_constant_time(monkeypatch, dash_store):
+    import hmac
+
+    from ai_engine.dashboard import server as server_mod
+
+    calls = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(server_mod.hmac, "compare_digest", lambda a, b: calls.append(1) or real(a, b))
+    data = DashboardData(dash_store.store)
+    srv = DashboardServer(data, port=0, token="tok").start()
+    try:
+        assert get(srv.url + "api/models?token=tok")[0] == 200 and calls
+    finally:
+        srv.close()
+        data.close()
+
+
+def test_slow_clients_do_not_block_the_others(dash_store):
+    """Clients that open a connection and send nothing hold a worker for at most the timeout; past
+    the connection cap new connections are closed at once; a normal request is still answered."""
+    data = DashboardData(dash_store.store)
+    srv = DashboardServer(data, port=0, workers=2, max_connections=4, timeout_s=1.0).start()
+    idle = []
+    try:
+        for _ in range(2):  # both workers held by silent clients
+            idle.append(socket.create_connection(("127.0.0.1", srv.port)))
+        time.sleep(0.1)
+        t0 = time.monotonic()
+        code, _, _ = get(srv.url + "api/overview")
+        assert code == 200 and time.monotonic() - t0 < 4.0  # answered once the silent ones time out
+        for _ in range(8):  # far past the cap
+            idle.append(socket.create_connection(("127.0.0.1", srv.port)))
+        time.sleep(0.3)
+        assert srv._server.refused_connections > 0
+        for s in idle:
+            s.close()
+        time.sleep(1.5)
+        assert get(srv.url + "api/overview")[0] == 200
+    finally:
+        for s in idle:
+            s.close()
+        srv.close()
+        data.close()
