@@ -43,7 +43,8 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 _STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
            "/index.html": ("index.html", "text/html; charset=utf-8"),
            "/app.js": ("app.js", "text/javascript; charset=utf-8"),
-           "/app.css": ("app.css", "text/css; charset=utf-8")}
+           "/app.css": ("app.css", "text/css; charset=utf-8"),
+           "/favicon.svg": ("favicon.svg", "image/svg+xml")}
 
 
 def is_loopback(host: str) -> bool:

@@ -50,7 +50,7 @@ def make_record(symbol: str, i: int, *, k: int = 2, published: bool | None = Non
             continue
         results.append(ModelResult(name, role, ModelStatus.OK, weight, "v1", SHA[name],
                                    Prediction.from_probs(_probs(k if role is ModelRole.VOTER else (k + 1) % 3, 0.6)),
-                                   latency * (1 + len(results)), None))
+                                   latency * (1 + len(results)) + (i % 10) * 0.1, None))
     voters = sum(1 for r in results if r.votes)
     action = CLASS_ORDER[k]
     actionable = action is not Action.HOLD and voters >= 3

@@ -67,7 +67,7 @@ def test_summary_counts_match_the_store(server, dash_store):
 def test_latency_and_errors_per_model(server):
     by = {m["model"]: m for m in api(server, "/api/latency")["models"]}
     assert by["lgbm"]["errors"] == 5 and XSS in by["lgbm"]["last_error"]
-    assert by["xgb"]["errors"] == 0 and by["xgb"]["p50_ms"] == 2.0 and by["patchtst"]["role"] == "shadow"
+    assert by["xgb"]["errors"] == 0 and 2.0 <= by["xgb"]["p50_ms"] <= by["xgb"]["p99_ms"] <= 2.9 and by["patchtst"]["role"] == "shadow"
 
 
 def test_recent_decisions_carry_their_breakdown(server):
@@ -207,3 +207,24 @@ def test_slow_clients_do_not_block_the_others(dash_store):
             s.close()
         srv.close()
         data.close()
+
+
+def test_every_static_file_ships_as_package_data():
+    """A non-editable install carries the page: pyproject's package-data covers each static file."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    import ai_engine.dashboard as pkg
+
+    root = Path(pkg.__file__).parent
+    globs = tomllib.loads((root.parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    files = [p.relative_to(root).as_posix() for p in (root / "static").iterdir()]
+    assert files and all(any(fnmatch.fnmatch(f, g) for g in globs["ai_engine.dashboard"]) for f in files)
+
+
+def test_public_names():
+    import ai_engine.dashboard as pkg
+
+    assert sorted(pkg.__all__) == sorted(n for n in vars(pkg) if not n.startswith("_") and n not in
+                                         ("annotations", "data", "server"))

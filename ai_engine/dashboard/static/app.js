@@ -80,6 +80,12 @@
       }
     });
     if (!items.length) nodes.push(svg("text", { x: 8, y: base / 2 }, "no data"));
+    if (second) {
+      nodes.push(svg("rect", { x: w - 120, y: 2, width: 8, height: 8, class: "bar" }));
+      nodes.push(svg("text", { x: w - 108, y: 10 }, "p50"));
+      nodes.push(svg("rect", { x: w - 70, y: 2, width: 8, height: 8, class: "bar2" }));
+      nodes.push(svg("text", { x: w - 58, y: 10 }, "p99"));
+    }
     chart.replaceChildren(...nodes);
   }
 
