@@ -87,6 +87,7 @@ KEYS: dict[str, Key] = {
     "AI_ENGINE_SHARD": Key(str, "", "symbol shard 'index/count' (e.g. 0/2); empty = all symbols", empty_ok=True),
     "AI_ENGINE_LOG_LEVEL": Key(str, "INFO", "logging level"),
     "AI_ENGINE_HEALTH_PORT": Key(int, 0, "HTTP health endpoint port on 127.0.0.1 (0 = off)", 0, 65535),
+    "AI_ENGINE_DASHBOARD_PORT": Key(int, 0, "read-only operator dashboard port on 127.0.0.1 (0 = off; docs/dashboard.md)", 0, 65535),
     "AI_ENGINE_REDIS_PREFIX": Key(str, "quantum", "key prefix of the Redis streams and governor keys"),
     "AI_ENGINE_STREAM_MAXLEN": Key(int, 100_000, "approximate MAXLEN of the Redis streams", 1, None),
     "AI_ENGINE_RETENTION_DAYS": Key(float, 0.0, "keep decisions this many days of market time (0 = keep all; else ≥ 7, the observation window)", 0.0, None),
@@ -175,6 +176,7 @@ class Settings:
     env_file: Path | None = None
     raw: dict[str, str] = field(default_factory=dict)
     shadows: dict[str, ModelConfig] = field(default_factory=dict)  # extra shadows by key, sorted
+    dashboard_port: int = 0  # the operator dashboard on 127.0.0.1 beside serve; 0 = off
 
     def all_models(self) -> dict[str, ModelConfig]:
         """The four models, then the extra shadows: what the engine loads."""
@@ -511,6 +513,7 @@ def load_settings(
         shard=_parse_shard(get("AI_ENGINE_SHARD")),
         log_level=level,
         health_port=get("AI_ENGINE_HEALTH_PORT"),
+        dashboard_port=get("AI_ENGINE_DASHBOARD_PORT"),
         redis_url=get("REDIS_URL"),
         redis_prefix=get("AI_ENGINE_REDIS_PREFIX"),
         stream_maxlen=get("AI_ENGINE_STREAM_MAXLEN"),
