@@ -1,6 +1,13 @@
 """Shadow analysis: is a model ready to vote? Four gates, judged against the recorded market."""
 
-from ai_engine.analysis.analyze import PLAN_HOURS, PLAN_PREDICTIONS, AnalysisResult, analyze
+from ai_engine.analysis.analyze import (
+    PLAN_HOURS,
+    PLAN_PREDICTIONS,
+    AnalysisResult,
+    analyze,
+    analyze_challengers,
+    shadows_in_force,
+)
 from ai_engine.analysis.gates import EXIT_CODES, Gate, Thresholds, verdict_for
 from ai_engine.analysis.html import write_html
 from ai_engine.analysis.labels import LabelSpec
@@ -10,6 +17,8 @@ from ai_engine.analysis.render import render_text, to_json, verdict_line
 
 __all__ = [
     "analyze",
+    "analyze_challengers",
+    "shadows_in_force",
     "AnalysisResult",
     "ModelAnalysis",
     "Thresholds",

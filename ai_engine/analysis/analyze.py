@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ai_engine.analysis.challengers import ChallengerComparison, compare_challengers
 from ai_engine.analysis.edge import EdgeAnalysis, analyze_edge
 from ai_engine.analysis.gates import EXIT_CODES, Thresholds, Verdict
 from ai_engine.analysis.labels import DEFAULT_LABEL
@@ -19,8 +20,8 @@ from ai_engine.analysis.reader import Window, parse_time, read_snapshot
 from ai_engine.exceptions import ConfigError
 from ai_engine.money import Execution
 
-__all__ = ["AnalysisResult", "Recommendation", "Selection", "analyze", "artifact_in_force", "recommend", "PLAN_HOURS",
-           "PLAN_PREDICTIONS"]
+__all__ = ["AnalysisResult", "Recommendation", "Selection", "analyze", "analyze_challengers", "artifact_in_force",
+           "recommend", "shadows_in_force", "PLAN_HOURS", "PLAN_PREDICTIONS"]
 
 # The spec's observation plan: 7 days of shadow mode, about 10,000 predictions.
 PLAN_HOURS = 7 * 24
@@ -141,6 +142,7 @@ class AnalysisResult:
     selection: Selection | None = None  # None: every row of the model in the window (mixed versions possible)
     synthetic_decisions: int = 0  # decisions of the window made on synthetic candles
     observed_hours: float = 0.0  # from the model's first row in the window to its end, one candle included
+    challengers: ChallengerComparison | None = None  # several challengers judged at once (``analyze_challengers``)
 
     @property
     def primary(self) -> ModelAnalysis:
@@ -219,3 +221,59 @@ def analyze(
     if not edge:
         return result
     return dataclasses.replace(result, edge=e, edge_error=why, recommendation=recommend(models[0], e))
+
+
+def shadows_in_force(store_path: Path | str) -> tuple[str, ...]:
+    """Every model key running in shadow in the latest recorded configuration."""
+    import json
+    from contextlib import closing
+
+    from ai_engine.telemetry.sqlite import TelemetryStore
+
+    with closing(TelemetryStore(store_path, readonly=True)) as store:
+        row = store.connection.execute("SELECT payload FROM configs ORDER BY applied_at DESC LIMIT 1").fetchone()
+    models = (json.loads(row[0]).get("models", {}) if row else {})
+    return tuple(k for k, e in models.items() if e.get("role") == "shadow" and e.get("status", "active") == "active")
+
+
+def _kinds(store_path: Path | str, keys: tuple[str, ...]) -> dict[str, str]:
+    """Each model key's model (an extra shadow ``patchtst_r2`` is a ``patchtst``) from the configurations."""
+    import json
+    from contextlib import closing
+
+    from ai_engine.telemetry.sqlite import TelemetryStore
+
+    kinds: dict[str, str] = {}
+    with closing(TelemetryStore(store_path, readonly=True)) as store:
+        for (payload,) in store.connection.execute("SELECT payload FROM configs ORDER BY applied_at"):
+            for k, e in json.loads(payload).get("models", {}).items():
+                if k in keys:
+                    kinds[k] = e.get("kind", k)
+    return {k: kinds.get(k, k) for k in keys}
+
+
+def analyze_challengers(store_path: Path | str, hours: float, challengers: tuple[str, ...], *,
+                        models_dir: Path | None = None, **kwargs) -> ChallengerComparison:
+    """Each challenger's edge against the champion (``analyze`` with ``kwargs``), then Holm's
+    correction over them and the best one's Deflated Sharpe for every version of its model the
+    registry in ``models_dir`` ever staged (without a registry: those compared here).
+
+    Raises:
+        ConfigError: fewer than two challengers, or one without an edge (the message says why).
+    """
+    names = tuple(dict.fromkeys(challengers))
+    if len(names) < 2:
+        raise ConfigError(f"--challengers needs at least two models to compare, got {', '.join(names) or 'none'}")
+    edges: dict[str, EdgeAnalysis] = {}
+    for name in names:
+        r = analyze(store_path, hours, model=name, **kwargs)
+        if r.edge is None:
+            raise ConfigError(f"--challengers: {name} has no edge analysis in this window ({r.edge_error})")
+        edges[name] = r.edge
+    trialled = {}
+    if models_dir is not None:
+        from ai_engine.lifecycle.registry import Registry
+
+        reg = Registry(models_dir)
+        trialled = {k: len(reg.versions(kind)) for k, kind in _kinds(store_path, names).items()}
+    return compare_challengers(edges, trialled)

@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 
 from ai_engine.analysis.analyze import PLAN_HOURS, PLAN_PREDICTIONS, AnalysisResult
+from ai_engine.analysis.challengers import render_lines as challenger_lines
 from ai_engine.analysis.edge_render import edge_lines
 from ai_engine.analysis.gates import VERDICT_LINES, Gate
 from ai_engine.analysis.metrics import BUCKET_EDGES, HIST_EDGES, ModelAnalysis
@@ -267,6 +268,8 @@ def render_text(result: AnalysisResult) -> str:
         lines.append(f"{m.model}{_voter_note(m)}: {verdict_line(m)}")
     lines.append(verdict_line(m0))
     lines += edge_lines(result)
+    if result.challengers is not None:
+        lines += challenger_lines(result.challengers)
     return "\n".join(lines) + "\n"
 
 
@@ -343,6 +346,7 @@ def to_json(result: AnalysisResult) -> dict:
         "edge": result.edge.to_json() if result.edge else None,
         "edge_error": result.edge_error,
         "recommendation": result.recommendation.to_json() if result.recommendation else None,
+        "challengers": result.challengers.to_json() if result.challengers else None,
     })
 
 

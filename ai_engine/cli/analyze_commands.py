@@ -60,6 +60,9 @@ def start_analyze(
                                                "prefix of it)")] = None,
     all_versions: Annotated[bool, typer.Option("--all-versions", help="every row of the model in the window, "
                                                "whatever its version or role (a mix)")] = False,
+    challengers: Annotated[str | None, typer.Option("--challengers", help="also judge these shadows against the "
+                                                    "champion at once, corrected for how many (comma list, or 'all': "
+                                                    "every shadow in force)")] = None,
 ) -> None:
     """Analyse shadow metrics over the last N hours, judge the four evaluation gates, then the edge:
     the counterfactual activation (options A and B), the money view and the paired comparison
@@ -68,7 +71,15 @@ def start_analyze(
     `models activate` judges."""
     import tempfile
 
-    from ai_engine.analysis import Thresholds, analyze, render_text, to_json, write_html
+    from ai_engine.analysis import (
+        Thresholds,
+        analyze,
+        analyze_challengers,
+        render_text,
+        shadows_in_force,
+        to_json,
+        write_html,
+    )
     from ai_engine.exceptions import AIEngineError, ConfigError
     from ai_engine.lifecycle.activation import parse_weights
     from ai_engine.money import Execution
@@ -101,6 +112,18 @@ def start_analyze(
                          edge=not no_edge, execution=execution, hold=hold,
                          rebalance=parse_weights(rebalance) if rebalance else None,
                          custom=tuple(parse_weights(w, "--weights") for w in weights or ()))
+        if challengers is not None:
+            if no_edge:
+                raise ConfigError("--challengers compares edges; it cannot go with --no-edge")
+            names = shadows_in_force(store) if challengers.strip() == "all" else tuple(
+                c.strip() for c in challengers.split(",") if c.strip())
+            for name in names:
+                _check_known("--challengers", name, store)
+            comparison = analyze_challengers(
+                store, hours, names, models_dir=_models_dir(env_file), until=until, thresholds=th, horizon=horizon,
+                band=band, all_versions=all_versions, execution=execution, hold=hold,
+                rebalance=parse_weights(rebalance) if rebalance else None)
+            result = dataclasses.replace(result, challengers=comparison)
         if redis:  # the report names the stream, not the temporary copy, and what the copy left out
             result = dataclasses.replace(result, store_path=bus.source, bus_skipped=bus.skipped)
         if html_file is not None:
@@ -125,6 +148,16 @@ def _settings(env_file: str):
     from ai_engine.config import load_settings
 
     return load_settings(env_arg(env_file))
+
+
+def _models_dir(env_file: str) -> Path | None:
+    """The registry's directory, when the settings can be read (without them: no registry count)."""
+    from ai_engine.exceptions import AIEngineError
+
+    try:
+        return _settings(env_file).models_dir
+    except AIEngineError:
+        return None
 
 
 def _check_known(flag: str, name: str | None, store: Path) -> None:
