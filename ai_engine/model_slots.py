@@ -17,11 +17,19 @@ from ai_engine.config import Settings, config_id_for
 from ai_engine.enums import ModelRole
 from ai_engine.exceptions import FeatureMismatchError, ModelLoadError
 
-__all__ = ["ModelSlot", "load_slots", "isolate_shadows", "applied_config", "DISPLAY_NAMES", "resolve_model_path"]
+__all__ = ["ModelSlot", "load_slots", "isolate_shadows", "applied_config", "DISPLAY_NAMES", "display_name",
+           "resolve_model_path"]
 
 log = logging.getLogger("ai_engine.models")
 
 DISPLAY_NAMES = {"xgb": "XGBoost", "lgbm": "LightGBM", "nhits": "NHiTS", "patchtst": "PatchTST"}
+
+
+def display_name(name: str, kind: str | None = None) -> str:
+    """The name in log lines: ``PatchTST``, or ``PatchTST r2`` for the extra shadow ``patchtst_r2``."""
+    kind = kind or name
+    disp = DISPLAY_NAMES.get(kind, kind)
+    return disp if name == kind else f"{disp} {name[len(kind) + 1:]}"
 
 
 @dataclass(slots=True)
@@ -44,9 +52,8 @@ class ModelSlot:
 
     @property
     def display(self) -> str:
-        """The name in log lines: ``PatchTST``, or ``PatchTST r2`` for the extra shadow ``patchtst_r2``."""
-        disp = DISPLAY_NAMES[self.kind]
-        return disp if self.name == self.kind else f"{disp} {self.name[len(self.kind) + 1:]}"
+        """The name in log lines (``display_name``)."""
+        return display_name(self.name, self.kind)
 
     @property
     def active(self) -> bool:

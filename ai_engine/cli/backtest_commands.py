@@ -64,8 +64,8 @@ def backtest(
     start_ms = parse_date(start, "--start")
     settings = _settings(env_file, symbols, interval)
     challenger = model or next((m for m, c in settings.models.items() if c.role is ModelRole.SHADOW), "patchtst")
-    if challenger not in settings.models:
-        raise ConfigError(f"--model {challenger!r}: no such model; expected one of {', '.join(settings.models)}")
+    if challenger not in settings.all_models():
+        raise ConfigError(f"--model {challenger!r}: no such model; expected one of {', '.join(settings.all_models())}")
     with tempfile.TemporaryDirectory(prefix="ai-engine-backtest-") as tmp:
         home = Path(tmp)
         bt = dataclasses.replace(settings, store_path=store or home / "backtest.sqlite", governor_backend="file",

@@ -132,7 +132,7 @@ def status(env_file: str = EnvFile, as_json: bool = typer.Option(False, "--json"
 
 def verify_shadow(
     env_file: str = EnvFile,
-    model: str = typer.Option("patchtst", "--model"),
+    model: str = typer.Option("patchtst", "--model", help="the shadow to verify: a model, or an extra shadow's key"),
     since: str = typer.Option("10m", "--since", help="window, e.g. 10m, 2h, 1d"),
     log: Path = LogFile,
     journal: bool = typer.Option(False, "--journal", help="read journalctl -u quantum-ai-engine.service"),

@@ -105,7 +105,7 @@ def verify_shadow(settings: Settings, model: str, since_s: float, log_lines: lis
     """Check the deployment of ``model`` in shadow over the last ``since_s`` seconds (or since the
     service's last start, when that is later)."""
     from ai_engine.lifecycle.registry import Registry
-    from ai_engine.model_slots import DISPLAY_NAMES, resolve_model_path
+    from ai_engine.model_slots import display_name, resolve_model_path
     from ai_engine.telemetry.sqlite import TelemetryStore
 
     store = TelemetryStore(settings.store_path, readonly=True)
@@ -229,7 +229,8 @@ def verify_shadow(settings: Settings, model: str, since_s: float, log_lines: lis
             add(name, False, f"no log lines at all in the window from {log_source}{made}: cannot verify; "
                              "is that the service's log (journal unavailable, wrong file)?")
         return out
-    disp = DISPLAY_NAMES.get(model, model)
+    configured = settings.all_models().get(model)
+    disp = display_name(model, configured.kind if configured is not None else None)
     shadow_n = sum(1 for ln in log_lines if f"[SHADOW] {disp} |" in ln)
     want = min(observed_s / max(settings.shadow_log_interval_s, 1e-9), len(decisions)) * 0.5
     add("shadow log lines", bool(decisions) and shadow_n >= max(1.0, want),

@@ -6,6 +6,7 @@ commands on the running service, each under its own key in the decisions, the st
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 
 from ai_engine.exceptions import ConfigError
@@ -74,6 +75,13 @@ def test_three_challengers_shadow_at_once_on_a_running_serve(deployment, artifac
         rows = db.execute(f"SELECT model, COUNT(*) FROM predictions WHERE event_id IN ({','.join('?' * len(ids))}) "
                           "GROUP BY model", ids).fetchall()
     assert dict(rows) == dict.fromkeys(("xgb", "lgbm", "nhits", *CHALLENGERS), len(ids))
+
+    res = cli("verify-shadow", "--model", "patchtst_r3", "--since", "10m", "--log", str(log),
+              "--env-file", str(deployment.env))
+    verdicts = {name.strip(): status for status, name in re.findall(r"^(PASS|FAIL|SKIP|INFO) +([^:]+):", res.output, re.M)}
+    for name in ("model loaded", "shadow entry in every decision and intent", "consensus_count excludes the shadow model",
+                 "shadow log lines"):
+        assert verdicts.get(name) == "PASS", (name, res.output)
 
     snap = _reloaded(cli, deployment, "models", "unshadow", "nhits_r2")
     shadowed.append(snap)
