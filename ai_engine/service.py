@@ -241,8 +241,24 @@ def _refuse_restart_only_changes(old: Settings, new: Settings) -> None:
                           "governor, bus or state directory, so restart it to apply them")
 
 
+def _start_dashboard(settings: Settings):
+    """The operator dashboard on 127.0.0.1:``AI_ENGINE_DASHBOARD_PORT``, on its own threads and
+    its own read-only connection to the store (a WAL reader never blocks the engine's writes)."""
+    from ai_engine.dashboard import TOKEN_ENV, DashboardData, DashboardServer
+
+    data = DashboardData(settings.store_path, settings.env_file, settings=settings)
+    try:
+        server = DashboardServer(data, host="127.0.0.1", port=settings.dashboard_port,
+                                 token=os.environ.get(TOKEN_ENV) or None).start()
+    except BaseException:
+        data.close()
+        raise
+    log.info("dashboard on http://127.0.0.1:%d/", server.port)
+    return server
+
+
 class Service:
-    """``serve``: engine + source + health + signals + pid file."""
+    """``serve``: engine + source + health + dashboard + signals + pid file."""
 
     def __init__(self, settings: Settings, options: ServeOptions) -> None:
         if options.source not in SOURCES:
@@ -336,7 +352,7 @@ class Service:
             log.error("reload refused, configuration %s stays in force: %s", self.engine.state.config_id, exc)
             self.reloads["refused"] += 1
         else:
-            fixed = ("symbols", "interval", "store_path", "shard", "health_port")
+            fixed = ("symbols", "interval", "store_path", "shard", "health_port", "dashboard_port")
             changed = [f for f in fixed if getattr(new, f) != getattr(self.settings, f)]
             if changed:
                 log.warning("reload: %s changed in %s; these apply at the next restart", ", ".join(changed),
@@ -469,6 +485,7 @@ class Service:
 
         self._write_pid()
         health = None
+        dashboard = None
         clean = False  # the serve loop returned (SIGTERM, SIGINT, the file source's end), not an error
         old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         signal.signal(signal.SIGTERM, self._on_term)
@@ -479,6 +496,8 @@ class Service:
                 health = HealthServer(self.settings.health_port, self.snapshot).start()
                 log.info("health endpoint on http://127.0.0.1:%d/health", health.port)
             self.engine = open_engine(self.settings)
+            if self.settings.dashboard_port:  # after open_engine: it reads the store the engine created
+                dashboard = _start_dashboard(self.settings)
             self.processor = CandleProcessor(self.engine, self.settings.interval)
             source = self._open_source()
             try:
@@ -511,6 +530,9 @@ class Service:
                 self.engine.store.close()
             if health is not None:
                 health.close()
+            if dashboard is not None:
+                dashboard.close()
+                dashboard.data.close()
             self._remove_pid()
             for s, h in old.items():
                 signal.signal(s, h)

@@ -78,17 +78,21 @@ class DashboardData:
     Args:
         store_path: the telemetry store (SQLite), opened read-only.
         env_file: the engine's env file; gives the configured roles and weights, the governor
-            state file and the home holding ``audit.log``. Without it the governor file and the
-            audit log are looked for beside the store (the default layout under one home).
+            state file and the home holding ``audit.log``. Without it (and without ``settings``)
+            the governor file and the audit log are looked for beside the store (the default
+            layout under one home).
+        settings: the running service's Settings (``serve``): where the governor file and the
+            audit log are, and the configured roles when there is no env file.
 
     Thread-safe: the one read-only connection is used under a lock (each query is bounded).
     """
 
-    def __init__(self, store_path: Path | str, env_file: Path | str | None = None) -> None:
+    def __init__(self, store_path: Path | str, env_file: Path | str | None = None, *, settings=None) -> None:
         from ai_engine.telemetry import TelemetryStore
 
         self.store_path = Path(store_path)
         self.env_file = Path(env_file) if env_file is not None else None
+        self._fixed_settings = settings
         self._store = TelemetryStore(self.store_path, readonly=True)
         self._db: sqlite3.Connection = self._store.connection
         self._lock = threading.Lock()
@@ -107,10 +111,12 @@ class DashboardData:
             return self._db.execute(sql, params).fetchall()
 
     def _settings(self):
-        """The env file's Settings (re-read when the file changes); raises on a broken file."""
+        """The env file's Settings (re-read when the file changes), else the service's; raises on
+        a broken file."""
         from ai_engine.config import load_settings
 
-        assert self.env_file is not None
+        if self.env_file is None:
+            return self._fixed_settings
         if not self.env_file.is_file():
             from ai_engine.exceptions import ConfigError
 
@@ -119,10 +125,12 @@ class DashboardData:
 
     def _paths(self) -> tuple[Path | None, Path | None, str]:
         """(governor state file, audit log, governor backend) from the env file or beside the store."""
-        if self.env_file is None:
+        st = self._fixed_settings
+        if st is None and self.env_file is None:
             home = self.store_path.parent
             return home / "governor.json", home / "audit.log", "file"
-        st = self._settings()
+        if st is None:
+            st = self._settings()
         backend = st.governor_backend
         if backend == "auto":
             backend = "redis" if st.redis_url else "file"
@@ -157,7 +165,7 @@ class DashboardData:
                                                                "path", "reason", "kind")}
         env_models: dict[str, dict] | None = None
         env_error = None
-        if self.env_file is not None:
+        if self.env_file is not None or self._fixed_settings is not None:
             try:
                 st = self._settings()
                 env_models = {k: {"role": c.role.value, "weight": c.weight, "path": str(c.path) if c.path else None}
@@ -165,6 +173,7 @@ class DashboardData:
             except AIEngineError as exc:
                 env_error = str(exc)
         names = list(models) + [n for n in (env_models or {}) if n not in models]
+        has_env = self.env_file is not None or self._fixed_settings is not None
         out = []
         for name in names:
             m = models.get(name, {})
@@ -188,6 +197,7 @@ class DashboardData:
             "min_consensus": cfg["payload"].get("min_consensus") if cfg else None,
             "env_file": str(self.env_file) if self.env_file else None,
             "env_error": env_error,
+            "configured": has_env,
             "models": out,
         }
 

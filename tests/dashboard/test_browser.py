@@ -20,16 +20,9 @@ import pytest
 
 from ai_engine.enums import GovernorMode
 from ai_engine.governor import FileGovernorBackend, GovernorState
-from tests.dashboard.conftest import XSS, config_payload, make_record
+from tests.dashboard.conftest import XSS, config_payload, make_record, needs_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() or not CHROMEDRIVER.exists(),
-    reason="needs Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver): "
-           "apt-get install -y chromium chromium-driver",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -53,27 +46,7 @@ def dashboard(dash_store):
             proc.wait()
 
 
-@pytest.fixture
-def browser():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the test extra: pip install -e '.[test]'")
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,800", "--hide-scrollbars", "--no-first-run", "--disable-extensions"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
-    driver.set_page_load_timeout(30)
-    # The viewport itself 1280x800 (the window size counts the browser's own frame).
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False})
-    yield driver
-    driver.quit()
-
-
-def _wait(driver, cond, what: str, timeout: float = 10.0):
+def wait_page(driver, cond, what: str, timeout: float = 10.0):
     end = time.monotonic() + timeout
     last = None
     while time.monotonic() < end:
@@ -87,7 +60,7 @@ def _wait(driver, cond, what: str, timeout: float = 10.0):
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last})")
 
 
-def _role(driver, model: str) -> str:
+def role_shown(driver, model: str) -> str:
     from selenium.webdriver.common.by import By
 
     return driver.find_element(By.CSS_SELECTOR, f'#models tr[data-model="{model}"] td:nth-child(2)').text
@@ -103,9 +76,9 @@ def test_dashboard_in_chromium(dashboard, browser, dash_store, tmp_path):
     from selenium.webdriver.common.by import By
 
     browser.get(dashboard)
-    _wait(browser, lambda d: _role(d, "patchtst") == "shadow", "patchtst's role")
-    assert [_role(browser, m) for m in ("xgb", "lgbm", "nhits")] == ["voter"] * 3
-    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#decisions tbody tr"), "the recent decisions")
+    wait_page(browser, lambda d: role_shown(d, "patchtst") == "shadow", "patchtst's role")
+    assert [role_shown(browser, m) for m in ("xgb", "lgbm", "nhits")] == ["voter"] * 3
+    wait_page(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#decisions tbody tr"), "the recent decisions")
 
     # A symbol, a reason and an error containing <script> are shown as text, never run or parsed.
     cells = browser.find_elements(By.CSS_SELECTOR, "#decisions tbody td")
@@ -123,8 +96,8 @@ def test_dashboard_in_chromium(dashboard, browser, dash_store, tmp_path):
     w.record_decisions([make_record("SOLUSDT", 900, k=0)])
     w.record_config("cfg-dash-2", "reload", config_payload({"patchtst": "voter"}))
     w.close()
-    _wait(browser, lambda d: _role(d, "patchtst") == "voter", "the new role without a reload", timeout=5)
-    _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#decisions tbody tr td:nth-child(2)").text == "SOLUSDT",
+    wait_page(browser, lambda d: role_shown(d, "patchtst") == "voter", "the new role without a reload", timeout=5)
+    wait_page(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#decisions tbody tr td:nth-child(2)").text == "SOLUSDT",
           "the new decision without a reload", timeout=5)
     assert browser.execute_script("return window.__no_reload") == 42
 
@@ -138,7 +111,7 @@ def test_dashboard_in_chromium(dashboard, browser, dash_store, tmp_path):
     FileGovernorBackend(dash_store.home / "governor.json").write(
         GovernorState.new(True, GovernorMode.HALT, "incident <img src=x onerror=alert(1)>"))
     t0 = time.monotonic()
-    _wait(browser, lambda d: "KILL SWITCH ON" in d.find_element(By.ID, "governor").text, "the kill switch", timeout=5)
+    wait_page(browser, lambda d: "KILL SWITCH ON" in d.find_element(By.ID, "governor").text, "the kill switch", timeout=5)
     assert time.monotonic() - t0 < 3.5
     assert "<img src=x onerror=alert(1)>" in browser.find_element(By.ID, "governor").text
     assert not browser.find_elements(By.CSS_SELECTOR, "#governor img")

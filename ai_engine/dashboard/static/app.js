@@ -95,7 +95,7 @@
       const tr = row([
         td(x.model, "mono"), td(x.role, "role-" + x.role), td(fmt(x.weight, 0)), td(x.status),
         td(x.version, "mono"), td(x.sha256 ? x.sha256.slice(0, 16) + "…" : null, "mono"),
-        td(x.env_role === null ? (m.env_file ? "not in env file" : "–") : x.env_role + " / " + fmt(x.env_weight, 0)),
+        td(x.env_role === null ? (m.configured ? "not configured" : "–") : x.env_role + " / " + fmt(x.env_weight, 0)),
       ]);
       tr.dataset.model = x.model;
       if (x.sha256) tr.cells[5].title = x.sha256;

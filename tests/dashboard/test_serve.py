@@ -1,0 +1,130 @@
+"""The dashboard served by a real ``serve`` (real small models, the paced file source) on its own
+loopback port, ``AI_ENGINE_DASHBOARD_PORT``: it shows the running service's models and decisions,
+and a role changed by a hot reload and the kill switch without a page reload."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ai_engine.enums import GovernorMode
+from ai_engine.governor import FileGovernorBackend, GovernorState
+from tests.dashboard.conftest import needs_chromium
+from tests.helpers import wait_for
+from tests.reliability.conftest import SYMBOLS, copy_artifact, free_port, models  # noqa: F401 (shared fixture)
+
+SERVE = [sys.executable, "-c",
+         "import typer; from ai_engine.cli import service_commands as s; app = typer.Typer(); s.register(app); app()",
+         "serve"]
+PREFIX = {"xgb": "XGB", "lgbm": "LGBM", "nhits": "NHITS", "patchtst": "PATCHTST"}
+
+
+def _write_csvs(directory: Path, n_bars: int = 600) -> Path:
+    from ai_engine.data import synthetic_market
+
+    directory.mkdir(parents=True)
+    for sym, s in synthetic_market(list(SYMBOLS), "1h", n_bars=n_bars, seed=7).items():
+        rows = ["open_time,open,high,low,close,volume"]
+        rows += [f"{int(t)}," + ",".join(repr(float(x)) for x in rest)
+                 for t, *rest in zip(s.open_time, s.open, s.high, s.low, s.close, s.volume, strict=True)]
+        (directory / f"{sym}-1h.csv").write_text("\n".join(rows) + "\n")
+    return directory
+
+
+def _api(port: int, path: str):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:  # noqa: S310
+            return json.loads(resp.read())
+    except OSError:
+        return None
+
+
+@pytest.fixture
+def serving(models, tmp_path):  # noqa: F811 (the fixture imported above)
+    """``serve`` with the dashboard on; yields (env file, home, dashboard port, process)."""
+    home, port, dash = tmp_path / "home", free_port(), free_port()
+    lines = [f"AI_ENGINE_HOME={home}", f"AI_ENGINE_SYMBOLS={','.join(SYMBOLS)}", f"AI_ENGINE_HEALTH_PORT={port}",
+             f"AI_ENGINE_DASHBOARD_PORT={dash}", "GOVERNOR_BACKEND=file", "PATCHTST_ROLE=shadow",
+             "ENSEMBLE_MIN_CONSENSUS=2"]
+    for m, p in PREFIX.items():
+        lines.append(f"{p}_MODEL_PATH={copy_artifact(models[m], home / 'models' / models[m].name)}")
+    env = tmp_path / "ai-engine.env"
+    env.write_text("\n".join(lines) + "\n")
+    FileGovernorBackend(home / "governor.json").write(GovernorState.new(False, GovernorMode.PAPER, "test"))
+    child_env = {k: v for k, v in os.environ.items()
+                 if not k.startswith(("AI_ENGINE_", "NOTIFY_SOCKET", "REDIS_", "DASHBOARD_"))}
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen([*SERVE, "--env-file", str(env), "--data", str(_write_csvs(tmp_path / "candles")),
+                             "--pace", "0.1", "--history", "150"], env=child_env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield env, home, dash, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        log.close()
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+def _roles(port: int) -> dict | None:
+    doc = _api(port, "/api/models")
+    return {m["model"]: m["role"] for m in doc["models"]} if doc and doc["config_id"] else None
+
+
+def test_serve_serves_the_dashboard_on_its_own_port(serving, models):  # noqa: F811
+    env, home, dash, proc = serving
+    wait_for(lambda: (s := _api(dash, "/api/summary")) and s["window"] > 5, "decisions on the dashboard", 120)
+    assert _roles(dash) == {"xgb": "voter", "lgbm": "voter", "nhits": "voter", "patchtst": "shadow"}
+    by = {m["model"]: m for m in _api(dash, "/api/models")["models"]}
+    meta = json.loads(Path(f"{models['xgb']}.meta.json").read_text())
+    assert by["xgb"]["sha256"] == meta["sha256"] and by["patchtst"]["env_role"] == "shadow"
+    lat = {m["model"]: m for m in _api(dash, "/api/latency")["models"]}
+    assert set(lat) == set(PREFIX), lat
+    assert lat["xgb"]["p50_ms"] is not None and lat["xgb"]["statuses"].get("ok"), lat
+    n = _api(dash, "/api/summary")["window"]
+    wait_for(lambda: _api(dash, "/api/summary")["window"] > n, "more decisions", 60)
+    assert _api(dash, "/api/governor")["mode"] == "PAPER"
+    req = urllib.request.Request(f"http://127.0.0.1:{dash}/api/models", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        urllib.request.urlopen(req, timeout=2)  # noqa: S310
+    assert exc.value.code == 405
+    # a hot reload that changes a role: the dashboard shows the configuration now in force
+    env.write_text(env.read_text() + "NHITS_ROLE=shadow\n")
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: (r := _roles(dash)) and r["nhits"] == "shadow", "the reloaded role", 60)
+
+
+@needs_chromium
+def test_serve_dashboard_in_chromium(serving, browser):
+    from selenium.webdriver.common.by import By
+
+    from tests.dashboard.test_browser import role_shown, wait_page
+
+    env, home, dash, proc = serving
+    wait_for(lambda: _roles(dash), "the service's configuration", 120)
+    browser.get(f"http://127.0.0.1:{dash}/")
+    wait_page(browser, lambda d: role_shown(d, "patchtst") == "shadow", "patchtst's role", 30)
+    assert [role_shown(browser, m) for m in ("xgb", "lgbm", "nhits")] == ["voter"] * 3
+    browser.execute_script("window.__no_reload = 7;")
+    env.write_text(env.read_text() + "NHITS_ROLE=shadow\n")
+    proc.send_signal(signal.SIGHUP)
+    wait_page(browser, lambda d: role_shown(d, "nhits") == "shadow", "the reloaded role without a reload", 60)
+    FileGovernorBackend(home / "governor.json").write(GovernorState.new(True, GovernorMode.HALT, "incident"))
+    t0 = time.monotonic()
+    wait_page(browser, lambda d: "KILL SWITCH ON" in d.find_element(By.ID, "governor").text, "the kill switch", 5)
+    assert time.monotonic() - t0 < 3.5
+    assert browser.execute_script("return window.__no_reload") == 7
+    errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+    assert errors == [], errors
