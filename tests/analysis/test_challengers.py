@@ -13,81 +13,24 @@ from typer.testing import CliRunner
 from ai_engine.analysis import analyze_challengers
 from ai_engine.analysis.challengers import compare_challengers, expected_max_sharpe, holm
 from ai_engine.cli.main import app
-from ai_engine.ensemble_manager import EnsembleManager
-from ai_engine.enums import ModelRole, ModelStatus
 from ai_engine.exceptions import ConfigError
-from ai_engine.telemetry import TelemetryStore
-from ai_engine.types import (
-    INTERVAL_MS,
-    Candle,
-    DecisionRecord,
-    ModelResult,
-    Prediction,
-    event_id_for,
-)
-from tests.analysis.test_planted_edge import (
-    BAND,
-    BETA,
-    HOURS,
-    IV,
-    SIGMA,
-    T0,
-    WEIGHTS,
-    _noise_probs,
-    _true_probs,
-)
+from tests.analysis.test_planted_edge import HOURS, _noise_probs, planted_store
 
 CHALLENGERS = ("patchtst", "patchtst_shuffled", "patchtst_noise")
 
 
-def _store(path, n: int = 1500, seed: int = 0):
-    """The planted market of test_planted_edge with three shadows: one sees the predictable
-    component, one has the same predictions shuffled in time, one is noise."""
-    rng = np.random.default_rng(seed)
-    iv = INTERVAL_MS[IV]
-    manager = EnsembleManager(min_consensus=3, boost=1.1, cap=0.95, n_configured=4)
-    records, candles = [], []
-    for sym in ("BTCUSDT", "ETHUSDT"):
-        z = rng.normal(size=n)
-        r = BETA * z + SIGMA * rng.normal(size=n)
-        close = 100 * np.exp(np.concatenate([[0.0], np.cumsum(r)]))
-        for i in range(n + 1):
-            o = close[i - 1] if i else close[0]
-            candles.append(Candle(sym, IV, T0 + i * iv, float(o), float(max(o, close[i])) * 1.001,
-                                  float(min(o, close[i])) * 0.999, float(close[i]), 1.0, False))
-        seen = _true_probs(z)
-        shadows = {"patchtst": seen, "patchtst_shuffled": seen[rng.permutation(n)],
-                   "patchtst_noise": _noise_probs(rng, n)}
-        voters = {m: _noise_probs(rng, n) for m in ("xgb", "lgbm", "nhits")}
-        for i in range(n):
-            t = T0 + i * iv
-            res = [ModelResult(m, ModelRole.VOTER, ModelStatus.OK, WEIGHTS[m], "v1", m * 8,
-                               Prediction.from_probs(tuple(voters[m][i]))) for m in ("xgb", "lgbm", "nhits")]
-            res += [ModelResult(k, ModelRole.SHADOW, ModelStatus.OK, WEIGHTS["patchtst"], "v2", k[:2] * 32,
-                                Prediction.from_probs(tuple(p[i]))) for k, p in shadows.items()]
-            d = manager.decide(res)
-            records.append(DecisionRecord(
-                event_id=event_id_for("ai.decision", sym, IV, t), symbol=sym, interval=IV, candle_open_time=t,
-                decided_at=t + iv, entry_price=float(close[i]), decision=d, published=d.actionable,
-                blocked_reason=None, config_id="planted", decision_latency_ms=1.0, synthetic=False,
-                intent_event_id=event_id_for("trade.intent", sym, IV, t) if d.actionable else None))
-    store = TelemetryStore(path)
-    lc = {"horizon": 1, "mode": "fixed", "fee_band": BAND, "k": 0.5, "vol_window": 168}
-    models = {m: {"role": "voter", "weight": WEIGHTS[m], "status": "active", "version": "v1", "sha256": m * 8,
-                  "label_config": lc} for m in ("xgb", "lgbm", "nhits")}
-    models |= {k: {"role": "shadow", "weight": WEIGHTS["patchtst"], "status": "active", "version": "v2",
-                   "sha256": k[:2] * 32, "label_config": lc} | ({"kind": "patchtst"} if k != "patchtst" else {})
-               for k in CHALLENGERS}
-    store.record_config("planted", "start", {"models": models, "min_consensus": 3, "confidence_boost": 1.1,
-                                             "confidence_cap": 0.95})
-    store.record_decisions(records, candles)
-    store.close()
-    return path
+def _shadows(rng, seen):
+    """One shadow sees the predictable component, one has the same predictions shuffled in time,
+    one is noise."""
+    return {"patchtst": seen, "patchtst_shuffled": seen[rng.permutation(len(seen))],
+            "patchtst_noise": _noise_probs(rng, len(seen))}
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    return _store(tmp_path_factory.mktemp("challengers") / "t.sqlite")
+    path = tmp_path_factory.mktemp("challengers") / "t.sqlite"
+    planted_store(path, shadows=_shadows)
+    return path
 
 
 @pytest.fixture(scope="module")

@@ -40,8 +40,15 @@ def _noise_probs(rng, n: int) -> np.ndarray:
     return rng.dirichlet([4, 5, 4], n)
 
 
-def planted_store(path, *, challenger: str, n: int = 1500, seed: int = 0, symbols=("BTCUSDT", "ETHUSDT"),
-                  synthetic: bool = False):
+def _sha(key: str) -> str:
+    return "cd" * 32 if key == "patchtst" else (key.encode().hex() * 64)[:64]
+
+
+def planted_store(path, *, challenger: str = "seen", n: int = 1500, seed: int = 0, symbols=("BTCUSDT", "ETHUSDT"),
+                  synthetic: bool = False, shadows=None):
+    """``shadows(rng, seen)``, if given, returns the shadows' probabilities by model key (an extra
+    key is a further PatchTST); else the one shadow ``patchtst`` sees z (``challenger="seen"``) or
+    has the same predictions shuffled in time."""
     rng = np.random.default_rng(seed)
     iv = INTERVAL_MS[IV]
     manager = EnsembleManager(min_consensus=3, boost=1.1, cap=0.95, n_configured=4)
@@ -55,15 +62,17 @@ def planted_store(path, *, challenger: str, n: int = 1500, seed: int = 0, symbol
             candles.append(Candle(sym, IV, T0 + i * iv, float(o), float(max(o, close[i])) * 1.001,
                                   float(min(o, close[i])) * 0.999, float(close[i]), 1.0, synthetic))
         ch = _true_probs(z)
-        if challenger == "shuffled":
-            ch = ch[rng.permutation(n)]
+        if shadows is not None:
+            shadow_probs = shadows(rng, ch)
+        else:
+            shadow_probs = {"patchtst": ch[rng.permutation(n)] if challenger == "shuffled" else ch}
         voters = {m: _noise_probs(rng, n) for m in ("xgb", "lgbm", "nhits")}
         for i in range(n):
             t = T0 + i * iv
             res = [ModelResult(m, ModelRole.VOTER, ModelStatus.OK, WEIGHTS[m], "v1", m * 8,
                                Prediction.from_probs(tuple(voters[m][i]))) for m in ("xgb", "lgbm", "nhits")]
-            res.append(ModelResult("patchtst", ModelRole.SHADOW, ModelStatus.OK, WEIGHTS["patchtst"], "v2", "cd" * 32,
-                                   Prediction.from_probs(tuple(ch[i]))))
+            res += [ModelResult(k, ModelRole.SHADOW, ModelStatus.OK, WEIGHTS["patchtst"], "v2", _sha(k),
+                                Prediction.from_probs(tuple(p[i]))) for k, p in shadow_probs.items()]
             d = manager.decide(res)
             records.append(DecisionRecord(
                 event_id=event_id_for("ai.decision", sym, IV, t), symbol=sym, interval=IV, candle_open_time=t,
@@ -72,10 +81,13 @@ def planted_store(path, *, challenger: str, n: int = 1500, seed: int = 0, symbol
                 intent_event_id=event_id_for("trade.intent", sym, IV, t) if d.actionable else None))
     store = TelemetryStore(path)
     lc = {"horizon": 1, "mode": "fixed", "fee_band": BAND, "k": 0.5, "vol_window": 168}
-    store.record_config("planted", "start", {
-        "models": {m: {"role": "shadow" if m == "patchtst" else "voter", "weight": w, "status": "active",
-                       "version": "v1", "sha256": m * 8, "label_config": lc} for m, w in WEIGHTS.items()},
-        "min_consensus": 3, "confidence_boost": 1.1, "confidence_cap": 0.95})
+    models = {m: {"role": "voter", "weight": WEIGHTS[m], "status": "active", "version": "v1", "sha256": m * 8,
+                  "label_config": lc} for m in ("xgb", "lgbm", "nhits")}
+    models |= {k: {"role": "shadow", "weight": WEIGHTS["patchtst"], "status": "active", "version": "v1",
+                   "sha256": m_sha, "label_config": lc} | ({"kind": "patchtst"} if k != "patchtst" else {})
+               for k, m_sha in ((k, _sha(k)) for k in shadow_probs)}
+    store.record_config("planted", "start", {"models": models, "min_consensus": 3, "confidence_boost": 1.1,
+                                             "confidence_cap": 0.95})
     store.record_decisions(records, candles)
     store.close()
     return path
