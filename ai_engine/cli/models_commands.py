@@ -55,13 +55,14 @@ def list_models(env_file: str = EnvFile, as_json: bool = typer.Option(False, "--
 
     settings = _settings(env_file)
     reg = Registry(settings.models_dir)
-    in_use = {m: resolve_model_path(settings, m)[0].resolve() for m in settings.models}
+    configured = settings.all_models()  # the four, then the extra shadows (each a file of its kind)
+    in_use = {m: resolve_model_path(settings, m)[0].resolve() for m in configured}
     rows = []
     for sv in reg.versions():
-        used = sv.path.resolve() == in_use[sv.model]
+        user = next((m for m, c in configured.items() if c.kind == sv.model and in_use[m] == sv.path.resolve()), None)
+        role = "-" if user is None else configured[user].role.value + (f" ({user})" if user != sv.model else "")
         rows.append({"model": sv.model, "version": sv.version, "size": sv.size, "sha256": sv.sha256,
-                     "path": str(sv.path), "role": settings.models[sv.model].role.value if used else "-", "in_use": used,
-                     "staged_at": sv.staged_at})
+                     "path": str(sv.path), "role": role, "in_use": user is not None, "staged_at": sv.staged_at})
     if as_json:
         console.print_json(json.dumps(rows))
         return
@@ -73,9 +74,9 @@ def list_models(env_file: str = EnvFile, as_json: bool = typer.Option(False, "--
                   "yes" if r["in_use"] else "", r["staged_at"])
     console.print(t)
     for m, p in in_use.items():
-        if not any(r["in_use"] and r["model"] == m for r in rows):
+        if not any(r["in_use"] and r["path"] and Path(r["path"]).resolve() == p for r in rows):
             state = "not a staged version" if p.is_file() else "[red]MISSING: no such file[/red]"
-            console.print(f"{m}: in use {p} ({state}), role {settings.models[m].role.value}")
+            console.print(f"{m}: in use {p} ({state}), role {configured[m].role.value}")
 
 
 def verify(env_file: str = EnvFile) -> None:

@@ -102,7 +102,7 @@ def test_three_challengers_shadow_at_once_on_a_running_serve(deployment, artifac
     assert all(i["consensus_count"] <= 3 for i in in_shadow)  # the spec's "consensus_count.*4" check
 
 
-def test_a_bad_tag_or_an_unknown_extra_shadow_changes_nothing(deployment, artifacts, cli):
+def test_a_bad_tag_or_an_unknown_extra_shadow_changes_nothing_and_a_good_one_is_listed(deployment, artifacts, cli):
     res = cli("models", "stage", str(artifacts.patchtst_new), "--model", "patchtst", "--env-file", str(deployment.env))
     assert res.exit_code == 0, res.output
     before = deployment.env.read_bytes()
@@ -114,3 +114,9 @@ def test_a_bad_tag_or_an_unknown_extra_shadow_changes_nothing(deployment, artifa
         assert isinstance(res.exception, ConfigError) and said in str(res.exception), (args, res.exception)
         assert deployment.env.read_bytes() == before, args
     assert [e["what"] for e in read_audit(deployment.home)] == ["models.stage"]
+
+    res = cli("models", "shadow", "patchtst", "--as", "r2", "--env-file", str(deployment.env))
+    assert res.exit_code == 0 and "SHADOW_PATCHTST_R2_MODEL_PATH: (unset) →" in res.output, res.output
+    listing = json.loads(cli("models", "list", "--json", "--env-file", str(deployment.env)).output)
+    (row,) = [r for r in listing if r["model"] == "patchtst"]
+    assert row["in_use"] is True and row["role"] == "shadow (patchtst_r2)"
