@@ -28,6 +28,7 @@ WINDOW_DECISIONS = 2000  # the newest decisions the counts, the consensus and th
 LATENCY_ROWS = 2000  # the newest predictions per model the latency percentiles are taken over
 RECENT_DECISIONS = 50  # the decisions listed with their model_breakdown (at most MAX_RECENT)
 MAX_RECENT = 200
+FLATLINE_WINDOW, FLATLINE_MIN_STD = 200, 0.005  # the engine's defaults, when no settings say otherwise
 AUDIT_LINES = 50  # the newest audit entries shown
 _AUDIT_TAIL_BYTES = 256 * 1024  # read from the end of the audit log, never the whole file
 
@@ -42,6 +43,12 @@ _MODELS_SQL = """WITH RECURSIVE m(x) AS (
     UNION ALL
     SELECT (SELECT MIN(model) FROM predictions WHERE model > m.x) FROM m WHERE m.x IS NOT NULL
 ) SELECT x FROM m WHERE x IS NOT NULL LIMIT 64"""
+
+
+def _std(values: list[float]) -> float:
+    """Population standard deviation (numpy's default, as the engine's flat-line monitor)."""
+    m = sum(values) / len(values)
+    return (sum((v - m) ** 2 for v in values) / len(values)) ** 0.5
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -266,11 +273,13 @@ class DashboardData:
     def latency(self) -> dict:
         """``/api/latency``: per model, latency p50/p99 and the non-ok counts over its newest rows."""
         names = [r[0] for r in self._query(_MODELS_SQL)]
+        window, min_std = self._flatline_rule()
         out = []
         for name in names:
-            rows = self._query("SELECT role, status, latency_ms, reason FROM predictions WHERE model = ? "
+            rows = self._query("SELECT role, status, latency_ms, reason, confidence FROM predictions WHERE model = ? "
                                "ORDER BY candle_open_time DESC LIMIT ?", (name, LATENCY_ROWS))
             lat = [r[2] for r in rows if r[2] is not None and r[1] == "ok"]
+            conf = [r[4] for r in rows if r[4] is not None and r[1] == "ok"][:window]
             statuses: dict[str, int] = {}
             for r in rows:
                 statuses[r[1]] = statuses.get(r[1], 0) + 1
@@ -284,8 +293,20 @@ class DashboardData:
                 "errors": statuses.get("error", 0),
                 "statuses": statuses,
                 "last_error": last_error,
+                "confidence_std": round(_std(conf), 6) if conf else None,
+                "flatline": len(conf) >= window and _std(conf) < min_std,
             })
-        return {"rows_limit": LATENCY_ROWS, "models": out}
+        return {"rows_limit": LATENCY_ROWS, "flatline_window": window, "flatline_min_std": min_std, "models": out}
+
+    def _flatline_rule(self) -> tuple[int, float]:
+        """The engine's flat-line rule (``FLATLINE_WINDOW``, ``FLATLINE_MIN_STD``; monitor.py)."""
+        try:
+            st = self._fixed_settings or (self._settings() if self.env_file is not None else None)
+        except AIEngineError:
+            st = None
+        if st is None:
+            return FLATLINE_WINDOW, FLATLINE_MIN_STD
+        return min(int(st.flatline_window), LATENCY_ROWS), float(st.flatline_min_std)
 
     def decisions(self, limit: int = RECENT_DECISIONS) -> dict:
         """``/api/decisions``: the newest decisions, as recorded (``model_breakdown`` included)."""

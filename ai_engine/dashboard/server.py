@@ -10,19 +10,26 @@ Safe by construction:
   log lines).
 - A strict Content-Security-Policy (``default-src 'self'``, no inline script or style),
   ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY``, no caching, no referrer.
-- A fixed pool of worker threads and a cap on open connections (one over the cap is closed at
-  once), and a socket timeout per connection: a slow or hostile client holds one worker for at
-  most the timeout and never starves the others, nor the engine that may share the process.
+- Without a token, only requests naming a loopback host (``Host: 127.0.0.1``, ``localhost``,
+  ``[::1]``) are answered (403 otherwise): a foreign page re-bound to 127.0.0.1 (DNS rebinding)
+  cannot read the data.
+- A fixed pool of worker threads, a cap on open connections (one over the cap is closed at
+  once), a socket timeout per read and a deadline per connection: a slow or hostile client holds
+  one worker for at most the deadline and never starves the others, nor the engine that may share
+  the process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import json
 import logging
+import math
 import socket
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -96,8 +103,27 @@ class _BadRequest(Exception):
     pass
 
 
-def _handler(endpoints: dict, static: dict[str, bytes], token: str | None,
-             timeout_s: float) -> type[BaseHTTPRequestHandler]:
+def _finite(obj):
+    """``obj`` with every NaN or infinity replaced by None (JSON has no spelling for them)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _host_name(header: str) -> str:
+    """The name in a ``Host`` header, without its port (``[::1]:8780`` -> ``::1``)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def _handler(endpoints: dict, static: dict[str, bytes], token: str | None, timeout_s: float,
+             hosts: frozenset[str]) -> type[BaseHTTPRequestHandler]:
     token_b = token.encode() if token else None
 
     class Handler(BaseHTTPRequestHandler):
@@ -124,7 +150,11 @@ def _handler(endpoints: dict, static: dict[str, bytes], token: str | None,
                 self.wfile.write(body)
 
         def _json(self, code: int, doc: dict, extra: dict[str, str] | None = None) -> None:
-            body = json.dumps(doc, sort_keys=True, default=str, allow_nan=False).encode()
+            try:
+                text = json.dumps(doc, sort_keys=True, default=str, allow_nan=False)
+            except ValueError:  # a NaN in a stored payload: null, never invalid JSON
+                text = json.dumps(_finite(doc), sort_keys=True, default=str, allow_nan=False)
+            body = text.encode()
             self._send(code, body, "application/json; charset=utf-8", extra)
 
         def _given_token(self, query: dict[str, list[str]]) -> tuple[bytes | None, bool]:
@@ -144,6 +174,12 @@ def _handler(endpoints: dict, static: dict[str, bytes], token: str | None,
             url = urlsplit(self.path)
             query = parse_qs(url.query)
             extra: dict[str, str] = {}
+            if token_b is None and _host_name(self.headers.get("Host", "")) not in hosts:
+                # Without a token only loopback names are answered: a page elsewhere whose name
+                # was re-bound to 127.0.0.1 (DNS rebinding) cannot read the data.
+                self._json(403, {"error": "this dashboard answers only to 127.0.0.1, localhost or ::1 "
+                                          "(set DASHBOARD_TOKEN to serve other names)"}, extra)
+                return
             if token_b is not None:
                 given, explicit = self._given_token(query)
                 if given is None or not hmac.compare_digest(given, token_b):
@@ -199,13 +235,20 @@ class _PoolHTTPServer(HTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address, handler, *, workers: int, max_connections: int) -> None:
+    def __init__(self, address, handler, *, workers: int, max_connections: int, deadline_s: float) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dashboard")
         self._slots = threading.BoundedSemaphore(max_connections)
         self.refused_connections = 0
+        self.cut_connections = 0  # past the per-connection deadline
+        self._deadline_s = deadline_s
+        self._active: dict[socket.socket, float] = {}
+        self._active_lock = threading.Lock()
+        self._closing = threading.Event()
+        self._reaper = threading.Thread(target=self._reap, name="dashboard-reaper", daemon=True)
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)
+        self._reaper.start()
 
     def process_request(self, request, client_address) -> None:
         if not self._slots.acquire(blocking=False):
@@ -219,18 +262,37 @@ class _PoolHTTPServer(HTTPServer):
             self.shutdown_request(request)
 
     def _work(self, request, client_address) -> None:
+        with self._active_lock:
+            self._active[request] = time.monotonic() + self._deadline_s
         try:
             self.finish_request(request, client_address)
         except Exception:
             self.handle_error(request, client_address)
         finally:
+            with self._active_lock:
+                self._active.pop(request, None)
             self.shutdown_request(request)
             self._slots.release()
+
+    def _reap(self) -> None:
+        """Cut connections past their deadline: a client that trickles its request a byte at a
+        time (each read within the socket timeout) holds a worker no longer than this."""
+        while not self._closing.wait(0.25):
+            now = time.monotonic()
+            with self._active_lock:
+                late = [r for r, t in self._active.items() if t < now]
+                for r in late:
+                    del self._active[r]
+            for r in late:
+                self.cut_connections += 1
+                with contextlib.suppress(OSError):
+                    r.shutdown(socket.SHUT_RDWR)  # the worker's blocked read returns, it closes
 
     def handle_error(self, request, client_address) -> None:
         log.debug("dashboard connection from %s failed", client_address[0], exc_info=True)
 
     def server_close(self) -> None:
+        self._closing.set()
         super().server_close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -247,20 +309,24 @@ class DashboardServer:
         workers: the fixed number of threads that answer requests.
         max_connections: open connections at most (queued or being answered); more are closed.
         timeout_s: the socket timeout of each connection, in seconds.
+        deadline_s: the longest a connection is served, in seconds; then it is cut.
 
     Raises:
         ConfigError: a non-loopback ``host`` without a token, or an address it cannot bind.
     """
 
     def __init__(self, data: DashboardData, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-                 workers: int = 4, max_connections: int = 32, timeout_s: float = 5.0) -> None:
+                 workers: int = 4, max_connections: int = 32, timeout_s: float = 5.0,
+                 deadline_s: float = 15.0) -> None:
         token = token or None
         check_bind(host, token)
         self.data = data
         self.host = host
-        handler = _handler(_endpoints(data), _load_static(), token, timeout_s)
+        hosts = frozenset({"127.0.0.1", "localhost", "::1", host.lower()})
+        handler = _handler(_endpoints(data), _load_static(), token, timeout_s, hosts)
         try:
-            self._server = _PoolHTTPServer((host, port), handler, workers=workers, max_connections=max_connections)
+            self._server = _PoolHTTPServer((host, port), handler, workers=workers, max_connections=max_connections,
+                                           deadline_s=deadline_s)
         except OSError as exc:
             raise ConfigError(f"dashboard cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self._thread = threading.Thread(target=self._server.serve_forever, name="dashboard", daemon=True)

@@ -228,3 +228,79 @@ def test_public_names():
 
     assert sorted(pkg.__all__) == sorted(n for n in vars(pkg) if not n.startswith("_") and n not in
                                          ("annotations", "data", "server"))
+
+
+def test_foreign_host_names_are_refused_without_a_token(server):
+    """DNS rebinding: a page whose name now resolves to 127.0.0.1 sends its own name as Host."""
+    assert get(server.url + "api/summary", {"Host": "evil.example"})[0] == 403
+    assert get(server.url + "api/summary", {"Host": f"evil.example:{server.port}"})[0] == 403
+    assert get(server.url + "api/summary", {"Host": f"localhost:{server.port}"})[0] == 200
+    assert get(server.url + "api/summary", {"Host": f"[::1]:{server.port}"})[0] == 200
+
+
+def test_a_trickling_client_is_cut_at_the_deadline(dash_store):
+    data = DashboardData(dash_store.store)
+    srv = DashboardServer(data, port=0, workers=1, max_connections=4, timeout_s=1.0, deadline_s=1.5).start()
+    try:
+        s = socket.create_connection(("127.0.0.1", srv.port))
+        t0 = time.monotonic()
+        cut = False
+        try:
+            for ch in b"GET /api/summary HTTP/1.0\r\nX-Slow: " + b"a" * 40:
+                s.sendall(bytes([ch]))  # each byte well within the socket timeout
+                time.sleep(0.3)
+                if time.monotonic() - t0 > 6:
+                    break
+        except OSError:
+            cut = True
+        s.settimeout(2)
+        try:
+            cut = cut or s.recv(1) == b""
+        except OSError:
+            cut = True
+        s.close()
+        assert cut and srv._server.cut_connections >= 1 and time.monotonic() - t0 < 6
+        assert get(srv.url + "api/overview")[0] == 200  # the one worker is free again
+    finally:
+        srv.close()
+        data.close()
+
+
+def test_non_finite_numbers_in_the_store_become_null(dash_store):
+    import dataclasses
+
+    w = dash_store.writer()
+    w.record_decisions([dataclasses.replace(make_record("NANUSDT", 700), decision_latency_ms=float("nan"))])
+    w.close()
+    data = DashboardData(dash_store.store)
+    srv = DashboardServer(data, port=0).start()
+
+    def strict(path: str) -> dict:
+        code, _, body = get(srv.url + path)
+        assert code == 200
+        return json.loads(body, parse_constant=lambda c: pytest.fail(f"{c} in {path}"))
+
+    try:
+        assert strict("api/decisions?limit=1")["decisions"][0]["decision_latency_ms"] is None
+        strict("api/summary")
+    finally:
+        srv.close()
+        data.close()
+
+
+def test_flat_lined_models_by_the_engine_rule(dash_store):
+    env = dash_store.env_file
+    env.write_text(env.read_text() + "FLATLINE_WINDOW=50\nFLATLINE_MIN_STD=0.01\n")
+    data = DashboardData(dash_store.store, env)
+    try:
+        doc = data.latency()
+        by = {m["model"]: m for m in doc["models"]}
+        assert (doc["flatline_window"], doc["flatline_min_std"]) == (50, 0.01)
+        assert by["patchtst"]["flatline"] and by["patchtst"]["confidence_std"] == 0.0  # always 0.6
+    finally:
+        data.close()
+    data = DashboardData(dash_store.store)  # the engine's default window (200) is more than the 121 rows
+    try:
+        assert not any(m["flatline"] for m in data.latency()["models"])
+    finally:
+        data.close()

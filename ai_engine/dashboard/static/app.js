@@ -133,11 +133,14 @@
   }
 
   function renderLatency(l) {
-    setText("latency-window", "newest " + l.rows_limit + " predictions per model");
+    setText("latency-window", "newest " + l.rows_limit + " predictions per model; flat-line: confidence std < " +
+      l.flatline_min_std + " over the newest " + l.flatline_window);
     fill("latency", l.models.map((m) => {
       const tr = row([td(m.model, "mono"), td(m.role, "role-" + m.role), td(m.rows), td(fmt(m.p50_ms, 1)),
         td(fmt(m.p99_ms, 1)), td(m.errors),
-        td(Object.entries(m.statuses).map(([k, v]) => k + " " + v).join(", ")), td(m.last_error)]);
+        td(Object.entries(m.statuses).map(([k, v]) => k + " " + v).join(", ")),
+        td(m.flatline ? "FLAT (std " + fmt(m.confidence_std, 4) + ")" : "std " + fmt(m.confidence_std, 4),
+          m.flatline ? "flat" : ""), td(m.last_error)]);
       tr.dataset.model = m.model;
       return tr;
     }));
