@@ -1,6 +1,7 @@
 """The dashboard served by a real ``serve`` (real small models, the paced file source) on its own
 loopback port, ``AI_ENGINE_DASHBOARD_PORT``: it shows the running service's models and decisions,
-and a role changed by a hot reload and the kill switch without a page reload."""
+and, without a page reload, a role changed by a hot reload, ``models activate`` (with its audit
+entry) and the kill switch."""
 
 from __future__ import annotations
 
@@ -107,7 +108,7 @@ def test_serve_serves_the_dashboard_on_its_own_port(serving, models):  # noqa: F
 
 
 @needs_chromium
-def test_serve_dashboard_in_chromium(serving, browser):
+def test_serve_dashboard_in_chromium(serving, browser, models):  # noqa: F811
     from selenium.webdriver.common.by import By
 
     from tests.dashboard.test_browser import role_shown, wait_page
@@ -118,9 +119,14 @@ def test_serve_dashboard_in_chromium(serving, browser):
     wait_page(browser, lambda d: role_shown(d, "patchtst") == "shadow", "patchtst's role", 30)
     assert [role_shown(browser, m) for m in ("xgb", "lgbm", "nhits")] == ["voter"] * 3
     browser.execute_script("window.__no_reload = 7;")
-    env.write_text(env.read_text() + "NHITS_ROLE=shadow\n")
-    proc.send_signal(signal.SIGHUP)
-    wait_page(browser, lambda d: role_shown(d, "nhits") == "shadow", "the reloaded role without a reload", 60)
+    # the operator's commands on the running service: stage a PatchTST, shadow it, activate it
+    for args in (("stage", str(models["patchtst"]), "--model", "patchtst"), ("shadow", "patchtst"),
+                 ("activate", "patchtst", "--weight", "20", "--force")):
+        res = subprocess.run([sys.executable, "-m", "ai_engine.cli.main", "models", *args, "--env-file", str(env)],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stdout + res.stderr
+    wait_page(browser, lambda d: role_shown(d, "patchtst") == "voter", "the activated role without a reload", 60)
+    wait_page(browser, lambda d: "activate" in d.find_element(By.ID, "audit").text, "the audit entry", 10)
     FileGovernorBackend(home / "governor.json").write(GovernorState.new(True, GovernorMode.HALT, "incident"))
     t0 = time.monotonic()
     wait_page(browser, lambda d: "KILL SWITCH ON" in d.find_element(By.ID, "governor").text, "the kill switch", 5)
