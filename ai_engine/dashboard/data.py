@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ai_engine.exceptions import AIEngineError
 
-__all__ = ["DashboardData", "RECENT_DECISIONS", "WINDOW_DECISIONS", "LATENCY_ROWS", "AUDIT_LINES"]
+__all__ = ["DashboardData", "RECENT_DECISIONS", "WINDOW_DECISIONS", "LATENCY_ROWS", "AUDIT_LINES", "SHADOW_LINES"]
 
 log = logging.getLogger("ai_engine.dashboard")
 
@@ -29,6 +29,7 @@ LATENCY_ROWS = 2000  # the newest predictions per model the latency percentiles 
 RECENT_DECISIONS = 50  # the decisions listed with their model_breakdown (at most MAX_RECENT)
 MAX_RECENT = 200
 FLATLINE_WINDOW, FLATLINE_MIN_STD = 200, 0.005  # the engine's defaults, when no settings say otherwise
+SHADOW_LINES = 20  # the newest [SHADOW] lines per shadow model
 AUDIT_LINES = 50  # the newest audit entries shown
 _AUDIT_TAIL_BYTES = 256 * 1024  # read from the end of the audit log, never the whole file
 
@@ -307,6 +308,35 @@ class DashboardData:
         if st is None:
             return FLATLINE_WINDOW, FLATLINE_MIN_STD
         return min(int(st.flatline_window), LATENCY_ROWS), float(st.flatline_min_std)
+
+    def shadow(self) -> dict:
+        """``/api/shadow``: per shadow model, its newest predictions as ``[SHADOW]`` log lines.
+
+        The service logs one such line per model every ``SHADOW_LOG_INTERVAL_S``; here every
+        recorded prediction has its line, from the store, in the log's own format."""
+        from ai_engine.model_slots import display_name
+
+        cfg = self._latest_config()
+        kinds = {n: (m.get("kind") if isinstance(m, dict) else None)
+                 for n, m in ((cfg or {}).get("payload", {}).get("models") or {}).items()}
+        out = []
+        for (name,) in self._query(_MODELS_SQL):
+            rows = self._query("SELECT role, symbol, candle_open_time, status, action, confidence, prob, logit, reason "
+                               "FROM predictions WHERE model = ? ORDER BY candle_open_time DESC LIMIT ?",
+                               (name, SHADOW_LINES))
+            if not rows or rows[0][0] != "shadow":
+                continue
+            disp = display_name(name, kinds.get(name))
+            lines = []
+            for _, symbol, t, status, action, conf, prob, logit, reason in rows:
+                if action is None or conf is None:
+                    text = f"[SHADOW] {disp} | {symbol} | status={status} reason={reason} | mode=SHADOW_ONLY"
+                else:
+                    text = (f"[SHADOW] {disp} | {symbol} | action={action} conf={conf:.4f} | "
+                            f"prob={(prob or 0.0):.4f} logit={(logit or 0.0):.4f} | mode=SHADOW_ONLY")
+                lines.append({"candle_open_time": t, "status": status, "line": text})
+            out.append({"model": name, "display": disp, "lines": lines})
+        return {"lines_limit": SHADOW_LINES, "models": out}
 
     def decisions(self, limit: int = RECENT_DECISIONS) -> dict:
         """``/api/decisions``: the newest decisions, as recorded (``model_breakdown`` included)."""

@@ -94,6 +94,7 @@ def _endpoints(data: DashboardData) -> dict[str, Callable[[dict[str, list[str]]]
         "/api/governor": lambda q: data.governor(),
         "/api/summary": lambda q: data.summary(),
         "/api/latency": lambda q: data.latency(),
+        "/api/shadow": lambda q: data.shadow(),
         "/api/decisions": decisions,
         "/api/audit": lambda q: data.audit(),
     }

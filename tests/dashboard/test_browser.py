@@ -86,6 +86,7 @@ def test_dashboard_in_chromium(dashboard, browser, dash_store, tmp_path):
     assert any(c.text == f"reason {XSS}" for c in cells)
     assert XSS in browser.find_element(By.ID, "latency").text
     assert XSS in browser.find_element(By.ID, "blocked-reasons").text
+    wait_page(browser, lambda d: "[SHADOW] PatchTST | " + XSS in d.find_element(By.ID, "shadow").text, "the shadow lines")
     assert len(browser.find_elements(By.TAG_NAME, "script")) == 1  # app.js alone
     assert browser.execute_script("return typeof window.alert_ran") == "undefined"
     assert browser.find_elements(By.CSS_SELECTOR, "#chart-consensus rect")  # the SVG charts are drawn

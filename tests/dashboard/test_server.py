@@ -304,3 +304,11 @@ def test_flat_lined_models_by_the_engine_rule(dash_store):
         assert not any(m["flatline"] for m in data.latency()["models"])
     finally:
         data.close()
+
+
+def test_shadow_lines_in_the_log_format(server):
+    doc = api(server, "/api/shadow")
+    assert [m["model"] for m in doc["models"]] == ["patchtst"]  # the one shadow
+    lines = doc["models"][0]["lines"]
+    assert len(lines) == 20 and lines[0]["line"].startswith(f"[SHADOW] PatchTST | {XSS} | action=")
+    assert lines[0]["line"].endswith("| mode=SHADOW_ONLY") and "conf=0.6000" in lines[0]["line"]

@@ -174,6 +174,18 @@
     }));
   }
 
+  function renderShadow(sh) {
+    const box = document.getElementById("shadow");
+    const nodes = [];
+    for (const m of sh.models) {
+      const pre = el("pre", m.lines.map((l) => utc(l.candle_open_time) + " " + l.line).join("\n"), "log");
+      pre.dataset.model = m.model;
+      nodes.push(el("h3", m.display + " (" + m.model + ")"), pre);
+    }
+    if (!nodes.length) nodes.push(el("div", "no shadow model in the store", "muted"));
+    box.replaceChildren(...nodes);
+  }
+
   function renderAudit(a) {
     setText("audit-source", a.source ? a.source : "");
     const rows = a.entries.map((e) => row([td(e.when), td(e.who), td(e.what),
@@ -189,6 +201,7 @@
     ["/api/governor", renderGovernor],
     ["/api/summary", renderSummary],
     ["/api/latency", renderLatency],
+    ["/api/shadow", renderShadow],
     ["/api/decisions?limit=50", renderDecisions],
     ["/api/audit", renderAudit],
   ];
