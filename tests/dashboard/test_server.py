@@ -312,3 +312,13 @@ def test_shadow_lines_in_the_log_format(server):
     lines = doc["models"][0]["lines"]
     assert len(lines) == 20 and lines[0]["line"].startswith(f"[SHADOW] PatchTST | {XSS} | action=")
     assert lines[0]["line"].endswith("| mode=SHADOW_ONLY") and "conf=0.6000" in lines[0]["line"]
+
+
+def test_the_dashboard_loads_no_model_library(dash_store):
+    """Reading every endpoint imports neither torch nor xgboost nor lightgbm (a light process)."""
+    code = ("import sys; from ai_engine.dashboard import DashboardData as D; "
+            f"d = D({str(dash_store.store)!r}, {str(dash_store.env_file)!r}); "
+            "[getattr(d, n)() for n in ('models', 'governor', 'summary', 'latency', 'shadow', 'decisions', 'audit')]; "
+            "print(sorted(m for m in ('torch', 'xgboost', 'lightgbm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
