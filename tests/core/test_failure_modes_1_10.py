@@ -322,10 +322,12 @@ def test_fm7_serving_windows_are_candle_history_and_a_flat_model_is_flagged(tmp_
             for c, w in zip(inputs.candles, inputs.windows, strict=True):
                 row = int(np.searchsorted(frames[c.symbol].open_time, c.open_time))
                 np.testing.assert_array_equal(w, frames[c.symbol].sequence[row - L + 1 : row + 1])
-        # FM7 as it happened: every window built from the single latest bar
+        # FM7 as it happened: every window built from one latest price, so every window is the same
+        # constant (a min-max or per-window normalisation made each one zeros; the nets' fixed input
+        # scale keeps the level, so the stuck price is what makes the output constant here)
         f, s = frames["BTCUSDT"], series["BTCUSDT"]
         rows = np.arange(300, 360)
-        constant = np.repeat(f.sequence[rows][:, None, :], L, axis=1)
+        constant = np.repeat(np.repeat(f.sequence[[300]][:, None, :], L, axis=1), rows.size, axis=0)
         with caplog.at_level(logging.WARNING, logger="ai_engine.monitor"):
             decide(DecisionInputs([s.candle(int(i)) for i in rows], f.tabular[rows], constant))
     finally:
