@@ -20,19 +20,30 @@ def start_dashboard(
                                           "weights, the governor state file, the home holding audit.log"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind; a non-loopback one needs DASHBOARD_TOKEN"),
     port: int = typer.Option(8780, "--port", min=0, max=65535, help="port to listen on; 0 picks a free one"),
+    analysis_hours: float = typer.Option(24.0, "--analysis-hours", min=0.0, help="window of the shadow analysis "
+                                         "(gates, edge) run in the background every 5 minutes; 0 = off"),
 ) -> None:
     """Serve the read-only dashboard (page and JSON endpoints) over a store, for a post-mortem or a replay."""
-    from ai_engine.dashboard import TOKEN_ENV, DashboardData, DashboardServer, check_bind
+    from ai_engine.dashboard import (
+        TOKEN_ENV,
+        AnalysisJob,
+        DashboardData,
+        DashboardServer,
+        check_bind,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     token = os.environ.get(TOKEN_ENV) or None
     check_bind(host, token)  # before anything is opened
     data = DashboardData(store, env_file)
+    job = AnalysisJob(store, hours=analysis_hours) if analysis_hours > 0 else None
     try:
-        server = DashboardServer(data, host=host, port=port, token=token)
+        server = DashboardServer(data, host=host, port=port, token=token, analysis=job)
     except BaseException:
         data.close()
         raise
+    if job is not None:
+        job.start()
 
     def stop(signum, frame) -> None:  # SIGTERM ends it like Ctrl-C
         raise KeyboardInterrupt
@@ -45,6 +56,8 @@ def start_dashboard(
     except KeyboardInterrupt:
         pass
     finally:
+        if job is not None:
+            job.close()
         server.close()
         data.close()
 

@@ -79,7 +79,12 @@ def _load_static() -> dict[str, bytes]:
     return {name: (pkg / name).read_bytes() for name in {n for n, _ in _STATIC.values()}}
 
 
-def _endpoints(data: DashboardData) -> dict[str, Callable[[dict[str, list[str]]], dict]]:
+def _no_analysis() -> dict:
+    return {"enabled": False, "state": "off", "models": [],
+            "error": "the shadow analysis runs in `ai-engine dashboard` (--analysis-hours), not beside serve"}
+
+
+def _endpoints(data: DashboardData, analysis) -> dict[str, Callable[[dict[str, list[str]]], dict]]:
     def decisions(q: dict[str, list[str]]) -> dict:
         raw = (q.get("limit") or ["50"])[0]
         try:
@@ -95,6 +100,7 @@ def _endpoints(data: DashboardData) -> dict[str, Callable[[dict[str, list[str]]]
         "/api/summary": lambda q: data.summary(),
         "/api/latency": lambda q: data.latency(),
         "/api/shadow": lambda q: data.shadow(),
+        "/api/analysis": lambda q: analysis.snapshot() if analysis is not None else _no_analysis(),
         "/api/decisions": decisions,
         "/api/audit": lambda q: data.audit(),
     }
@@ -311,6 +317,8 @@ class DashboardServer:
         max_connections: open connections at most (queued or being answered); more are closed.
         timeout_s: the socket timeout of each connection, in seconds.
         deadline_s: the longest a connection is served, in seconds; then it is cut.
+        analysis: the background shadow analysis (an ``AnalysisJob``) behind ``/api/analysis``;
+            None: that endpoint says it is off.
 
     Raises:
         ConfigError: a non-loopback ``host`` without a token, or an address it cannot bind.
@@ -318,13 +326,13 @@ class DashboardServer:
 
     def __init__(self, data: DashboardData, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                  workers: int = 4, max_connections: int = 32, timeout_s: float = 5.0,
-                 deadline_s: float = 15.0) -> None:
+                 deadline_s: float = 15.0, analysis=None) -> None:
         token = token or None
         check_bind(host, token)
         self.data = data
         self.host = host
         hosts = frozenset({"127.0.0.1", "localhost", "::1", host.lower()})
-        handler = _handler(_endpoints(data), _load_static(), token, timeout_s, hosts)
+        handler = _handler(_endpoints(data, analysis), _load_static(), token, timeout_s, hosts)
         try:
             self._server = _PoolHTTPServer((host, port), handler, workers=workers, max_connections=max_connections,
                                            deadline_s=deadline_s)

@@ -90,6 +90,10 @@ def test_dashboard_in_chromium(dashboard, browser, dash_store, tmp_path):
     assert len(browser.find_elements(By.TAG_NAME, "script")) == 1  # app.js alone
     assert browser.execute_script("return typeof window.alert_ran") == "undefined"
     assert browser.find_elements(By.CSS_SELECTOR, "#chart-consensus rect")  # the SVG charts are drawn
+    # the shadow analysis, computed in the background by the command, shows its gates and verdict
+    text = 'return document.getElementById("analysis").textContent'
+    wait_page(browser, lambda d: "patchtst: ⏳ INCONCLUSIVE" in d.execute_script(text), "the shadow analysis", timeout=30)
+    assert "Action Diversity" in browser.execute_script(text) and "edge: " in browser.execute_script(text)
 
     # Data changes without a reload: a new decision and a new configuration written to the store.
     browser.execute_script("window.__no_reload = 42;")

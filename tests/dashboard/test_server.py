@@ -227,7 +227,7 @@ def test_public_names():
     import ai_engine.dashboard as pkg
 
     assert sorted(pkg.__all__) == sorted(n for n in vars(pkg) if not n.startswith("_") and n not in
-                                         ("annotations", "data", "server"))
+                                         ("annotations", "analysis", "data", "server"))
 
 
 def test_foreign_host_names_are_refused_without_a_token(server):

@@ -186,6 +186,51 @@
     box.replaceChildren(...nodes);
   }
 
+  function table(head, rows) {
+    const t = el("table");
+    const thead = el("thead");
+    thead.appendChild(row(head.map((h) => el("th", h))));
+    const body = el("tbody");
+    for (const r of rows) body.appendChild(row(r));
+    t.append(thead, body);
+    return t;
+  }
+
+  function pct(x) { return x === null || x === undefined ? "–" : (100 * x).toFixed(2) + "%"; }
+
+  function renderAnalysis(a) {
+    setText("analysis-state", a.enabled ? "newest " + a.hours + " h, " + a.state +
+      (a.computed_at ? ", computed " + utc(a.computed_at) : "") : "off");
+    const box = document.getElementById("analysis");
+    const nodes = [];
+    if (a.error) nodes.push(el("div", a.error, "muted"));
+    for (const m of a.models) {
+      const sec = el("div", null, "analysis");
+      sec.dataset.model = m.model;
+      sec.appendChild(el("h3", m.model + ": " + (m.verdict_line || m.error || "")));
+      if (!m.error) {
+        sec.appendChild(table(["gate", "metric", "value", "interval", "threshold", "status", "detail"],
+          m.gates.map((g) => [td(g.name), td(g.metric), td(fmt(g.value, 4)),
+            td("[" + fmt(g.lo, 4) + ", " + fmt(g.hi, 4) + "]"), td(g.threshold), td(g.status, "gate-" + g.status),
+            td(g.detail)])));
+        sec.appendChild(el("div", "edge: " + (m.edge_verdict || "–") + " (anytime " + (m.edge_anytime_verdict || "–") +
+          ")" + (m.edge_reason ? ": " + m.edge_reason : "") + (m.edge_error ? " — " + m.edge_error : "")));
+        sec.appendChild(el("div", "recommendation: option " + (m.recommendation.option || "–") +
+          (m.recommendation.reason ? ": " + m.recommendation.reason : "")));
+        sec.appendChild(table(["counterfactual", "actions changed", "net return", "vs champion (mean, interval, p)"],
+          m.scenarios.map((sc) => [td(sc.name), td(sc.actions_changed), td(pct(sc.net_return)),
+            td(fmt(sc.vs_champion.mean, 5) + " [" + fmt(sc.vs_champion.lo, 5) + ", " + fmt(sc.vs_champion.hi, 5) +
+              "] p " + fmt(sc.vs_champion.p_value, 3))])));
+        sec.appendChild(table(["strategy", "net return", "Sharpe", "max drawdown", "trades", "hit rate"],
+          Object.entries(m.strategies).map(([name, s]) => [td(name), td(pct(s.net_return)), td(fmt(s.sharpe, 2)),
+            td(pct(s.max_drawdown)), td(s.trades), td(pct(s.hit_rate))])));
+      }
+      nodes.push(sec);
+    }
+    if (!nodes.length) nodes.push(el("div", a.enabled ? "no shadow model analysed yet" : "off", "muted"));
+    box.replaceChildren(...nodes);
+  }
+
   function renderAudit(a) {
     setText("audit-source", a.source ? a.source : "");
     const rows = a.entries.map((e) => row([td(e.when), td(e.who), td(e.what),
@@ -202,6 +247,7 @@
     ["/api/summary", renderSummary],
     ["/api/latency", renderLatency],
     ["/api/shadow", renderShadow],
+    ["/api/analysis", renderAnalysis],
     ["/api/decisions?limit=50", renderDecisions],
     ["/api/audit", renderAudit],
   ];
