@@ -171,6 +171,7 @@ class ConfigInfo:
     versions: tuple[str | None, ...]
     sha256: tuple[str | None, ...]
     rule: Rule
+    kinds: tuple[str, ...] = ()  # each model key's model (an extra shadow ``patchtst_r2`` is a ``patchtst``)
 
 
 def config_infos(db: sqlite3.Connection, config_ids: list[str]) -> tuple[tuple[str, ...], tuple[ConfigInfo, ...]]:
@@ -200,7 +201,8 @@ def config_infos(db: sqlite3.Connection, config_ids: list[str]) -> tuple[tuple[s
             tuple(float(e["weight"]) if isinstance(e.get("weight"), int | float) else None for e in entry),
             tuple(e.get("version") for e in entry), tuple(e.get("sha256") for e in entry),
             Rule(int(p.get("min_consensus", 3)), float(p.get("confidence_boost", 1.1)),
-                 float(p.get("confidence_cap", 0.95)), len(ms) or 4),
+                 float(p.get("confidence_cap", 0.95)), len(ms) - sum("kind" in e for e in ms.values()) or 4),
+            tuple(str(e.get("kind", m)) for m, e in zip(order, entry, strict=True)),
         ))
     return order, tuple(infos)
 

@@ -143,13 +143,14 @@ class EdgeAnalysis:
 
 
 def option_b_weights(models: tuple[str, ...], weights: dict[str, float], challenger: str,
-                     rebalance: dict[str, float] | None) -> dict[str, float]:
+                     rebalance: dict[str, float] | None, kind: str | None = None) -> dict[str, float]:
     """Option B: the challenger at 5; the others as ``rebalance`` says, else the spec's 27.5/27.5/40
-    when the voters are the spec's, else scaled to sum to 95."""
+    when the voters are the spec's and the challenger is a PatchTST (``kind``), else scaled to sum
+    to 95."""
     others = [m for m in models if m != challenger and weights.get(m, 0) > 0]
     if rebalance:
         out = {m: float(rebalance.get(m, weights.get(m, 0.0))) for m in others}
-    elif challenger == "patchtst" and set(others) == {"xgb", "lgbm", "nhits"}:
+    elif (kind or challenger) == "patchtst" and set(others) == {"xgb", "lgbm", "nhits"}:
         out = {m: SPEC_OPTION_B[m] for m in others}
     else:
         total = sum(weights[m] for m in others)
@@ -310,8 +311,12 @@ def analyze_edge(
     configured = w_rec[table.pred_role[:, j] >= 0, j]
     a_weight = float(configured[-1]) if configured.size and configured[-1] > 0 else 20.0
     voters = [mod for k, mod in enumerate(table.models) if k != j and voter_rec[:, k].any()]
+    kind = next((c.kinds[j] for c in reversed(table.configs) if c.kinds and c.kinds[j] != challenger), challenger)
+    if kind != challenger and kind in voters:  # a new version beside its champion: activating replaces it
+        voters.remove(kind)
+        a_weight = base_w[kind]
     option_a = {mod: base_w[mod] for mod in voters} | {challenger: a_weight}
-    option_b = option_b_weights(tuple(voters + [challenger]), base_w, challenger, rebalance)
+    option_b = option_b_weights(tuple(voters + [challenger]), base_w, challenger, rebalance, kind)
     named = [("option A", option_a), ("option B", option_b)] + [(f"custom {i + 1}", c) for i, c in enumerate(custom)]
     for _, wts in named:
         unknown = set(wts) - set(table.models)

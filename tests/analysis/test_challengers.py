@@ -102,3 +102,39 @@ def test_holm_holds_the_family_wise_error_rate_under_dependence():
     z[:, 0] += 4.0
     found = np.mean([holm(list(row), 0.05)[0] for row in stats.t.sf(z, df)])
     assert found > 0.9
+
+
+def test_a_new_version_beside_its_voting_champion_replaces_it_in_the_counterfactual(tmp_path):
+    """Champion beside challenger (issue 18 item 2): NHiTS votes while its retrain nhits_r2 shadows.
+    Activating the retrain means it takes NHiTS's place and weight, not a fifth voter beside it;
+    the record still re-votes exactly (the ensemble is the four, extra shadows do not count)."""
+    from ai_engine.analysis import analyze
+
+    path = tmp_path / "beside.sqlite"
+    planted_store(path, shadows=lambda rng, seen: {"patchtst": _noise_probs(rng, len(seen)), "nhits_r2": seen})
+    e = analyze(path, HOURS, model="nhits_r2", all_versions=True).edge
+    assert e.revote_mismatches == 0
+    a, b = e.scenarios[0], e.scenarios[1]
+    assert a.weights == {"xgb": 25.0, "lgbm": 25.0, "nhits_r2": 30.0}
+    assert b.weights["nhits_r2"] == 5.0 and "nhits" not in b.weights and sum(b.weights.values()) == 100.0
+    assert e.verdict == "BETTER"
+    nhits = next(s for s in e.scores if s.reference == "nhits")  # compared directly with its champion
+    assert nhits.log_loss_test.hi < 0
+
+
+def test_an_extra_shadow_does_not_count_as_a_configured_model_for_the_boost(tmp_path):
+    """All four vote (4/4 agreement is boosted) while a retrain shadows beside them: the ensemble is
+    still the four, so re-voting the record reproduces every boost."""
+    from ai_engine.analysis import analyze
+
+    path = tmp_path / "four.sqlite"
+    planted_store(path, voting=("patchtst",),
+                  shadows=lambda rng, seen: {"patchtst": _noise_probs(rng, len(seen)), "nhits_r2": seen})
+    r = analyze(path, HOURS, model="nhits_r2", all_versions=True)
+    assert r.edge.revote_mismatches == 0
+    assert r.edge.scenarios[0].weights == {"xgb": 25.0, "lgbm": 25.0, "nhits_r2": 30.0, "patchtst": 20.0}
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT SUM(boosted) FROM decisions").fetchone()[0] > 10  # the case this checks

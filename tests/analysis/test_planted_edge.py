@@ -45,10 +45,11 @@ def _sha(key: str) -> str:
 
 
 def planted_store(path, *, challenger: str = "seen", n: int = 1500, seed: int = 0, symbols=("BTCUSDT", "ETHUSDT"),
-                  synthetic: bool = False, shadows=None):
+                  synthetic: bool = False, shadows=None, voting: tuple[str, ...] = ()):
     """``shadows(rng, seen)``, if given, returns the shadows' probabilities by model key (an extra
-    key is a further PatchTST); else the one shadow ``patchtst`` sees z (``challenger="seen"``) or
-    has the same predictions shuffled in time."""
+    shadow's key is ``<model>_<tag>``, as the engine names them); else the one shadow ``patchtst`` sees z (``challenger="seen"``) or
+    has the same predictions shuffled in time. ``voting``: shadows' keys that vote instead (at
+    their model's weight)."""
     rng = np.random.default_rng(seed)
     iv = INTERVAL_MS[IV]
     manager = EnsembleManager(min_consensus=3, boost=1.1, cap=0.95, n_configured=4)
@@ -71,8 +72,9 @@ def planted_store(path, *, challenger: str = "seen", n: int = 1500, seed: int = 
             t = T0 + i * iv
             res = [ModelResult(m, ModelRole.VOTER, ModelStatus.OK, WEIGHTS[m], "v1", m * 8,
                                Prediction.from_probs(tuple(voters[m][i]))) for m in ("xgb", "lgbm", "nhits")]
-            res += [ModelResult(k, ModelRole.SHADOW, ModelStatus.OK, WEIGHTS["patchtst"], "v2", _sha(k),
-                                Prediction.from_probs(tuple(p[i]))) for k, p in shadow_probs.items()]
+            res += [ModelResult(k, ModelRole.VOTER if k in voting else ModelRole.SHADOW, ModelStatus.OK,
+                                WEIGHTS["patchtst"], "v2", _sha(k), Prediction.from_probs(tuple(p[i])))
+                    for k, p in shadow_probs.items()]
             d = manager.decide(res)
             records.append(DecisionRecord(
                 event_id=event_id_for("ai.decision", sym, IV, t), symbol=sym, interval=IV, candle_open_time=t,
@@ -83,8 +85,9 @@ def planted_store(path, *, challenger: str = "seen", n: int = 1500, seed: int = 
     lc = {"horizon": 1, "mode": "fixed", "fee_band": BAND, "k": 0.5, "vol_window": 168}
     models = {m: {"role": "voter", "weight": WEIGHTS[m], "status": "active", "version": "v1", "sha256": m * 8,
                   "label_config": lc} for m in ("xgb", "lgbm", "nhits")}
-    models |= {k: {"role": "shadow", "weight": WEIGHTS["patchtst"], "status": "active", "version": "v1",
-                   "sha256": m_sha, "label_config": lc} | ({"kind": "patchtst"} if k != "patchtst" else {})
+    models |= {k: {"role": "voter" if k in voting else "shadow", "weight": WEIGHTS["patchtst"], "status": "active",
+                   "version": "v1",
+                   "sha256": m_sha, "label_config": lc} | ({"kind": k.split("_")[0]} if k != "patchtst" else {})
                for k, m_sha in ((k, _sha(k)) for k in shadow_probs)}
     store.record_config("planted", "start", {"models": models, "min_consensus": 3, "confidence_boost": 1.1,
                                              "confidence_cap": 0.95})
