@@ -18,12 +18,32 @@ from pathlib import Path
 
 from ai_engine.exceptions import AIEngineError
 
-__all__ = ["AnalysisJob", "summarize"]
+__all__ = ["AnalysisJob", "EQUITY_CURVES", "equity_curves", "summarize"]
 
 log = logging.getLogger("ai_engine.dashboard")
 
 _GATE_FIELDS = ("name", "metric", "value", "lo", "hi", "threshold", "status", "detail")
 _MONEY_FIELDS = ("net_return", "sharpe", "max_drawdown", "trades", "hit_rate")
+EQUITY_CURVES = ("champion (as recorded)", "option A", "option B", "buy-and-hold")  # as the HTML report draws
+EQUITY_POINTS = 200  # each curve cut to this many points for the page
+
+
+def equity_curves(result) -> dict[str, list[float]]:
+    """Equity after costs (start 1) of the champion, options A and B and buy-and-hold, each taken
+    at ``EQUITY_POINTS`` evenly spaced bars (the last bar always kept)."""
+    edge = getattr(result, "edge", None)
+    if edge is None:
+        return {}
+    out = {}
+    for st in edge.strategies:
+        if st.name not in EQUITY_CURVES:
+            continue
+        eq = [float(x) for x in st.equity]
+        if len(eq) > EQUITY_POINTS:
+            step = (len(eq) - 1) / (EQUITY_POINTS - 1)
+            eq = [eq[round(i * step)] for i in range(EQUITY_POINTS)]
+        out[st.name] = [round(x, 6) for x in eq]
+    return out
 
 
 def summarize(doc: dict) -> dict:
@@ -109,7 +129,7 @@ class AnalysisJob:
             try:
                 res = analyze(self.store_path, self.hours, model=name, edge=True,
                               execution=Execution(fee_bps=10.0, slippage_bps=0.0, long_only=False, hold_bars=1))
-                results[name] = {"error": None} | summarize(to_json(res))
+                results[name] = {"error": None} | summarize(to_json(res)) | {"equity": equity_curves(res)}
             except (AIEngineError, OSError, ValueError) as exc:
                 results[name] = {"error": f"{type(exc).__name__}: {exc}" if not isinstance(exc, AIEngineError) else str(exc)}
         with self._lock:

@@ -26,9 +26,15 @@ def test_the_job_gives_the_gates_and_edge_of_analyze(tmp_path):
     snap = job.snapshot()
     assert snap["state"] == "idle" and snap["computed_at"] and [m["model"] for m in snap["models"]] == ["patchtst"]
     m = snap["models"][0]
-    ref = to_json(analyze(store, 24 * 30, model="patchtst", edge=True,
-                          execution=Execution(fee_bps=10.0, slippage_bps=0.0, long_only=False, hold_bars=1)))
+    ref_result = analyze(store, 24 * 30, model="patchtst", edge=True,
+                         execution=Execution(fee_bps=10.0, slippage_bps=0.0, long_only=False, hold_bars=1))
+    ref = to_json(ref_result)
+    equity = m.pop("equity")
     assert m["error"] is None and m == {"model": "patchtst", "error": None} | summarize(ref)
+    assert set(equity) == {"champion (as recorded)", "option A", "option B", "buy-and-hold"}
+    assert all(len(c) == 200 for c in equity.values())
+    champion = next(s for s in ref_result.edge.strategies if s.name == "champion (as recorded)")
+    assert equity["champion (as recorded)"][-1] == round(float(champion.equity[-1]), 6)
     assert len(m["gates"]) == 4 and all(g["status"] in ("PASS", "FAIL", "INCONCLUSIVE") for g in m["gates"])
     assert all(g["lo"] <= g["value"] <= g["hi"] for g in m["gates"] if g["lo"] is not None)
     assert m["verdict"] == ref["verdict"] and m["edge_verdict"] == ref["edge"]["verdict"]

@@ -123,3 +123,31 @@ def test_dashboard_in_chromium(dashboard, browser, dash_store, tmp_path):
 
     errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
     assert errors == [], errors
+
+
+def test_shadow_analysis_panel_in_chromium(browser, tmp_path):
+    """Over a store with a market the analysis can score: gates, verdicts and the equity curves."""
+    from selenium.webdriver.common.by import By
+
+    from ai_engine.dashboard import AnalysisJob, DashboardData, DashboardServer
+    from tests.analysis.conftest import build_store
+
+    store = build_store(tmp_path / "s.sqlite", n=600, history=200, tail=10)
+    job = AnalysisJob(store, hours=24 * 30)
+    job.run_once()
+    data = DashboardData(store)
+    srv = DashboardServer(data, port=0, analysis=job).start()
+    try:
+        browser.get(srv.url)
+        panel = '#analysis [data-model="patchtst"]'
+        wait_page(browser, lambda d: d.find_elements(By.CSS_SELECTOR, panel + " polyline.curve"), "the equity curves")
+        assert len(browser.find_elements(By.CSS_SELECTOR, panel + " polyline.curve")) == 4
+        text = browser.execute_script(f"return document.querySelector('{panel}').textContent")
+        assert "Calibration" in text and "option A" in text and "recommendation: option" in text
+        browser.execute_script(f"document.querySelector('{panel}').scrollIntoView()")
+        browser.save_screenshot(str(tmp_path / "analysis.png"))
+        errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+        assert errors == [], errors
+    finally:
+        srv.close()
+        data.close()

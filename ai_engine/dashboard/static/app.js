@@ -196,6 +196,27 @@
     return t;
   }
 
+  // Lines of {name: [y...]} into an <svg> of viewBox w x h, with a legend; colours by class.
+  function lines(curves, w, h) {
+    const chart = svg("svg", { viewBox: "0 0 " + w + " " + h, class: "chart equity", role: "img" });
+    const names = Object.keys(curves);
+    const all = names.flatMap((n) => curves[n]).filter((v) => v !== null);
+    if (!all.length) return chart;
+    const lo = Math.min(...all), hi = Math.max(...all), pad = 14, span = hi - lo || 1;
+    const y = (v) => pad + (h - 2 * pad) * (1 - (v - lo) / span);
+    chart.appendChild(svg("line", { x1: 0, y1: y(1), x2: w, y2: y(1), class: "axis" }));
+    chart.appendChild(svg("text", { x: 2, y: pad - 3 }, fmt(hi, 3)));
+    chart.appendChild(svg("text", { x: 2, y: h - 2 }, fmt(lo, 3)));
+    names.forEach((n, k) => {
+      const c = curves[n];
+      const pts = c.map((v, i) => (i * w / Math.max(1, c.length - 1)).toFixed(1) + "," + y(v).toFixed(1)).join(" ");
+      chart.appendChild(svg("polyline", { points: pts, class: "curve c" + k }));
+      chart.appendChild(svg("rect", { x: w - 190, y: 4 + k * 12, width: 8, height: 8, class: "swatch c" + k }));
+      chart.appendChild(svg("text", { x: w - 178, y: 12 + k * 12 }, n));
+    });
+    return chart;
+  }
+
   function pct(x) { return x === null || x === undefined ? "–" : (100 * x).toFixed(2) + "%"; }
 
   function renderAnalysis(a) {
@@ -221,6 +242,10 @@
           m.scenarios.map((sc) => [td(sc.name), td(sc.actions_changed), td(pct(sc.net_return)),
             td(fmt(sc.vs_champion.mean, 5) + " [" + fmt(sc.vs_champion.lo, 5) + ", " + fmt(sc.vs_champion.hi, 5) +
               "] p " + fmt(sc.vs_champion.p_value, 3))])));
+        if (m.equity && Object.keys(m.equity).length) {
+          sec.appendChild(el("div", "equity after costs (start 1)", "muted"));
+          sec.appendChild(lines(m.equity, 1200, 160));
+        }
         sec.appendChild(table(["strategy", "net return", "Sharpe", "max drawdown", "trades", "hit rate"],
           Object.entries(m.strategies).map(([name, s]) => [td(name), td(pct(s.net_return)), td(fmt(s.sharpe, 2)),
             td(pct(s.max_drawdown)), td(s.trades), td(pct(s.hit_rate))])));
