@@ -322,3 +322,18 @@ def test_the_dashboard_loads_no_model_library(dash_store):
             "print(sorted(m for m in ('torch', 'xgboost', 'lightgbm') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+@pytest.mark.parametrize("case", ["missing store", "missing env file", "bad port"])
+def test_cli_errors_exit_2_without_a_traceback(dash_store, tmp_path, case):
+    store = ["--store", str(dash_store.store)]
+    args = {"missing store": ["--store", str(tmp_path / "nope.sqlite"), "--port", "0"],
+            "missing env file": [*store, "--env-file", str(tmp_path / "nope.env"), "--port", "0"],
+            "bad port": [*store, "--port", "70000"]}[case]
+    env = {k: v for k, v in __import__("os").environ.items() if k != "DASHBOARD_TOKEN"}
+    proc = subprocess.run([sys.executable, "-m", "ai_engine.cli.main", "dashboard", *args],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    if case != "bad port":  # a port out of range gets click's own usage message
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "nope" in lines[0], lines
