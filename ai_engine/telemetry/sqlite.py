@@ -26,7 +26,7 @@ __all__ = ["TelemetryStore", "SCHEMA_VERSION"]
 
 log = logging.getLogger("ai_engine.telemetry")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Keyed by (model, time) first: new rows land at the end of each model's range instead of at
 # random places in the table (the event id is a hash), so a batch dirties a few pages, and the
@@ -40,16 +40,25 @@ _PREDICTIONS = """CREATE TABLE IF NOT EXISTS {name} (
 ) WITHOUT ROWID;
 """
 
+# Every column the analysis reads from a decision, in its order (time, symbol, interval): the
+# analysis reads the index alone, never the payload (about 1.6 kB a decision), and needs no sort.
+# On 2.5M decisions the read took 2.2 s of CPU instead of 6.3 s through a time-only index.
+_DECISIONS_TIME = """CREATE INDEX IF NOT EXISTS decisions_time ON decisions (candle_open_time, symbol, interval,
+    action, confidence, consensus_count, actionable, boosted, synthetic, config_id, blocked_reason);
+"""
+_V3 = "DROP INDEX IF EXISTS decisions_time;\n" + _DECISIONS_TIME
+
 # Upgrades of a store written by an earlier version, to SCHEMA_VERSION; rows are kept.
 _MIGRATIONS = {
     1: _PREDICTIONS.format(name="predictions_v2") + """
 INSERT OR IGNORE INTO predictions_v2 SELECT * FROM predictions;
 DROP TABLE predictions;
 ALTER TABLE predictions_v2 RENAME TO predictions;
-""",
+""" + _V3,
+    2: _V3,
 }
 # Versions a read-only reader (the analysis) can read as they are: the columns are the same.
-_READABLE = (1, SCHEMA_VERSION)
+_READABLE = (1, 2, SCHEMA_VERSION)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS candles (
@@ -67,8 +76,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     config_id TEXT NOT NULL, decision_latency_ms REAL, synthetic INTEGER NOT NULL DEFAULT 0,
     payload TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS decisions_time ON decisions (candle_open_time);
-CREATE INDEX IF NOT EXISTS decisions_symbol_time ON decisions (symbol, candle_open_time);
+{decisions_time}CREATE INDEX IF NOT EXISTS decisions_symbol_time ON decisions (symbol, candle_open_time);
 {predictions}CREATE TABLE IF NOT EXISTS intents (
     event_id TEXT PRIMARY KEY, decision_event_id TEXT NOT NULL, symbol TEXT NOT NULL,
     candle_open_time INTEGER NOT NULL, payload TEXT NOT NULL
@@ -83,7 +91,7 @@ CREATE TABLE IF NOT EXISTS configs (
     config_id TEXT NOT NULL, applied_at INTEGER NOT NULL, reason TEXT NOT NULL, payload TEXT NOT NULL,
     PRIMARY KEY (config_id, applied_at)
 );
-""".replace("{predictions}", _PREDICTIONS.format(name="predictions"))
+""".replace("{predictions}", _PREDICTIONS.format(name="predictions")).replace("{decisions_time}", _DECISIONS_TIME)
 
 
 def _prediction_row(rec: DecisionRecord, r: ModelResult) -> tuple:
@@ -169,9 +177,12 @@ class TelemetryStore:
         if version == 0:
             self._db.executescript(_SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};")
             return
-        rows = self._db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
-        log.warning("telemetry store %s: upgrading schema %d to %d (%d prediction rows re-keyed by model and time; once)",
-                    self.path, version, SCHEMA_VERSION, rows)
+        n_dec = self._db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
+        what = f"{n_dec} decisions indexed for the analysis"
+        if version == 1:
+            rows = self._db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+            what = f"{rows} prediction rows re-keyed by model and time, {what}"
+        log.warning("telemetry store %s: upgrading schema %d to %d (%s; once)", self.path, version, SCHEMA_VERSION, what)
         self._db.executescript(f"BEGIN IMMEDIATE;{_MIGRATIONS[version]}PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
 
     @property

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 
+import numpy as np
 import pytest
 
 from ai_engine.analysis import analyze, to_json
@@ -85,5 +87,46 @@ def test_unknown_schema_version_is_refused_with_its_number(make_store, readonly)
     path = make_store(n=20)
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA user_version=99")
-    with pytest.raises(DataError, match=r"schema version 99, expected 2"):
+    with pytest.raises(DataError, match=rf"schema version 99, expected {SCHEMA_VERSION}"):
         TelemetryStore(path, readonly=readonly)
+
+
+def _as_v2(path) -> None:
+    """What version 2 wrote: decisions indexed by time alone."""
+    with closing(sqlite3.connect(path)) as db:
+        db.executescript("DROP INDEX decisions_time; CREATE INDEX decisions_time ON decisions (candle_open_time);"
+                         "PRAGMA user_version=2;")
+
+
+def _decision_plan(path) -> str:
+    from ai_engine.analysis.decisions import BulkReader, read_decisions
+
+    plans = []
+    with closing(sqlite3.connect(path)) as db:
+        class Explain(BulkReader):  # the analysis's own decision query, explained instead of run
+            def columns(self, sql, args, kinds):
+                plans.extend(r[3] for r in db.execute(f"EXPLAIN QUERY PLAN {sql}", list(args)))
+                return [np.empty(0, dtype=np.int64)] * len(kinds)
+
+        read_decisions(Explain(db, None), -1, 2**53, [], [], [])
+    return " ".join(plans)
+
+
+def test_the_analysis_reads_decisions_from_the_index_alone(make_store):
+    """The decision read never steps over the payloads (about 1.6 kB a decision) and needs no sort."""
+    path = make_store(n=50)
+    plan = _decision_plan(path)
+    assert "COVERING INDEX decisions_time" in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_version_2_store_is_read_as_it_is_and_upgraded_to_the_covering_index(make_store):
+    path = make_store(n=300)
+    expected = to_json(analyze(path, 300))
+    _as_v2(path)
+    assert "COVERING" not in _decision_plan(path)
+    assert to_json(analyze(path, 300)) == expected  # read-only: as it is
+    TelemetryStore(path).close()  # the engine's open upgrades it
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert "COVERING INDEX decisions_time" in _decision_plan(path)
+    assert to_json(analyze(path, 300)) == expected
