@@ -139,7 +139,7 @@ def main() -> None:
     print(f"{'rows':>12} {'decisions':>10} {'generate s':>11} {'analyse s':>10} {'peak RSS MB':>12}  shadow rows")
     for text in args.sizes.split(","):
         n = _size(text)
-        path = out / f"store_v3_{n}.sqlite"  # v3: rows the size the engine writes (payload, sha256, UUIDs)
+        path = out / f"store_v4_{n}.sqlite"  # v4: rows the size the engine writes, store schema 3
         gen = 0.0
         if not path.exists():
             t = time.perf_counter()
