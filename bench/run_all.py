@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-walkforward", action="store_true", help="leave out the walk-forward timing (about "
                                                                     "20 min on 2 cores)")
     ap.add_argument("--only", default=None, help="comma-separated subset: latency,replay,training,features,"
-                                                 "analysis,bus,reload,etth1,walkforward,demo,gatesim")
+                                                 "analysis,bus,reload,etth1,walkforward,demo,gatesim,dashboard")
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="ai-engine-runall-"))
@@ -157,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
                  "ai-engine demo beside one busy-loop process (issue 17: ≤ 60 s on 2 cores)"),
         "gatesim": (["bench/bench_gate_sim.py", "--windows", "100" if q else "500", "--json", str(tmp / "gate.json")],
                     1200, "seeded simulation; every PASS or FAIL of gate 4 is false"),
+        "dashboard": (["bench/bench_dashboard.py", "--size", "10k" if q else ("1M" if args.skip_10m else "10M"),
+                       "--requests", "20" if q else "200", "--batches", "40" if q else "400"], 1800,
+                      "issue 19: endpoints over bench_analysis's store, decision latency with 10 clients polling"),
     }
     chosen = args.only.split(",") if args.only else [p for p in plan if not (p == "walkforward" and args.skip_walkforward)]
     unknown = [c for c in chosen if c not in plan]
