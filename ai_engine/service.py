@@ -19,6 +19,8 @@ import os
 import select
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -241,20 +243,46 @@ def _refuse_restart_only_changes(old: Settings, new: Settings) -> None:
                           "governor, bus or state directory, so restart it to apply them")
 
 
-def _start_dashboard(settings: Settings):
-    """The operator dashboard on 127.0.0.1:``AI_ENGINE_DASHBOARD_PORT``, on its own threads and
-    its own read-only connection to the store (a WAL reader never blocks the engine's writes)."""
-    from ai_engine.dashboard import TOKEN_ENV, DashboardData, DashboardServer
+class DashboardProcess:
+    """``serve``'s dashboard on 127.0.0.1:``AI_ENGINE_DASHBOARD_PORT``, as ``ai-engine dashboard``
+    in a process of its own (at a lower CPU priority, ended with the service even by SIGKILL): a
+    client it answers never takes the engine's interpreter lock or its CPU. Served from threads of
+    the service's own process, 10 clients polling the page raised decision latency p99 by a
+    quarter (bench/bench_dashboard.py). Its read-only connection never blocks the engine's writes.
 
-    data = DashboardData(settings.store_path, settings.env_file, settings=settings)
-    try:
-        server = DashboardServer(data, host="127.0.0.1", port=settings.dashboard_port,
-                                 token=os.environ.get(TOKEN_ENV) or None).start()
-    except BaseException:
-        data.close()
-        raise
-    log.info("dashboard on http://127.0.0.1:%d/", server.port)
-    return server
+    Raises:
+        ConfigError: it could not start (the port is taken, ...); its own error line is on stderr.
+    """
+
+    START_S = 30.0
+
+    def __init__(self, settings: Settings) -> None:
+        cmd = [sys.executable, "-m", "ai_engine.cli.main", "dashboard", "--store", str(settings.store_path),
+               "--host", "127.0.0.1", "--port", str(settings.dashboard_port), "--analysis-hours", "0",
+               "--child-of", str(os.getpid())]
+        if settings.env_file is not None:
+            cmd += ["--env-file", str(settings.env_file)]
+        self.port = settings.dashboard_port
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+        # ready once it says where it listens (it prints that after binding); an exit first is a failure
+        ready, line = select.select([self._proc.stdout], [], [], self.START_S)[0], ""
+        if ready:
+            line = self._proc.stdout.readline()
+        if not line.startswith("dashboard on "):
+            self.close()
+            raise ConfigError(f"the dashboard on 127.0.0.1:{self.port} did not start (exit {self._proc.returncode}; "
+                              "its error is above); set AI_ENGINE_DASHBOARD_PORT to a free port or 0")
+        self._proc.stdout.close()  # it prints nothing more there (it logs to stderr)
+        log.info("dashboard on http://127.0.0.1:%d/ (pid %d)", self.port, self._proc.pid)
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
 
 
 class Service:
@@ -497,7 +525,7 @@ class Service:
                 log.info("health endpoint on http://127.0.0.1:%d/health", health.port)
             self.engine = open_engine(self.settings)
             if self.settings.dashboard_port:  # after open_engine: it reads the store the engine created
-                dashboard = _start_dashboard(self.settings)
+                dashboard = DashboardProcess(self.settings)
             self.processor = CandleProcessor(self.engine, self.settings.interval)
             source = self._open_source()
             try:
@@ -532,7 +560,6 @@ class Service:
                 health.close()
             if dashboard is not None:
                 dashboard.close()
-                dashboard.data.close()
             self._remove_pid()
             for s, h in old.items():
                 signal.signal(s, h)

@@ -11,7 +11,9 @@ page to 10 clients does to decision latency.
 2. Decision latency: an engine on 30 symbols of the synthetic market (bench_latency's small
    models, PatchTST in shadow) decides ``--batches`` closing times, in blocks of 20 alternating
    between no client and 10 clients polling the page's endpoints every 1.5 s each (as the page
-   does), over the engine's own store; p50/p99 of the arrival-to-decision latency in each state.
+   does; the clients in a process of their own, as browsers are), with the dashboard run as
+   ``serve`` runs it (``service.DashboardProcess``), over the engine's own store; p50/p99 of the arrival-to-decision
+   latency in each state.
 
     python bench/bench_dashboard.py [--size 10M] [--requests 200] [--batches 400] [--json out.json]
 """
@@ -19,7 +21,10 @@ page to 10 clients does to decision latency.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import multiprocessing
+import socket
 import subprocess
 import sys
 import tempfile
@@ -64,12 +69,36 @@ def endpoints(store: Path, requests: int) -> dict:
         server.close()
 
 
+def _clients(base: str, polling, stop, served) -> None:
+    """``CLIENTS`` pollers, each requesting every endpoint every ``POLL_S`` while ``polling`` is set."""
+    def client(k: int) -> None:
+        time.sleep(k * POLL_S / CLIENTS)  # spread over the interval, as independent browsers are
+        while not stop.is_set():
+            if polling.is_set():
+                for ep in ENDPOINTS:
+                    _get(base + ep)
+                    with served.get_lock():
+                        served.value += 1
+            stop.wait(POLL_S)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def latency(batches: int, models_dir: Path) -> dict:
-    from ai_engine.dashboard.data import DashboardData
-    from ai_engine.dashboard.server import DashboardServer
     from ai_engine.data import synthetic_market, time_batches
     from ai_engine.live import CandleProcessor
     from ai_engine.runtime import open_engine
+    from ai_engine.service import DashboardProcess
 
     models, _ = ensure_models(models_dir)
     symbols = [f"S{i:02d}USDT" for i in range(30)]
@@ -84,24 +113,13 @@ def latency(batches: int, models_dir: Path) -> dict:
     engine.pin_decisions()
     proc = CandleProcessor(engine, "1h")
     proc.prime(c for step in steps[:history] for c in step)
-    server = DashboardServer(DashboardData(engine.state.settings.store_path), workers=4).start()
-    base = server.url.rstrip("/")
-    polling = threading.Event()
-    stop = threading.Event()
-    served = [0]
-
-    def client(k: int) -> None:
-        time.sleep(k * POLL_S / CLIENTS)  # spread over the interval, as independent browsers are
-        while not stop.is_set():
-            if polling.is_set():
-                for ep in ENDPOINTS:
-                    _get(base + ep)
-                    served[0] += 1
-            stop.wait(POLL_S)
-
-    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(CLIENTS)]
-    for t in threads:
-        t.start()
+    # the dashboard as serve runs it (a process of its own); the clients are browsers: another process
+    server = DashboardProcess(dataclasses.replace(engine.state.settings, dashboard_port=_free_port()))
+    ctx = multiprocessing.get_context("spawn")
+    polling, stop, served = ctx.Event(), ctx.Event(), ctx.Value("i", 0)
+    clients = ctx.Process(target=_clients, args=(f"http://127.0.0.1:{server.port}", polling, stop, served),
+                          daemon=True)
+    clients.start()
     lat = {"none": [], "clients": []}
     load_before = load_average()
     try:
@@ -116,11 +134,10 @@ def latency(batches: int, models_dir: Path) -> dict:
             time.sleep(0.05)  # closing times apart, so the clients' polls fall between and during decisions
     finally:
         stop.set()
-        for t in threads:
-            t.join(timeout=30)
+        clients.join(timeout=30)
         server.close()
         engine.close()
-    out = {"batches": batches, "symbols": 30, "clients": CLIENTS, "requests_served": served[0],
+    out = {"batches": batches, "symbols": 30, "clients": CLIENTS, "requests_served": served.value,
            "load_before": load_before, "load_after": load_average()}
     for k, v in lat.items():
         out[f"{k}_p50_ms"] = float(np.percentile(v, 50))

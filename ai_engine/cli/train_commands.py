@@ -75,7 +75,7 @@ def start_train(
     start: Annotated[str | None, typer.Option("--start", help="first date (UTC, YYYY-MM-DD)")] = None,
     end: Annotated[str | None, typer.Option("--end", help="end date, exclusive (UTC, YYYY-MM-DD)")] = None,
     max_rows: Annotated[int | None, typer.Option("--max-rows", help="use only the last N bars per symbol")] = None,
-    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads (default: all cores)")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads (default: the trees use every core, the nets as many as are free at the start)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar")] = False,
 ) -> None:
     """Train one model, print its report, and save the artifact with its .meta.json sidecar."""

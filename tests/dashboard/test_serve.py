@@ -134,3 +134,45 @@ def test_serve_dashboard_in_chromium(serving, browser, models):  # noqa: F811
     assert browser.execute_script("return window.__no_reload") == 7
     errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
     assert errors == [], errors
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(x) for x in f.read().split()]
+
+
+def test_serves_dashboard_runs_apart_and_ends_with_it_even_on_sigkill(serving):
+    """The dashboard is a process of its own (a client it answers never takes the engine's
+    interpreter lock or CPU), at a lower priority, and a serve killed with SIGKILL takes it along."""
+    env, home, dash, proc = serving
+    wait_for(lambda: _api(dash, "/api/summary") is not None, "the dashboard", 120)
+    kids = [c for c in _children(proc.pid) if "\0--child-of\0" in Path(f"/proc/{c}/cmdline").read_text()]
+    assert len(kids) == 1, kids
+    assert int(Path(f"/proc/{kids[0]}/stat").read_text().rsplit(")", 1)[1].split()[16]) >= 10  # nice
+    proc.kill()
+    proc.wait(10)
+    wait_for(lambda: not Path(f"/proc/{kids[0]}").exists() or "Z" in Path(f"/proc/{kids[0]}/stat").read_text().split()[2],
+             "the dashboard ended with serve", 20)
+    assert _api(dash, "/api/summary") is None
+
+
+def test_a_taken_dashboard_port_stops_serve_at_start_with_a_clear_error(models, tmp_path):  # noqa: F811
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        home = tmp_path / "home"
+        lines = [f"AI_ENGINE_HOME={home}", f"AI_ENGINE_SYMBOLS={','.join(SYMBOLS)}", f"AI_ENGINE_DASHBOARD_PORT={port}",
+                 "GOVERNOR_BACKEND=file"]
+        lines += [f"{p}_MODEL_PATH={copy_artifact(models[m], home / 'models' / models[m].name)}" for m, p in PREFIX.items()]
+        env = tmp_path / "ai-engine.env"
+        env.write_text("\n".join(lines) + "\n")
+        child_env = {k: v for k, v in os.environ.items() if not k.startswith(("AI_ENGINE_", "NOTIFY_SOCKET", "REDIS_"))}
+        res = subprocess.run([sys.executable, "-m", "ai_engine.cli.main", "serve", "--env-file", str(env), "--data",
+                              str(_write_csvs(tmp_path / "candles")), "--pace", "0.1"],
+                             env=child_env, capture_output=True, text=True, timeout=180)
+    assert res.returncode == 2
+    assert f"the dashboard on 127.0.0.1:{port} did not start" in res.stderr, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
