@@ -333,6 +333,7 @@ def read_snapshot(
                 series = tuple(f.result() for f in f_ser)
         finally:
             bulk.close()
+        _return_freed_memory()  # the reads' temporaries, before the decision table is built
         acts = np.bincount(dec.action[dec.action >= 0], minlength=3)
         win = Window(start, end, float(hours), until is not None, int(dec.t.size),
                      int(dec.t.min()) if dec.t.size else None, int(dec.t.max()) if dec.t.size else None)
