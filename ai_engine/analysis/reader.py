@@ -211,6 +211,18 @@ def _return_freed_memory() -> None:
     0.8 GB more than it used, which then added to the edge's own peak). No-op off glibc."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).malloc_trim(0)
+    with contextlib.suppress(ImportError):
+        import pyarrow
+
+        pyarrow.default_memory_pool().release_unused()
+
+
+def _trimmed(read, *args):
+    """``read(*args)``, then its freed temporaries returned, so the next read does not stack on them."""
+    try:
+        return read(*args)
+    finally:
+        _return_freed_memory()
 
 
 def _from_configs(db, model: str, config_ids: list[str], horizon: int | None, band: float | None):
@@ -322,8 +334,8 @@ def read_snapshot(
         bulk = BulkReader(db, store.uri)
         try:  # every bulk read at once, on a few threads
             with ThreadPoolExecutor(READ_THREADS) as pool:
-                f_dec = pool.submit(read_decisions, bulk, start, end, keys, symbols, config_ids)
-                f_pred = {m: pool.submit(read_predictions, bulk, m, start, end, symbols,
+                f_dec = pool.submit(_trimmed, read_decisions, bulk, start, end, keys, symbols, config_ids)
+                f_pred = {m: pool.submit(_trimmed, read_predictions, bulk, m, start, end, symbols,
                                          m in order and any(c.weights[order.index(m)] is None for c in infos))
                           for m in dict.fromkeys((*models, *order))}
                 f_ser = [pool.submit(_load_series, bulk, s, i, start - need_back * INTERVAL_MS[i],
