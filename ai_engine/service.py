@@ -245,8 +245,8 @@ def _refuse_restart_only_changes(old: Settings, new: Settings) -> None:
 
 class DashboardProcess:
     """``serve``'s dashboard on 127.0.0.1:``AI_ENGINE_DASHBOARD_PORT``, as ``ai-engine dashboard``
-    in a process of its own (at a lower CPU priority, ended with the service even by SIGKILL): a
-    client it answers never takes the engine's interpreter lock or its CPU. Served from threads of
+    in a process of its own (at a lower CPU priority, off the decision CPU, ended with the service
+    even by SIGKILL): a client it answers never takes the engine's interpreter lock or its CPU. Served from threads of
     the service's own process, 10 clients polling the page raised decision latency p99 by a
     quarter (bench/bench_dashboard.py). Its read-only connection never blocks the engine's writes.
 
@@ -260,6 +260,8 @@ class DashboardProcess:
         cmd = [sys.executable, "-m", "ai_engine.cli.main", "dashboard", "--store", str(settings.store_path),
                "--host", "127.0.0.1", "--port", str(settings.dashboard_port), "--analysis-hours", "0",
                "--child-of", str(os.getpid())]
+        if settings.decision_cpu is not None:
+            cmd += ["--avoid-cpu", str(settings.decision_cpu)]
         if settings.env_file is not None:
             cmd += ["--env-file", str(settings.env_file)]
         self.port = settings.dashboard_port

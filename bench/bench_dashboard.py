@@ -11,7 +11,8 @@ page to 10 clients does to decision latency.
 2. Decision latency: an engine on 30 symbols of the synthetic market (bench_latency's small
    models, PatchTST in shadow) decides ``--batches`` closing times, in blocks of 20 alternating
    between no client and 10 clients polling the page's endpoints every 1.5 s each (as the page
-   does; the clients in a process of their own, as browsers are), with the dashboard run as
+   does; the clients in a process of their own off the decision CPU, standing for browsers on the
+   operator's machine), with the dashboard run as
    ``serve`` runs it (``service.DashboardProcess``), over the engine's own store; p50/p99 of the arrival-to-decision
    latency in each state.
 
@@ -69,10 +70,15 @@ def endpoints(store: Path, requests: int) -> dict:
         server.close()
 
 
-def _clients(base: str, polling, stop, served) -> None:
-    """``CLIENTS`` pollers, each requesting every endpoint every ``POLL_S`` while ``polling`` is set."""
+def _clients(base: str, polling, stop, served, avoid_cpu: int | None, n_clients: int) -> None:
+    """``n_clients`` pollers, each requesting every endpoint every ``POLL_S`` while ``polling`` is set;
+    off the decision CPU: they stand for browsers, which run on the operator's machine, not here."""
+    import os
+
+    if avoid_cpu is not None and len(os.sched_getaffinity(0)) > 1:
+        os.sched_setaffinity(0, os.sched_getaffinity(0) - {avoid_cpu})
     def client(k: int) -> None:
-        time.sleep(k * POLL_S / CLIENTS)  # spread over the interval, as independent browsers are
+        time.sleep(k * POLL_S / n_clients)  # spread over the interval, as independent browsers are
         while not stop.is_set():
             if polling.is_set():
                 for ep in ENDPOINTS:
@@ -81,7 +87,7 @@ def _clients(base: str, polling, stop, served) -> None:
                         served.value += 1
             stop.wait(POLL_S)
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(CLIENTS)]
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(n_clients)]
     for t in threads:
         t.start()
     for t in threads:
@@ -94,7 +100,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def latency(batches: int, models_dir: Path) -> dict:
+def latency(batches: int, models_dir: Path, n_clients: int = CLIENTS) -> dict:
     from ai_engine.data import synthetic_market, time_batches
     from ai_engine.live import CandleProcessor
     from ai_engine.runtime import open_engine
@@ -117,8 +123,8 @@ def latency(batches: int, models_dir: Path) -> dict:
     server = DashboardProcess(dataclasses.replace(engine.state.settings, dashboard_port=_free_port()))
     ctx = multiprocessing.get_context("spawn")
     polling, stop, served = ctx.Event(), ctx.Event(), ctx.Value("i", 0)
-    clients = ctx.Process(target=_clients, args=(f"http://127.0.0.1:{server.port}", polling, stop, served),
-                          daemon=True)
+    clients = ctx.Process(target=_clients, args=(f"http://127.0.0.1:{server.port}", polling, stop, served,
+                                                 engine.state.settings.decision_cpu, n_clients), daemon=True)
     clients.start()
     lat = {"none": [], "clients": []}
     load_before = load_average()
@@ -137,7 +143,7 @@ def latency(batches: int, models_dir: Path) -> dict:
         clients.join(timeout=30)
         server.close()
         engine.close()
-    out = {"batches": batches, "symbols": 30, "clients": CLIENTS, "requests_served": served.value,
+    out = {"batches": batches, "symbols": 30, "clients": n_clients, "requests_served": served.value,
            "load_before": load_before, "load_after": load_average()}
     for k, v in lat.items():
         out[f"{k}_p50_ms"] = float(np.percentile(v, 50))
@@ -153,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default="/tmp/ai-engine-bench-models", help="bench_latency's model cache")
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--batches", type=int, default=400)
+    ap.add_argument("--clients", type=int, default=CLIENTS, help="polling clients (0: the blocks' own noise)")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args(argv)
     from bench.bench_analysis import _size
@@ -161,16 +168,16 @@ def main(argv: list[str] | None = None) -> int:
     if not store.exists():
         subprocess.run([sys.executable, str(Path(__file__).with_name("bench_analysis.py")), "--sizes", args.size,
                         "--dir", args.dir], check=True)
-    res = {"endpoints": endpoints(store, args.requests), "latency": latency(args.batches, Path(args.models))}
+    res = {"endpoints": endpoints(store, args.requests), "latency": latency(args.batches, Path(args.models), args.clients)}
     print(f"endpoints over {store.name} ({args.requests} requests each, one after another):")
     for ep, r in res["endpoints"].items():
         print(f"  {ep:<26} p50 {r['p50_ms']:7.2f} ms   p99 {r['p99_ms']:7.2f} ms")
     lt = res["latency"]
     print(f"decision latency, 30 symbols, {lt['batches']} closing times, blocks of 20 without / with "
-          f"{CLIENTS} clients polling every {POLL_S} s ({lt['requests_served']} requests served; load "
+          f"{lt['clients']} clients polling every {POLL_S} s ({lt['requests_served']} requests served; load "
           f"{lt['load_before']} -> {lt['load_after']}):")
     print(f"  no client  p50 {lt['none_p50_ms']:.2f} ms  p99 {lt['none_p99_ms']:.2f} ms")
-    print(f"  10 clients p50 {lt['clients_p50_ms']:.2f} ms  p99 {lt['clients_p99_ms']:.2f} ms"
+    print(f"  {lt['clients']} clients p50 {lt['clients_p50_ms']:.2f} ms  p99 {lt['clients_p99_ms']:.2f} ms"
           f"  (p99 ratio {lt['p99_ratio_clients_none']:.3f})")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))

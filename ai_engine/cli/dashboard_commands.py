@@ -24,6 +24,7 @@ def start_dashboard(
     analysis_hours: float = typer.Option(24.0, "--analysis-hours", min=0.0, help="window of the shadow analysis "
                                          "(gates, edge) run in the background every 5 minutes; 0 = off"),
     child_of: int | None = typer.Option(None, "--child-of", hidden=True, help="serve's pid: run as its child"),
+    avoid_cpu: int | None = typer.Option(None, "--avoid-cpu", hidden=True, help="serve's decision CPU: run elsewhere"),
 ) -> None:
     """Serve the read-only dashboard (page and JSON endpoints) over a store, for a post-mortem or a replay."""
     from ai_engine.dashboard import (
@@ -36,7 +37,7 @@ def start_dashboard(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if child_of is not None:
-        _as_child_of(child_of)
+        _as_child_of(child_of, avoid_cpu)
     token = os.environ.get(TOKEN_ENV) or None
     check_bind(host, token)  # before anything is opened
     data = DashboardData(store, env_file)
@@ -66,13 +67,17 @@ def start_dashboard(
         data.close()
 
 
-def _as_child_of(parent: int) -> None:
-    """``serve``'s dashboard: a lower CPU priority than the decisions, and ended when serve ends,
-    even by SIGKILL (Linux's parent-death signal; checked against the pid given, so a parent that
-    died before it was set is seen too)."""
+def _as_child_of(parent: int, avoid_cpu: int | None) -> None:
+    """``serve``'s dashboard: a lower CPU priority than the decisions and never on the decision CPU
+    (when another is left), and ended when serve ends, even by SIGKILL (Linux's parent-death
+    signal; checked against the pid given, so a parent that died before it was set is seen too)."""
     import ctypes
 
     os.nice(10)
+    if avoid_cpu is not None and hasattr(os, "sched_setaffinity"):
+        others = os.sched_getaffinity(0) - {avoid_cpu}
+        if others:
+            os.sched_setaffinity(0, others)
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:
