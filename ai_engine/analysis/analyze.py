@@ -107,10 +107,19 @@ def artifact_in_force(store_path: Path | str, model: str, version: str | None = 
                       f"configuration of {store_path} ran that {model} artifact")
 
 
-def _edge(snap, model: str, only, edge: bool, execution: Execution | None, hold: int | None,
+def _check_label_overrides(horizon: int | None, band: float | None) -> None:
+    if horizon is not None and (not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1):
+        raise ConfigError(f"--horizon must be an integer >= 1 (bars), got {horizon!r}")
+    if band is not None and not (isinstance(band, int | float) and 0 < band < 1):
+        raise ConfigError(f"--band must be a log-return half-width in (0, 1), e.g. 0.004; got {band!r}")
+
+
+def _edge(snap, i: int, only, edge: bool, execution: Execution | None, hold: int | None,
           rebalance: dict[str, float] | None, custom: tuple[dict[str, float], ...], seed: int
           ) -> tuple[EdgeAnalysis | None, str | None]:
-    """The edge of ``model`` over the snapshot's decision table, or why there is none."""
+    """The edge of the snapshot's ``i``-th model over its decision table, or why there is none."""
+    rows = snap.models[i]
+    model = rows.model
     table = snap.table
     if not edge:
         return None, None
@@ -120,9 +129,9 @@ def _edge(snap, model: str, only, edge: bool, execution: Execution | None, hold:
         table = table.only(model, *only)
     if table.n == 0:
         return None, f"no decision in the window has a {model} prediction of that artifact and role"
-    used = [snap.models[0].labels[i].horizon for i in np.unique(snap.models[0].label)] or [DEFAULT_LABEL.horizon]
+    used = [rows.labels[k].horizon for k in np.unique(rows.label)] or [DEFAULT_LABEL.horizon]
     execution = dataclasses.replace(execution or Execution(), hold_bars=hold or int(max(used)))
-    return analyze_edge(table, snap.series, snap.models[0], model, execution=execution, rebalance=rebalance,
+    return analyze_edge(table, snap.series, rows, model, execution=execution, rebalance=rebalance,
                         custom=custom, seed=seed), None
 
 
@@ -195,21 +204,18 @@ def analyze(
         raise ConfigError("--model must name a model, e.g. patchtst")
     if compare == model:
         raise ConfigError(f"--compare {compare!r} is the analysed model itself; name another model")
-    if horizon is not None and (not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1):
-        raise ConfigError(f"--horizon must be an integer >= 1 (bars), got {horizon!r}")
-    if band is not None and not (isinstance(band, int | float) and 0 < band < 1):
-        raise ConfigError(f"--band must be a log-return half-width in (0, 1), e.g. 0.004; got {band!r}")
+    _check_label_overrides(horizon, band)
     names = (model,) if compare is None else (model, compare)
     selection = None
     if only is None and (version is not None or sha256 is not None or not all_versions):
         selection = artifact_in_force(store_path, model, version, sha256)
         if selection is not None:
             only = (selection.role, selection.sha256)
-    snap = read_snapshot(store_path, hours, names, until=parse_time(until), horizon=horizon, band=band, only=only,
-                         table=edge, hold_bars=hold or 0)
+    snap = read_snapshot(store_path, hours, names, until=parse_time(until), horizon=horizon, band=band,
+                         only={model: only} if only else None, table=edge, hold_bars=hold or 0)
     # the gates, then the edge; not side by side: with both the peak memory of 10M predictions passes 2 GB
     models = tuple(analyze_model(rows, snap.series, snap.window, th) for rows in snap.models)
-    e, why = _edge(snap, model, only, edge, execution, hold, rebalance, custom, th.seed)
+    e, why = _edge(snap, 0, only, edge, execution, hold, rebalance, custom, th.seed)
     if selection is not None:
         selection = dataclasses.replace(selection, excluded=snap.window_rows[0] - models[0].n_rows)
     w = snap.window
@@ -253,23 +259,35 @@ def _kinds(store_path: Path | str, keys: tuple[str, ...]) -> dict[str, str]:
 
 
 def analyze_challengers(store_path: Path | str, hours: float, challengers: tuple[str, ...], *,
-                        models_dir: Path | None = None, **kwargs) -> ChallengerComparison:
-    """Each challenger's edge against the champion (``analyze`` with ``kwargs``), then Holm's
-    correction over them and the best one's Deflated Sharpe for every version of its model the
-    registry in ``models_dir`` ever staged (without a registry: those compared here).
+                        models_dir: Path | None = None, until: int | str | datetime | None = None,
+                        thresholds: Thresholds | None = None, horizon: int | None = None,
+                        band: float | None = None, all_versions: bool = True, execution: Execution | None = None,
+                        hold: int | None = None, rebalance: dict[str, float] | None = None) -> ChallengerComparison:
+    """Each challenger's edge against the champion, as ``analyze`` computes it with the same
+    arguments, from one read of the window; then Holm's correction over them and the best one's
+    Deflated Sharpe for every version of its model the registry in ``models_dir`` ever staged
+    (without a registry: those compared here).
 
     Raises:
-        ConfigError: fewer than two challengers, or one without an edge (the message says why).
+        ConfigError: fewer than two challengers, a bad argument, or a challenger without an edge
+            (the message says why).
     """
     names = tuple(dict.fromkeys(challengers))
     if len(names) < 2:
         raise ConfigError(f"--challengers needs at least two models to compare, got {', '.join(names) or 'none'}")
+    seed = (thresholds or Thresholds()).validate().seed
+    _check_label_overrides(horizon, band)
+    only = {}
+    if not all_versions:  # each challenger's artifact in force, as analyze judges it by default
+        only = {n: (s.role, s.sha256) for n in names if (s := artifact_in_force(store_path, n)) is not None}
+    snap = read_snapshot(store_path, hours, names, until=parse_time(until), horizon=horizon, band=band, only=only,
+                         table=True, hold_bars=hold or 0)
     edges: dict[str, EdgeAnalysis] = {}
-    for name in names:
-        r = analyze(store_path, hours, model=name, **kwargs)
-        if r.edge is None:
-            raise ConfigError(f"--challengers: {name} has no edge analysis in this window ({r.edge_error})")
-        edges[name] = r.edge
+    for i, name in enumerate(names):
+        e, why = _edge(snap, i, only.get(name), True, execution, hold, rebalance, (), seed)
+        if e is None:
+            raise ConfigError(f"--challengers: {name} has no edge analysis in this window ({why})")
+        edges[name] = e
     trialled = {}
     if models_dir is not None:
         from ai_engine.lifecycle.registry import Registry

@@ -301,12 +301,12 @@ def read_snapshot(
     until: int | None = None,
     horizon: int | None = None,
     band: float | None = None,
-    only: tuple[str, str] | None = None,
+    only: dict[str, tuple[str, str]] | None = None,
     table: bool = False,
     hold_bars: int = 0,
 ) -> Snapshot:
     """Window, decision counts, the models' rows and the candles needed to score them; ``only``
-    (role, sha256) restricts the first model's rows to that artifact in that role; ``table`` adds
+    maps a model to (role, sha256): its rows of that artifact in that role only; ``table`` adds
     the decision table (the counterfactual and the money view), with candles for ``hold_bars``
     past the window."""
     if not (isinstance(hours, int | float) and math.isfinite(hours) and hours > 0):
@@ -349,8 +349,8 @@ def read_snapshot(
         acts = np.bincount(dec.action[dec.action >= 0], minlength=3)
         win = Window(start, end, float(hours), until is not None, int(dec.t.size),
                      int(dec.t.min()) if dec.t.size else None, int(dec.t.max()) if dec.t.size else None)
-        rows = tuple(_model_rows(db, m, preds[m], dec, win, config_ids, labels[m], only if i == 0 else None)
-                     for i, m in enumerate(models))
+        rows = tuple(_model_rows(db, m, preds[m], dec, win, config_ids, labels[m], (only or {}).get(m))
+                     for m in models)
         dt = build_table(order, infos, dec, preds) if table else None
         window_rows = tuple(int(preds[m].t.size) for m in models)
         del preds

@@ -20,24 +20,16 @@ from ai_engine.enums import GovernorMode
 from ai_engine.governor import FileGovernorBackend, GovernorState
 from tests.dashboard.conftest import needs_chromium
 from tests.helpers import wait_for
-from tests.reliability.conftest import SYMBOLS, copy_artifact, free_port, models  # noqa: F401 (shared fixture)
+from tests.reliability.conftest import (  # noqa: F401 (models: the shared fixture)
+    SERVE,
+    SYMBOLS,
+    copy_artifact,
+    free_port,
+    models,
+    write_csvs,
+)
 
-SERVE = [sys.executable, "-c",
-         "import typer; from ai_engine.cli import service_commands as s; app = typer.Typer(); s.register(app); app()",
-         "serve"]
 PREFIX = {"xgb": "XGB", "lgbm": "LGBM", "nhits": "NHITS", "patchtst": "PATCHTST"}
-
-
-def _write_csvs(directory: Path, n_bars: int = 600) -> Path:
-    from ai_engine.data import synthetic_market
-
-    directory.mkdir(parents=True)
-    for sym, s in synthetic_market(list(SYMBOLS), "1h", n_bars=n_bars, seed=7).items():
-        rows = ["open_time,open,high,low,close,volume"]
-        rows += [f"{int(t)}," + ",".join(repr(float(x)) for x in rest)
-                 for t, *rest in zip(s.open_time, s.open, s.high, s.low, s.close, s.volume, strict=True)]
-        (directory / f"{sym}-1h.csv").write_text("\n".join(rows) + "\n")
-    return directory
 
 
 def _api(port: int, path: str):
@@ -63,7 +55,7 @@ def serving(models, tmp_path):  # noqa: F811 (the fixture imported above)
     child_env = {k: v for k, v in os.environ.items()
                  if not k.startswith(("AI_ENGINE_", "NOTIFY_SOCKET", "REDIS_", "DASHBOARD_"))}
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen([*SERVE, "--env-file", str(env), "--data", str(_write_csvs(tmp_path / "candles")),
+    proc = subprocess.Popen([*SERVE, "--env-file", str(env), "--data", str(write_csvs(tmp_path / "candles", 600)),
                              "--pace", "0.1", "--history", "150"], env=child_env, stdout=log, stderr=subprocess.STDOUT)
     try:
         yield env, home, dash, proc
@@ -171,7 +163,7 @@ def test_a_taken_dashboard_port_stops_serve_at_start_with_a_clear_error(models, 
         env.write_text("\n".join(lines) + "\n")
         child_env = {k: v for k, v in os.environ.items() if not k.startswith(("AI_ENGINE_", "NOTIFY_SOCKET", "REDIS_"))}
         res = subprocess.run([sys.executable, "-m", "ai_engine.cli.main", "serve", "--env-file", str(env), "--data",
-                              str(_write_csvs(tmp_path / "candles")), "--pace", "0.1"],
+                              str(write_csvs(tmp_path / "candles", 600)), "--pace", "0.1"],
                              env=child_env, capture_output=True, text=True, timeout=180)
     assert res.returncode == 2
     assert f"the dashboard on 127.0.0.1:{port} did not start" in res.stderr, res.stderr[-2000:]

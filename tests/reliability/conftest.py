@@ -4,6 +4,7 @@ market, settings for a test engine, and a private redis-server."""
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,25 @@ def series():
     from ai_engine.data import synthetic_market
 
     return synthetic_market(list(SYMBOLS), interval="1h", n_bars=260, seed=3)
+
+
+# ``serve`` as its own process, its CLI built the way the service's tests need it (no other command)
+SERVE = [sys.executable, "-c",
+         "import typer; from ai_engine.cli import service_commands as s; app = typer.Typer(); s.register(app); app()",
+         "serve"]
+
+
+def write_csvs(directory: Path, n_bars: int) -> Path:
+    """A synthetic market of SYMBOLS as the file source's 1h CSVs in ``directory``."""
+    from ai_engine.data import synthetic_market
+
+    directory.mkdir(parents=True)
+    for sym, s in synthetic_market(list(SYMBOLS), "1h", n_bars=n_bars, seed=7).items():
+        rows = ["open_time,open,high,low,close,volume"]
+        rows += [f"{int(t)}," + ",".join(repr(float(x)) for x in rest)
+                 for t, *rest in zip(s.open_time, s.open, s.high, s.low, s.close, s.volume, strict=True)]
+        (directory / f"{sym}-1h.csv").write_text("\n".join(rows) + "\n")
+    return directory
 
 
 def copy_artifact(src: Path, dest: Path) -> Path:

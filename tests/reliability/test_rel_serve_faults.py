@@ -7,30 +7,10 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
-from pathlib import Path
 
 from ai_engine.health import fetch_health
 from tests.helpers import wait_for
-from tests.reliability.conftest import SYMBOLS, copy_artifact, free_port
-
-SERVE = [sys.executable, "-c",
-         "import typer; from ai_engine.cli import service_commands as s; app = typer.Typer(); s.register(app); app()",
-         "serve"]
-
-
-
-
-def _write_csvs(directory: Path, n_bars: int = 400) -> Path:
-    from ai_engine.data import synthetic_market
-
-    directory.mkdir(parents=True)
-    for sym, s in synthetic_market(list(SYMBOLS), "1h", n_bars=n_bars, seed=7).items():
-        rows = ["open_time,open,high,low,close,volume"]
-        rows += [f"{int(t)}," + ",".join(repr(float(x)) for x in rest)
-                 for t, *rest in zip(s.open_time, s.open, s.high, s.low, s.close, s.volume, strict=True)]
-        (directory / f"{sym}-1h.csv").write_text("\n".join(rows) + "\n")
-    return directory
+from tests.reliability.conftest import SERVE, SYMBOLS, copy_artifact, free_port, write_csvs
 
 
 def test_serve_survives_a_missing_model_a_broken_reload_and_an_unreadable_governor(models, tmp_path):
@@ -46,7 +26,7 @@ def test_serve_survives_a_missing_model_a_broken_reload_and_an_unreadable_govern
     (home / "governor.json").write_text("{not json")  # unreadable from the start
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("AI_ENGINE_", "NOTIFY_SOCKET", "REDIS_"))}
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen([*SERVE, "--env-file", str(env), "--data", str(_write_csvs(tmp_path / "candles")),
+    proc = subprocess.Popen([*SERVE, "--env-file", str(env), "--data", str(write_csvs(tmp_path / "candles", 400)),
                              "--pace", "0.02", "--history", "150"], env=child_env, stdout=log, stderr=subprocess.STDOUT)
     try:
         snap = wait_for(lambda: (h := fetch_health(port)) and (h.get("decisions_made") or 0) > 5 and h, "first decisions")
