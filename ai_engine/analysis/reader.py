@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from ai_engine.analysis.decisions import (
-    ACTIONS,
     READ_THREADS,
     ROLE_CODES,
     STATUS_CODES,
@@ -46,7 +45,7 @@ from ai_engine.types import INTERVAL_MS
 
 __all__ = [
     "Window", "Series", "VersionSeen", "ModelRows", "Snapshot", "parse_time", "read_snapshot",
-    "STATUS_CODES", "ACTION_CODES", "ROLE_CODES",
+    "STATUS_CODES", "ROLE_CODES",
 ]
 
 HOUR_MS = 3_600_000
@@ -54,7 +53,6 @@ HOUR_MS = 3_600_000
 # year 287,396). A store edited by hand may hold anything; other values never open a window.
 MAX_TIME_MS = 2**53
 _TIME_SQL = f"typeof(candle_open_time) = 'integer' AND candle_open_time BETWEEN 0 AND {MAX_TIME_MS}"
-ACTION_CODES = ACTIONS  # CLASS_ORDER; -1 NULL, -2 unknown string
 
 
 @dataclass(frozen=True, slots=True)
