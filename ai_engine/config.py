@@ -92,6 +92,8 @@ KEYS: dict[str, Key] = {
     "AI_ENGINE_STREAM_MAXLEN": Key(int, 100_000, "approximate MAXLEN of the Redis streams", 1, None),
     "AI_ENGINE_RETENTION_DAYS": Key(float, 0.0, "keep decisions this many days of market time (0 = keep all; else ≥ 7, the observation window)", 0.0, None),
     "REDIS_URL": Key(str, "", "Redis URL (redis:// or rediss://, may carry a password); empty = no bus", empty_ok=True),
+    "AI_ENGINE_STORE_BUFFER_ROWS": Key(int, 200_000, "rows of failed store writes kept for retry; past it intents are "
+                                       "blocked (telemetry_unwritable)", 10, None),
     "ENSEMBLE_MIN_CONSENSUS": Key(int, 3, "voters that must agree for an actionable decision", 1, 4),
     "ENSEMBLE_CONFIDENCE_BOOST": Key(float, 1.1, "confidence factor when all four models vote and agree", 1.0, 2.0),
     "ENSEMBLE_CONFIDENCE_CAP": Key(float, 0.95, "cap of boosted confidence (below 1)", 0.5, 0.999),
@@ -177,6 +179,7 @@ class Settings:
     raw: dict[str, str] = field(default_factory=dict)
     shadows: dict[str, ModelConfig] = field(default_factory=dict)  # extra shadows by key, sorted
     dashboard_port: int = 0  # the operator dashboard on 127.0.0.1 beside serve; 0 = off
+    store_buffer_rows: int = 200_000  # failed store writes kept for retry (telemetry.sqlite)
 
     def all_models(self) -> dict[str, ModelConfig]:
         """The four models, then the extra shadows: what the engine loads."""
@@ -518,6 +521,7 @@ def load_settings(
         redis_prefix=get("AI_ENGINE_REDIS_PREFIX"),
         stream_maxlen=get("AI_ENGINE_STREAM_MAXLEN"),
         retention_days=_validate_retention(get("AI_ENGINE_RETENTION_DAYS")),
+        store_buffer_rows=get("AI_ENGINE_STORE_BUFFER_ROWS"),
         min_consensus=get("ENSEMBLE_MIN_CONSENSUS"),
         confidence_boost=get("ENSEMBLE_CONFIDENCE_BOOST"),
         confidence_cap=get("ENSEMBLE_CONFIDENCE_CAP"),

@@ -344,10 +344,14 @@ class DecisionEngine:
             if is_late:
                 late[name] = fut
         decided_at = int(time.time() * 1000)
+        # an intent whose record the store cannot keep never goes out (fails closed, as the governor)
+        held = self.store.health()["reason"] if self.store.saturated else None
         records: list[DecisionRecord] = []
         for i, candle in enumerate(inputs.candles):
             results = tuple(per_model[name][i] for name in st.slots)
             decision, verdict = decisions[i], verdicts[i]
+            if held is not None and verdict.allowed:
+                verdict = replace(verdict, allowed=False, reason=held)
             if shadows:  # shadow entries join the recorded breakdown; the vote never saw them
                 decision = replace(decision, results=results)
             if inputs.arrived_at is not None:

@@ -32,7 +32,7 @@ def governor_backend(settings: Settings) -> GovernorBackend:
 
 def open_engine(settings: Settings, *, wait_for_shadow: bool = False) -> DecisionEngine:
     """Open the store (with the bus outbox when Redis is configured) and build the engine."""
-    store = TelemetryStore(settings.store_path, outbox=bool(settings.redis_url))
+    store = TelemetryStore(settings.store_path, outbox=bool(settings.redis_url), max_pending_rows=settings.store_buffer_rows)
     sinks = []
     if settings.redis_url:
         from ai_engine.telemetry.redis_streams import RedisPublisher

@@ -345,7 +345,8 @@ class Service:
             "models": models,
             "last_decision_at": eng.last_decision_at,
             "decisions_made": eng.decisions_made,
-            "store": {"pending_writes": eng.store.pending_writes, "dropped_decisions": eng.store.dropped_decisions},
+            "status": eng.store.health()["status"],
+            "store": eng.store.health(),
             "model_processes": {m: {"pid": s.agent.pid, "state": s.agent.process_state}
                                 for m, s in st.slots.items() if s.isolated},
             "governor": gov.to_json() | {"error": None} if gov is not None else {"error": err},

@@ -123,6 +123,11 @@ def status(env_file: str = EnvFile, as_json: bool = typer.Option(False, "--json"
                       f"{f['window']} outputs, below {f['min_std']:g})")
     if snap["store_path"] is None:
         console.print(f"store: no store yet at {settings.store_path} (nothing recorded)")
+    store = snap.get("store") or {}
+    if store.get("status", "ok") != "ok":
+        console.print(f"store: [red]{store['status'].upper()}[/red] {store['pending_rows']} rows waiting (bound "
+                      f"{store['max_pending_rows']}), {store['unkept_decisions']} decisions not kept: "
+                      f"{store.get('reason') or store.get('error')}")
     gov = snap.get("governor") or {}
     if gov.get("error"):
         console.print(f"governor: [red]BLOCKING[/red] {gov['error']}")

@@ -19,14 +19,18 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ai_engine.data.validate import iso_utc
 from ai_engine.exceptions import DataError, TransientError
 from ai_engine.types import Candle, DecisionRecord, ModelResult
 
-__all__ = ["TelemetryStore", "SCHEMA_VERSION"]
+__all__ = ["TelemetryStore", "SCHEMA_VERSION", "TELEMETRY_UNWRITABLE"]
 
 log = logging.getLogger("ai_engine.telemetry")
 
 SCHEMA_VERSION = 3
+
+# The blocked reason of an intent held back because the store could not keep its record.
+TELEMETRY_UNWRITABLE = "telemetry_unwritable"
 
 # Keyed by (model, time) first: new rows land at the end of each model's range instead of at
 # random places in the table (the event id is a hash), so a batch dirties a few pages, and the
@@ -114,10 +118,15 @@ def _decisions_in(ops: Sequence[tuple[str, Sequence]]) -> int:
 class TelemetryStore:
     """Append-only decision store. Thread-safe; writes that fail are kept and retried in order.
 
-    What is kept for retry is bounded by ``max_pending_rows``: a store that stays unwritable (disk
-    full, locked) for long would otherwise grow the process without limit. Past the bound, new
-    writes are not kept; each such decision is counted in ``dropped_decisions`` and logged, and is
-    decided again by ``replay --resume`` or the live backfill (event ids are deterministic).
+    What is kept for retry is bounded, so a store that stays unwritable (disk full, locked, read
+    only) never grows the process without limit, and nothing leaves it unsaid. Once the rows kept
+    reach ``max_pending_rows`` the store is ``saturated``: the engine blocks every intent with
+    ``telemetry_unwritable`` (an intent whose record cannot be kept never goes out), and those
+    blocked decisions are still kept until the buffer holds twice the bound, so the store shows
+    them, blocked, once it accepts writes again. Past that a decision is not kept: it is counted
+    per symbol with its first and last candle (``unkept``, ``unkept_decisions``), logged and shown
+    on ``/health``; ``replay --resume`` or the live backfill decides it again (event ids are
+    deterministic). The kept writes go in, in order, with the first write that succeeds.
     """
 
     def __init__(self, path: Path | str, *, readonly: bool = False, outbox: bool = False,
@@ -126,10 +135,13 @@ class TelemetryStore:
         self.uri: str | None = None  # how a read-only store was opened, for a second reader of the same file
         self.outbox = outbox
         self.max_pending_rows = max_pending_rows
-        self.dropped_decisions = 0
-        self._dropping = 0  # decisions not kept since the store last accepted a write
+        self.unkept_decisions = 0  # decisions never kept, since the store opened
+        self.unkept: dict[str, list[int]] = {}  # since the last write that succeeded: symbol -> [count, first, last]
+        self.last_error: str | None = None  # why the last write failed; None once one succeeds
+        self._failing_since: float | None = None
         self._lock = threading.Lock()
         self._pending: list[tuple[str, Sequence]] = []
+        self._pending_rows = 0
         try:
             if readonly:
                 if not self.path.is_file():
@@ -202,26 +214,73 @@ class TelemetryStore:
             except sqlite3.Error as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                if sum(len(rows) for _, rows in batch) <= self.max_pending_rows:
-                    self._pending = batch
-                    log.error("telemetry write to %s failed (%s); %d batches kept for retry", self.path, exc, len(batch))
-                else:
-                    lost = _decisions_in(ops)
-                    self._dropping += lost
-                    self.dropped_decisions += lost
-                    log.error("telemetry write to %s failed (%s); retry buffer full (%d rows kept): %d decisions "
-                              "not kept (%d since the store last accepted a write); `replay --resume` or the live "
-                              "backfill decides them again", self.path, exc, self.max_pending_rows, lost, self._dropping)
+                self._keep(ops, str(exc))
                 raise TransientError(f"telemetry store {self.path}: {exc}") from None
-            self._pending = []
-            if self._dropping:
-                log.error("telemetry store %s accepts writes again; %d decisions were not kept while it could not",
-                          self.path, self._dropping)
-                self._dropping = 0
+            if self._failing_since is not None:
+                self._recovered(batch)
+            self._pending, self._pending_rows = [], 0
+
+    def _keep(self, ops: list[tuple[str, Sequence]], error: str) -> None:
+        """Keep a failed write for retry while the buffer has room (twice the bound: the second
+        half holds the blocked decisions); past it count its decisions per symbol."""
+        was_saturated = self.saturated
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+        self.last_error = error
+        rows = sum(len(r) for _, r in ops)
+        if self._pending_rows + rows <= 2 * self.max_pending_rows:
+            self._pending += ops
+            self._pending_rows += rows
+            log.error("telemetry write to %s failed (%s); %d rows kept for retry (bound %d)", self.path, error,
+                      self._pending_rows, self.max_pending_rows)
+        else:
+            lost = [r for sql, rs in ops if sql.startswith(_DECISIONS_INSERT) for r in rs]
+            for r in lost:  # (event_id, symbol, interval, candle_open_time, ...)
+                entry = self.unkept.setdefault(r[1], [0, r[3], r[3]])
+                entry[0] += 1
+                entry[1], entry[2] = min(entry[1], r[3]), max(entry[2], r[3])
+            self.unkept_decisions += len(lost)
+            log.error("telemetry write to %s failed (%s); retry buffer full (%d rows): %d decisions not kept (%d "
+                      "since it last accepted a write); `replay --resume` or the live backfill decides them again",
+                      self.path, error, self._pending_rows, len(lost), sum(e[0] for e in self.unkept.values()))
+        if self.saturated and not was_saturated:
+            log.error("telemetry store %s unwritable (%s): %d rows waiting reach the bound of %d; every intent is "
+                      "blocked (%s) until it accepts writes", self.path, error, self._pending_rows,
+                      self.max_pending_rows, TELEMETRY_UNWRITABLE)
+
+    def _recovered(self, written: list[tuple[str, Sequence]]) -> None:
+        blocked = sum(1 for sql, rows in written if sql.startswith(_DECISIONS_INSERT) for r in rows
+                      if r[12] is not None and r[12].startswith(TELEMETRY_UNWRITABLE))
+        log.warning("telemetry store %s accepts writes again after %.1fs: wrote the %d rows kept (%d decisions "
+                    "blocked as %s)", self.path, time.monotonic() - self._failing_since, sum(len(r) for _, r in written),
+                    blocked, TELEMETRY_UNWRITABLE)
+        if self.unkept:
+            log.error("telemetry store %s: %d decisions were not kept while it could not be written: %s", self.path,
+                      sum(e[0] for e in self.unkept.values()), ", ".join(
+                          f"{sym} {n} ({iso_utc(first)} .. {iso_utc(last)})" for sym, (n, first, last) in
+                          sorted(self.unkept.items())))
+        self.unkept, self.last_error, self._failing_since = {}, None, None
 
     @property
     def pending_writes(self) -> int:
         return len(self._pending)
+
+    @property
+    def pending_rows(self) -> int:
+        return self._pending_rows
+
+    @property
+    def saturated(self) -> bool:
+        """The rows waiting for an unwritable store reached ``max_pending_rows``: block intents."""
+        return self._pending_rows >= self.max_pending_rows
+
+    def health(self) -> dict:
+        """The buffer's state for ``/health``: ok, degraded (writes waiting) or unhealthy (saturated)."""
+        status = "unhealthy" if self.saturated else "degraded" if self._pending else "ok"
+        return {"status": status, "pending_writes": len(self._pending), "pending_rows": self._pending_rows,
+                "max_pending_rows": self.max_pending_rows, "unkept_decisions": self.unkept_decisions,
+                "error": self.last_error,
+                "reason": f"{TELEMETRY_UNWRITABLE}: {self.last_error}" if self.saturated else None}
 
     def flush(self) -> int:
         """Retry the writes kept after a failure now; returns the batches still pending."""

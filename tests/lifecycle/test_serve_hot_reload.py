@@ -71,7 +71,7 @@ def test_lifecycle_commands_reach_the_next_decisions_without_restart(deployment,
     snap = wait_for(lambda: (h := fetch_health(deployment.port)) and h.get("decisions_made") and h, "first decisions")
     assert snap["roles"] == {"xgb": "voter", "lgbm": "voter", "nhits": "voter", "patchtst": "voter"}
     assert snap["governor"]["mode"] == "PAPER" and snap["last_decision_at"]
-    assert snap["store"] == {"pending_writes": 0, "dropped_decisions": 0}
+    assert snap["status"] == "ok" and snap["store"]["pending_rows"] == 0 and snap["store"]["unkept_decisions"] == 0
     assert snap["decision_cpu"] == (max(ALL_CPUS) if len(ALL_CPUS) > 1 else None)  # AI_ENGINE_DECISION_CPU=auto
     flat = wait_for(lambda: fetch_health(deployment.port)["flatlined"], "flat-line flags on /health")
     assert set(flat) <= {"xgb", "lgbm", "nhits", "patchtst"}

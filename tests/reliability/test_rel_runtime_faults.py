@@ -136,11 +136,12 @@ def test_full_disk_keeps_decisions_and_flushes_them_when_space_returns(models, s
 
 
 
-def test_retry_buffer_is_bounded_and_what_it_drops_is_reported(models, series, tmp_path, caplog):
-    """A store that stays unwritable must not grow the process without limit: past the bound new
-    writes are not kept, every such decision is counted and logged, and the kept ones are still
-    written in order, once, when the store accepts writes again."""
-    settings = settings_for(tmp_path, models, ENSEMBLE_MIN_CONSENSUS="2")
+def test_retry_buffer_is_bounded_blocks_intents_and_reports_what_it_cannot_keep(models, series, tmp_path, caplog):
+    """A store that stays unwritable must not grow the process without limit, nor let an intent out
+    whose record it cannot keep: past the bound every intent is blocked (telemetry_unwritable), the
+    blocked decisions are kept up to twice the bound and written once the store accepts writes, and
+    each decision past that is counted and logged, never dropped silently."""
+    settings = settings_for(tmp_path, models, ENSEMBLE_MIN_CONSENSUS="1")
     engine = open_engine(settings)
     store = engine.store
     store.max_pending_rows = 60
@@ -151,23 +152,34 @@ def test_retry_buffer_is_bounded_and_what_it_drops_is_reported(models, series, t
         other = sqlite3.connect(settings.store_path, isolation_level=None)
         other.execute("BEGIN EXCLUSIVE")
         caplog.set_level(logging.ERROR)
-        _, during = run_stream(engine, series, 122, 140, proc)
-        kept_rows = sum(len(rows) for _, rows in store._pending)
-        assert 0 < kept_rows <= 60 and store.dropped_decisions > 0
-        assert "retry buffer full" in caplog.text and "decides them again" in caplog.text
+        during, peak = [], 0
+        for stop in range(123, 146):
+            during += run_stream(engine, series, stop - 1, stop, proc)[1]
+            peak = max(peak, store.pending_rows)
+        health = store.health()
+        assert peak <= 2 * 60 and store.unkept_decisions > 0
+        assert health["status"] == "unhealthy" and health["reason"].startswith("telemetry_unwritable: database is locked")
+        assert "every intent is blocked (telemetry_unwritable)" in caplog.text and "retry buffer full" in caplog.text
         other.execute("ROLLBACK")
-        _, after = run_stream(engine, series, 140, 141, proc)
+        _, after = run_stream(engine, series, 145, 146, proc)
     finally:
         if other is not None:
             other.close()
         engine.close()
-    assert "accepts writes again" in caplog.text
+    assert store.health()["status"] == "ok" and "decisions were not kept while it could not be written" in caplog.text
+    held = [r for r in during if r.blocked_reason and r.blocked_reason.startswith("telemetry_unwritable")]
+    assert held and not any(r.published for r in during[during.index(held[0]):])
     with sqlite3.connect(settings.store_path) as db:
-        stored = {row[0] for row in db.execute("SELECT event_id FROM decisions")}
+        stored = dict(db.execute("SELECT event_id, blocked_reason FROM decisions"))
+        intents = {row[0] for row in db.execute("SELECT decision_event_id FROM intents")}
     made = {r.event_id for r in before + during + after}
     assert len(made) == len(before + during + after)
-    assert {r.event_id for r in before + after} <= stored <= made
-    assert len(made - stored) == store.dropped_decisions
+    assert {r.event_id for r in before + after} <= set(stored) <= made
+    assert len(made - set(stored)) == store.unkept_decisions  # every decision not kept is counted
+    kept_held = [r for r in held if r.event_id in stored]
+    assert kept_held and all(stored[r.event_id] == r.blocked_reason for r in kept_held)
+    assert not intents & {r.event_id for r in held}
+
 
 def test_pending_writes_are_flushed_or_reported_at_close(models, series, tmp_path, caplog):
     settings = settings_for(tmp_path, models, ENSEMBLE_MIN_CONSENSUS="2")
