@@ -11,6 +11,8 @@ one key ``SHADOW_<MODEL>_<TAG>_MODEL_PATH`` (``SHADOW_PATCHTST_R2_MODEL_PATH=/â€
 MODEL says which agent loads it, and ``<model>_<tag>`` (``patchtst_r2``) is its stable key in
 ``model_breakdown`` and telemetry. An extra shadow has no role or weight key: nothing in the
 env file can make it vote, and any other key shaped like one, or a misspelt one, is refused.
+Its one other key, ``SHADOW_<MODEL>_<TAG>_SAMPLE``, is its budget (``sampling``), as
+``SHADOW_SAMPLE`` is the budget of the four's shadows (the spec's PatchTST shadow).
 
 Sources: defaults, then the env file when one is in use, else the process environment. With an
 env file the engine's keys come from the file alone: a process variable that disagrees with it, or
@@ -29,7 +31,7 @@ import logging
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,9 @@ KEYS: dict[str, Key] = {
     "SHADOW_LOG_INTERVAL_S": Key(float, 30.0, "seconds between [SHADOW] log lines per model", 0.0, None),
     "SHADOW_DEADLINE_MS": Key(float, 250.0, "how long a decision waits for a shadow result", 0.0, None),
     "MODEL_TIMEOUT_MS": Key(float, 2000.0, "a voter slower than this is excluded from that decision", 1.0, None),
+    "SHADOW_SAMPLE": Key(float, 1.0, "fraction of decisions a shadow of the four (the spec's PatchTST shadow) predicts "
+                         "on, chosen from the event id (0 < f <= 1; extra shadows: SHADOW_<MODEL>_<TAG>_SAMPLE)",
+                         0.0, 1.0),
     "SHADOW_ISOLATION": Key(str, "process", "where shadow models run: process (a child process each) or thread"),
     "AI_ENGINE_DECISION_CPU": Key(str, "auto", "CPU the live decision thread and its voter worker share (auto: the "
                                   "highest this process may use; off: not pinned; or a CPU number)"),
@@ -126,6 +131,7 @@ class ModelConfig:
         weight: the voting weight (an extra shadow records its model's, and never votes).
         path: the artifact; None: the default file in the models dir (the four only).
         kind: the model that loads it (``xgb``, ``lgbm``, ``nhits``, ``patchtst``).
+        sample: the fraction of decisions it predicts on while it shadows (``sampling``); 1: all.
     """
 
     name: str
@@ -133,6 +139,7 @@ class ModelConfig:
     weight: float
     path: Path | None  # None: resolved by the registry at load time
     kind: str
+    sample: float = 1.0
 
     @property
     def extra(self) -> bool:
@@ -145,6 +152,13 @@ class ModelConfig:
         if not self.extra:
             return f"{MODEL_ENV_PREFIX[self.kind]}_MODEL_PATH"
         return extra_shadow_key(self.kind, self.name[len(self.kind) + 1:])
+
+    @property
+    def sample_key(self) -> str:
+        """The env key of its sample fraction."""
+        if not self.extra:
+            return "SHADOW_SAMPLE"
+        return extra_shadow_key(self.kind, self.name[len(self.kind) + 1:], _SAMPLE_SUFFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,20 +218,27 @@ _BOOLS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0":
 
 _SHADOW = "SHADOW_"
 _PATH_SUFFIX = "_MODEL_PATH"
+_SAMPLE_SUFFIX = "_SAMPLE"
 _TAG_RE = re.compile(r"^[A-Z0-9]+(?:_[A-Z0-9]+)*$")
 _TAG_MAX = 32
-_EXTRA_SHADOW_SPEC = Key(Path, None, "an extra shadow's artifact (SHADOW_<MODEL>_<TAG>_MODEL_PATH)")
+# an extra shadow's keys by suffix (the path first: a tag may end in _SAMPLE)
+_EXTRA_SHADOW_SPECS = {
+    _PATH_SUFFIX: Key(Path, None, "an extra shadow's artifact (SHADOW_<MODEL>_<TAG>_MODEL_PATH)"),
+    _SAMPLE_SUFFIX: Key(float, 1.0, "an extra shadow's sample fraction (SHADOW_<MODEL>_<TAG>_SAMPLE)", 0.0, 1.0),
+}
 
 
-def extra_shadow_key(model: str, tag: str) -> str:
-    """The env key of the extra shadow ``<model>_<tag>``: ``SHADOW_PATCHTST_R2_MODEL_PATH``."""
-    return f"{_SHADOW}{MODEL_ENV_PREFIX[model]}_{tag.upper()}{_PATH_SUFFIX}"
+def extra_shadow_key(model: str, tag: str, suffix: str = _PATH_SUFFIX) -> str:
+    """The env key of the extra shadow ``<model>_<tag>``: ``SHADOW_PATCHTST_R2_MODEL_PATH`` (or its
+    ``_SAMPLE``)."""
+    return f"{_SHADOW}{MODEL_ENV_PREFIX[model]}_{tag.upper()}{suffix}"
 
 
-def _extra_shadow_problem(key: str) -> tuple[tuple[str, str] | None, str | None]:
-    """Classify a key that is not in ``KEYS``: ``((model, tag), None)`` for an extra shadow's key,
-    ``(None, why)`` for one shaped like it but wrong (refused from every source: a misspelt shadow
-    key would silently drop a deployed shadow), ``(None, None)`` when it is not shaped like one."""
+def _extra_shadow_problem(key: str) -> tuple[tuple[str, str, str] | None, str | None]:
+    """Classify a key that is not in ``KEYS``: ``((model, tag, suffix), None)`` for an extra
+    shadow's key, ``(None, why)`` for one shaped like it but wrong (refused from every source: a
+    misspelt shadow key would silently drop a deployed shadow), ``(None, None)`` when it is not
+    shaped like one."""
     upper = key.upper()
     if not upper.startswith(_SHADOW) or upper in KEYS:
         return None, None
@@ -240,17 +261,21 @@ def _extra_shadow_problem(key: str) -> tuple[tuple[str, str] | None, str | None]
                           f"(`ai-engine models shadow {model} --version V`, then `models activate {model}`)")
     if body == _PATH_SUFFIX[1:]:
         return None, f"{key} has no tag: write SHADOW_{p}_<TAG>_MODEL_PATH, e.g. SHADOW_{p}_R2_MODEL_PATH"
-    if not body.endswith(_PATH_SUFFIX):
+    if body == _SAMPLE_SUFFIX[1:]:
+        return None, (f"{key} has no tag: write SHADOW_{p}_<TAG>_SAMPLE for an extra shadow, or SHADOW_SAMPLE for "
+                      f"the four's shadows")
+    suffix = next((x for x in _EXTRA_SHADOW_SPECS if body.endswith(x)), None)
+    if suffix is None:
         parts = body.split("_")
         guess = "_".join(parts[:-2]) if len(parts) > 2 else parts[0]
-        return None, (f"unknown configuration key {key}: an extra shadow's only key is SHADOW_{p}_<TAG>_MODEL_PATH; "
-                      f"did you mean SHADOW_{p}_{guess}_MODEL_PATH?")
-    tag = body[: -len(_PATH_SUFFIX)]
+        return None, (f"unknown configuration key {key}: an extra shadow's keys are SHADOW_{p}_<TAG>_MODEL_PATH and "
+                      f"SHADOW_{p}_<TAG>_SAMPLE; did you mean SHADOW_{p}_{guess}_MODEL_PATH?")
+    tag = body[: -len(suffix)]
     if not _TAG_RE.match(tag) or len(tag) > _TAG_MAX or tag == "SHADOW":
         return None, (f"{key}: the tag {tag!r} is not valid: letters and digits, words joined by single '_', at most "
                       f"{_TAG_MAX} characters, not SHADOW (patchtst_shadow is the spec shadow's model name), "
                       "e.g. R2 or V20260109")
-    return (model, tag), None
+    return (model, tag, suffix), None
 
 
 def _is_extra_shadow(key: str) -> bool:
@@ -258,7 +283,8 @@ def _is_extra_shadow(key: str) -> bool:
 
 
 def _convert(key: str, raw: str) -> Any:
-    spec = KEYS.get(key, _EXTRA_SHADOW_SPEC)
+    extra = None if key in KEYS else _extra_shadow_problem(key)[0]
+    spec = KEYS[key] if extra is None else _EXTRA_SHADOW_SPECS[extra[2]]
     raw = raw.strip()
     if not raw and not spec.empty_ok:
         raise ConfigError(f"{key} is empty; give a value, or remove the line to use the default")
@@ -339,15 +365,34 @@ def _resolve_role(model: str, vals: dict[str, Any]) -> ModelRole:
     return role or ModelRole.VOTER
 
 
+def _sample(key: str, value: float) -> float:
+    """A sample fraction in (0, 1]: 0 would keep a shadow that never predicts (``models unshadow``
+    stops one)."""
+    if not 0.0 < value <= 1.0:
+        raise ConfigError(f"{key}={value:g} is not valid: a sample fraction is above 0 and at most 1 (1 = every "
+                          "decision); to stop a shadow, unshadow it")
+    return value
+
+
 def _extra_shadows(vals: dict[str, Any], models: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
-    """The extra shadows, by key in sorted order (a stable ``model_breakdown`` order)."""
+    """The extra shadows, by key in sorted order (a stable ``model_breakdown`` order), each with
+    its sample fraction; a sample key of no extra shadow is refused (it would budget nothing)."""
     out: dict[str, ModelConfig] = {}
+    samples: dict[str, tuple[str, float]] = {}
     for key in sorted(vals):
         extra = _extra_shadow_problem(key)[0] if key not in KEYS else None
         if extra is not None:
-            model, tag = extra
+            model, tag, suffix = extra
             name = f"{model}_{tag.lower()}"
-            out[name] = ModelConfig(name, ModelRole.SHADOW, models[model].weight, vals[key], kind=model)
+            if suffix == _SAMPLE_SUFFIX:
+                samples[name] = (key, _sample(key, vals[key]))
+            else:
+                out[name] = ModelConfig(name, ModelRole.SHADOW, models[model].weight, vals[key], kind=model)
+    for name, (key, fraction) in samples.items():
+        if name not in out:
+            raise ConfigError(f"{key} budgets the extra shadow {name}, but there is no "
+                              f"{key[: -len(_SAMPLE_SUFFIX)]}{_PATH_SUFFIX}; remove it or add the shadow")
+        out[name] = replace(out[name], sample=fraction)
     return dict(sorted(out.items()))
 
 
@@ -480,6 +525,7 @@ def load_settings(
             weight=float(get(f"{MODEL_ENV_PREFIX[m]}_WEIGHT")),
             path=get(f"{MODEL_ENV_PREFIX[m]}_MODEL_PATH"),
             kind=m,
+            sample=_sample("SHADOW_SAMPLE", get("SHADOW_SAMPLE")),
         )
         for m in MODEL_NAMES
     }

@@ -17,6 +17,8 @@ Safe by construction:
   once), a socket timeout per read and a deadline per connection: a slow or hostile client holds
   one worker for at most the deadline and never starves the others, nor the engine that may share
   the process.
+- Clients share reads: answers within ``cache_s`` of each other come from one store read (the
+  governor, a file stat, is always read fresh), so ten open pages cost the store the reads of one.
 """
 
 from __future__ import annotations
@@ -84,25 +86,60 @@ def _no_analysis() -> dict:
             "error": "the shadow analysis runs in `ai-engine dashboard` (--analysis-hours), not beside serve"}
 
 
-def _endpoints(data: DashboardData, analysis) -> dict[str, Callable[[dict[str, list[str]]], dict]]:
+class _SharedReads:
+    """One computation per key and ``ttl_s``: concurrent and close requests wait for the same
+    answer instead of each reading the store (the engine's, when beside ``serve``). A failed
+    computation is not kept; the table holds at most ``max_keys`` answers."""
+
+    def __init__(self, ttl_s: float, max_keys: int = 64) -> None:
+        self.ttl_s = ttl_s
+        self.max_keys = max_keys
+        self._lock = threading.Lock()
+        self._key_locks: dict[tuple, threading.Lock] = {}
+        self._answers: dict[tuple, tuple[float, dict]] = {}
+
+    def get(self, key: tuple, compute: Callable[[], dict]) -> dict:
+        if self.ttl_s <= 0:
+            return compute()
+        with self._lock:
+            if key not in self._key_locks and len(self._key_locks) >= self.max_keys:
+                self._key_locks.clear()
+                self._answers.clear()
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            hit = self._answers.get(key)
+            started = time.monotonic()
+            if hit is not None and started - hit[0] < self.ttl_s:
+                return hit[1]
+            doc = compute()
+            self._answers[key] = (started, doc)
+            return doc
+
+
+def _endpoints(data: DashboardData, analysis, cache_s: float) -> dict[str, Callable[[dict[str, list[str]]], dict]]:
+    shared = _SharedReads(cache_s)
+
     def decisions(q: dict[str, list[str]]) -> dict:
         raw = (q.get("limit") or ["50"])[0]
         try:
             limit = int(raw)
         except ValueError:
             raise _BadRequest(f"limit={raw!r} is not an integer") from None
-        return data.decisions(limit)
+        return shared.get(("decisions", limit), lambda: data.decisions(limit))
+
+    def cached(name: str, read: Callable[[], dict]) -> Callable[[dict[str, list[str]]], dict]:
+        return lambda q: shared.get((name,), read)
 
     return {
-        "/api/overview": lambda q: data.overview(),
-        "/api/models": lambda q: data.models(),
+        "/api/overview": cached("overview", data.overview),
+        "/api/models": cached("models", data.models),
         "/api/governor": lambda q: data.governor(),
-        "/api/summary": lambda q: data.summary(),
-        "/api/latency": lambda q: data.latency(),
-        "/api/shadow": lambda q: data.shadow(),
+        "/api/summary": cached("summary", data.summary),
+        "/api/latency": cached("latency", data.latency),
+        "/api/shadow": cached("shadow", data.shadow),
         "/api/analysis": lambda q: analysis.snapshot() if analysis is not None else _no_analysis(),
         "/api/decisions": decisions,
-        "/api/audit": lambda q: data.audit(),
+        "/api/audit": cached("audit", data.audit),
     }
 
 
@@ -319,6 +356,8 @@ class DashboardServer:
         deadline_s: the longest a connection is served, in seconds; then it is cut.
         analysis: the background shadow analysis (an ``AnalysisJob``) behind ``/api/analysis``;
             None: that endpoint says it is off.
+        cache_s: requests this close together share one read of the store (0: every request
+            reads); under the page's poll interval, so each poll still sees newer data.
 
     Raises:
         ConfigError: a non-loopback ``host`` without a token, or an address it cannot bind.
@@ -326,13 +365,13 @@ class DashboardServer:
 
     def __init__(self, data: DashboardData, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                  workers: int = 4, max_connections: int = 32, timeout_s: float = 5.0,
-                 deadline_s: float = 15.0, analysis=None) -> None:
+                 deadline_s: float = 15.0, analysis=None, cache_s: float = 1.0) -> None:
         token = token or None
         check_bind(host, token)
         self.data = data
         self.host = host
         hosts = frozenset({"127.0.0.1", "localhost", "::1", host.lower()})
-        handler = _handler(_endpoints(data, analysis), _load_static(), token, timeout_s, hosts)
+        handler = _handler(_endpoints(data, analysis, cache_s), _load_static(), token, timeout_s, hosts)
         try:
             self._server = _PoolHTTPServer((host, port), handler, workers=workers, max_connections=max_connections,
                                            deadline_s=deadline_s)

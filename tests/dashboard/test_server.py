@@ -95,6 +95,56 @@ def test_new_decisions_and_configurations_show_on_the_next_read(server, dash_sto
     assert doc["config_id"] == "cfg-dash-2" and {m["model"]: m["role"] for m in doc["models"]}["patchtst"] == "voter"
 
 
+def test_clients_within_the_cache_interval_share_one_read(dash_store):
+    """Ten open pages cost the engine's store one read per interval; the governor is never stale."""
+    from ai_engine.enums import GovernorMode
+    from ai_engine.governor import FileGovernorBackend, GovernorState
+
+    data = DashboardData(dash_store.store, dash_store.env_file)
+    srv = DashboardServer(data, port=0, cache_s=60.0).start()
+    fresh = DashboardServer(data, port=0, cache_s=0).start()
+    try:
+        before = api(srv, "/api/summary")["window"]
+        w = dash_store.writer()
+        w.record_decisions([make_record("SOLUSDT", 900, k=0)])
+        w.close()
+        assert api(srv, "/api/summary")["window"] == before  # the shared answer
+        assert api(fresh, "/api/summary")["window"] == before + 1  # cache_s=0 reads every time
+        FileGovernorBackend(dash_store.store.parent / "governor.json").write(
+            GovernorState.new(True, GovernorMode.PAPER, "operator stop"))
+        assert api(srv, "/api/governor")["kill"] is True
+    finally:
+        srv.close()
+        fresh.close()
+        data.close()
+
+
+def test_concurrent_requests_wait_for_one_computation():
+    import threading
+
+    from ai_engine.dashboard.server import _SharedReads
+
+    shared, calls, gate = _SharedReads(ttl_s=60.0), [], threading.Event()
+
+    def compute() -> dict:
+        calls.append(1)
+        gate.wait(5)
+        return {"n": len(calls)}
+
+    out: list[dict] = []
+    threads = [threading.Thread(target=lambda: out.append(shared.get(("summary",), compute))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)  # every thread is now waiting on the first one's read
+    gate.set()
+    for t in threads:
+        t.join(5)
+    assert len(calls) == 1 and out == [{"n": 1}] * 8
+    with pytest.raises(ZeroDivisionError):  # a failed read is not kept
+        shared.get(("bad",), lambda: 1 / 0)
+    assert shared.get(("bad",), lambda: {"ok": True}) == {"ok": True}
+
+
 def test_page_and_assets_with_strict_headers(server):
     for path, ctype in (("", "text/html"), ("app.js", "text/javascript"), ("app.css", "text/css"),
                         ("api/summary", "application/json")):
