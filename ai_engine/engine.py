@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -51,6 +51,7 @@ from ai_engine.model_slots import (
     log_applied,
 )
 from ai_engine.monitor import FlatlineMonitor
+from ai_engine.sampling import sample_mask
 from ai_engine.telemetry.shadow_log import ShadowLogger, log_intent
 from ai_engine.telemetry.sqlite import TelemetryStore
 from ai_engine.types import LATE_JOINED, Candle, DecisionRecord, ModelResult, event_id_for
@@ -88,6 +89,7 @@ class EngineState:
     ensemble: EnsembleManager
     config_id: str
     config_payload: dict
+    samples: dict[str, tuple[float, str]] = field(default_factory=dict)  # budgeted shadows: (fraction, key)
 
     def _seq_lens(self, voters_only: bool) -> list[int]:
         return [s.agent.seq_len_ for s in self.slots.values()
@@ -116,7 +118,24 @@ def _state_for(settings: Settings, slots: dict[str, ModelSlot]) -> EngineState:
         cap=settings.confidence_cap,
         n_configured=len(settings.models),
     )
-    return EngineState(settings, slots, ensemble, config_id, payload)
+    configs = settings.all_models()
+    samples = {name: (configs[name].sample, configs[name].sample_key) for name, s in slots.items()
+               if s.role is ModelRole.SHADOW and name in configs and configs[name].sample < 1.0}
+    return EngineState(settings, slots, ensemble, config_id, payload, samples)
+
+
+def _rows_of(inputs: DecisionInputs, mask: np.ndarray) -> DecisionInputs:
+    """The rows of ``inputs`` where ``mask`` is true (a budgeted shadow's sample)."""
+    return DecisionInputs([c for c, keep in zip(inputs.candles, mask, strict=True) if keep], inputs.tabular[mask],
+                          None if inputs.windows is None else inputs.windows[mask], inputs.arrived_at)
+
+
+def _spread(results: list[ModelResult], mask: np.ndarray, fill: ModelResult) -> list[ModelResult]:
+    """A sample's results back at their rows of the batch, ``fill`` at the others."""
+    out = [fill] * mask.size
+    for i, r in zip(np.flatnonzero(mask).tolist(), results, strict=True):
+        out[i] = r
+    return out
 
 
 GIL_SWITCH_INTERVAL_S = 0.001
@@ -327,22 +346,39 @@ class DecisionEngine:
         # Shadows start once the voters are done: on 2 cores, running them alongside slowed the
         # voters (p99 1.57x at 1 symbol, docs/performance.md). In replay, decide_stream still
         # overlaps this batch's shadow with the next batch's voters.
+        # A budgeted shadow runs on its sample of the batch only; none of it: no call at all.
+        masks: dict[str, np.ndarray] = {}
+        if st.samples:
+            ids = [event_id_for("ai.decision", c.symbol, c.interval, c.open_time) for c in inputs.candles]
+            masks = {name: sample_mask(ids, name, st.samples[name][0]) for name in shadows if name in st.samples}
         for name, s in shadows.items():
-            jobs[name] = self._submit(s, inputs)
-        return st, inputs, t0, shadows, jobs, per_model, decisions, verdicts, t_ready
+            mask = masks.get(name)
+            if mask is None:
+                jobs[name] = self._submit(s, inputs)
+            elif mask.any():
+                jobs[name] = self._submit(s, _rows_of(inputs, mask))
+        return st, inputs, t0, shadows, jobs, masks, per_model, decisions, verdicts, t_ready
 
     def _complete(self, started: tuple | None) -> list[DecisionRecord]:
         """Wait for the shadows (up to the deadline), build the records, record them."""
         if started is None:
             return []
-        st, inputs, t0, shadows, jobs, per_model, decisions, verdicts, t_ready = started
+        st, inputs, t0, shadows, jobs, masks, per_model, decisions, verdicts, t_ready = started
         settings, n = st.settings, len(inputs.candles)
         late: dict[str, Future] = {}
         shadow_deadline = None if self.wait_for_shadow else t_ready + settings.shadow_deadline_ms / 1000.0
-        for name, fut in ((k, v) for k, v in jobs.items() if k in shadows):
-            per_model[name], is_late = self._shadow_results(st.slots[name], fut, n, shadow_deadline)
+        for name, slot in shadows.items():
+            mask = masks.get(name)
+            if mask is None:
+                per_model[name], is_late = self._shadow_results(slot, jobs[name], n, shadow_deadline)
+            else:
+                fraction, key = st.samples[name]
+                unsampled = error_results(slot, 1, ModelStatus.UNSAMPLED, f"not sampled ({key}={fraction:g})")[0]
+                got, is_late = (self._shadow_results(slot, jobs[name], int(mask.sum()), shadow_deadline)
+                                if mask.any() else ([], False))
+                per_model[name] = _spread(got, mask, unsampled)
             if is_late:
-                late[name] = fut
+                late[name] = jobs[name]
         decided_at = int(time.time() * 1000)
         # an intent whose record the store cannot keep never goes out (fails closed, as the governor)
         held = self.store.health()["reason"] if self.store.saturated else None
@@ -386,7 +422,8 @@ class DecisionEngine:
         else:
             self._record(records, inputs.candles)
         for name, fut in late.items():
-            fut.add_done_callback(lambda f, s=st.slots[name], r=records: self._writer.submit(self._guarded, self._join_late, s, r, f))
+            mine = records if name not in masks else [r for r, keep in zip(records, masks[name], strict=True) if keep]
+            fut.add_done_callback(lambda f, s=st.slots[name], r=mine: self._writer.submit(self._guarded, self._join_late, s, r, f))
         self._observe(st, records, per_model)
         return records
 
@@ -459,7 +496,7 @@ class DecisionEngine:
                 self.flatline.observe(name, conf)
         for rec in records:
             for r in rec.decision.results:
-                if r.shadow:
+                if r.shadow and r.status is not ModelStatus.UNSAMPLED:
                     self.shadow_logger(st.slots[r.model].display, rec.symbol, r)
             if rec.published:
                 log_intent(rec)

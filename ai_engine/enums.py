@@ -43,6 +43,7 @@ class ModelStatus(StrEnum):
     INACTIVE = "inactive"  # not loaded (missing, broken or mismatched file); reason says why
     LATE = "late"        # shadow result missed the publish deadline; joined to the record later
     DISABLED = "disabled"
+    UNSAMPLED = "unsampled"  # a budgeted shadow not sampled for this decision (``sampling``): nothing ran
 
 
 class GovernorMode(StrEnum):

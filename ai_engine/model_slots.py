@@ -193,6 +193,7 @@ def isolate_shadows(settings: Settings, slots: dict[str, ModelSlot], previous: d
 
 def applied_config(settings: Settings, slots: dict[str, ModelSlot]) -> tuple[str, dict]:
     """The configuration actually in force (roles, weights, versions, checksums) and its id."""
+    configs = settings.all_models()
     payload = {
         "models": {
             s.name: {
@@ -205,6 +206,8 @@ def applied_config(settings: Settings, slots: dict[str, ModelSlot]) -> tuple[str
                 "sha256": s.sha256,
                 "label_config": s.label_config,
             } | ({"kind": s.kind} if s.kind != s.name else {})  # an extra shadow; the four's entries as before
+            | ({"sample": configs[s.name].sample}  # a budgeted shadow (``sampling``); unbudgeted ones as before
+               if s.role is ModelRole.SHADOW and s.name in configs and configs[s.name].sample < 1.0 else {})
             for s in slots.values()
         },
         "min_consensus": settings.min_consensus,

@@ -16,7 +16,7 @@ from ai_engine.analysis.edge import EdgeAnalysis, analyze_edge
 from ai_engine.analysis.gates import EXIT_CODES, Thresholds, Verdict
 from ai_engine.analysis.labels import DEFAULT_LABEL
 from ai_engine.analysis.metrics import ModelAnalysis, analyze_model
-from ai_engine.analysis.reader import Window, parse_time, read_snapshot
+from ai_engine.analysis.reader import SampleSeen, Window, parse_time, read_snapshot
 from ai_engine.exceptions import ConfigError
 from ai_engine.money import Execution
 
@@ -127,12 +127,18 @@ def _edge(snap, i: int, only, edge: bool, execution: Execution | None, hold: int
         return None, f"no decision in the window has a {model} prediction beside it"
     if only is not None:
         table = table.only(model, *only)
-    if table.n == 0:
+    seen = table.seen_by(model)  # a budgeted challenger: the decisions it was sampled for only
+    if seen.n == 0:
         return None, f"no decision in the window has a {model} prediction of that artifact and role"
     used = [rows.labels[k].horizon for k in np.unique(rows.label)] or [DEFAULT_LABEL.horizon]
     execution = dataclasses.replace(execution or Execution(), hold_bars=hold or int(max(used)))
-    return analyze_edge(table, snap.series, rows, model, execution=execution, rebalance=rebalance,
-                        custom=custom, seed=seed), None
+    e = analyze_edge(seen, snap.series, rows, model, execution=execution, rebalance=rebalance, custom=custom,
+                     seed=seed)
+    if seen is table:
+        return e, None
+    sample = SampleSeen(rows.sample.fractions if rows.sample else (), seen.n, table.n - seen.n)
+    note = f"{model} compared on the decisions it was sampled for: {sample.describe()}"
+    return dataclasses.replace(e, sample=sample, notes=(*e.notes, note)), None
 
 
 @dataclass(frozen=True, slots=True)

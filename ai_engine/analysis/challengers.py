@@ -26,6 +26,7 @@ from scipy import stats
 
 from ai_engine.analysis.edge import EdgeAnalysis
 from ai_engine.analysis.inference import PairedTest
+from ai_engine.analysis.reader import SampleSeen
 from ai_engine.money import probabilistic_sharpe
 
 __all__ = ["ChallengerRow", "ChallengerComparison", "compare_challengers", "holm", "expected_max_sharpe",
@@ -72,10 +73,12 @@ class ChallengerRow:
     survives: bool
     money_edge_bps: float  # option A minus champion, mean per bar
     sharpe: float  # option A's per-period Sharpe ratio
+    sample: SampleSeen | None = None  # a budgeted challenger: judged on the decisions it saw
 
     def to_json(self) -> dict:
         return {"model": self.model, "verdict": self.verdict, "p_better": self.p_better, "survives_holm": self.survives,
-                "option_a_minus_champion_bps_per_bar": self.money_edge_bps, "option_a_sharpe_per_bar": self.sharpe}
+                "option_a_minus_champion_bps_per_bar": self.money_edge_bps, "option_a_sharpe_per_bar": self.sharpe
+                } | ({"sample": self.sample.to_json()} if self.sample is not None else {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +115,7 @@ def compare_challengers(edges: dict[str, EdgeAnalysis], trialled: dict[str, int]
         rows.append([model, e.verdict, p, e.money_edge.mean * 1e4 if e.money_edge else math.nan,
                      _sharpe(np.asarray(option_a.returns, dtype=np.float64))])
     keep = holm([r[2] for r in rows], alpha)
-    out = tuple(ChallengerRow(m, v, p, s and v == "BETTER", bps, sr)
+    out = tuple(ChallengerRow(m, v, p, s and v == "BETTER", bps, sr, edges[m].sample)
                 for (m, v, p, bps, sr), s in zip(rows, keep, strict=True))
     survivors = [r for r in out if r.survives]
     if not survivors:
@@ -137,7 +140,8 @@ def render_lines(c: ChallengerComparison) -> list[str]:
              f"  {'model':<16} {'edge verdict':<24} {'p(better)':>9}  {'survives':<8}  {'A - champion':>14}  {'Sharpe/bar':>10}"]
     for r in c.rows:
         lines.append(f"  {r.model:<16} {r.verdict:<24} {r.p_better:>9.4f}  {'yes' if r.survives else 'no':<8}  "
-                     f"{r.money_edge_bps:>+10.3f} bps  {r.sharpe:>+10.4f}")
+                     f"{r.money_edge_bps:>+10.3f} bps  {r.sharpe:>+10.4f}"
+                     + (f"  ({r.sample.describe()})" if r.sample is not None else ""))
     if c.best is None:
         lines.append(f"Best challenger: none ({c.reason})")
     else:

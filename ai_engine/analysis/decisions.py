@@ -30,10 +30,12 @@ from ai_engine.enums import MODEL_NAMES
 from ai_engine.types import LATE_JOINED
 
 __all__ = ["BulkReader", "ConfigInfo", "Decisions", "Predictions", "DecisionTable", "read_decisions", "read_predictions",
-           "align", "config_infos", "build_table", "text", "STATUS_CODES", "ROLE_CODES", "ACTIONS", "READ_THREADS"]
+           "align", "config_infos", "build_table", "text", "STATUS_CODES", "ROLE_CODES", "ACTIONS", "READ_THREADS",
+           "UNSAMPLED"]
 
 ROLE_CODES = ("voter", "shadow", "disabled")
-STATUS_CODES = ("ok", "late", "error", "inactive", "disabled")  # code = index; anything else = len
+STATUS_CODES = ("ok", "late", "error", "inactive", "disabled", "unsampled")  # code = index; anything else = len
+UNSAMPLED = STATUS_CODES.index("unsampled")  # a budgeted shadow not sampled for the decision: it saw nothing
 ACTIONS = ("SELL", "HOLD", "BUY")  # CLASS_ORDER
 _CHUNK = 65_536
 _NUL = "\x00"  # what ``text`` turns NULL into, so the driver types every such column as text
@@ -369,6 +371,7 @@ class DecisionTable:
     pred_valid: np.ndarray  # (N, M) bool
     pred_role: np.ndarray  # (N, M) int8 index into ROLE_CODES, -1 no row
     pred_weight: np.ndarray  # (N, M) float64 weight the engine voted with (0 no row)
+    pred_unsampled: np.ndarray | None = None  # (N, M) bool: a budgeted shadow not sampled; None: no such row
 
     @property
     def n(self) -> int:
@@ -380,7 +383,15 @@ class DecisionTable:
     def select(self, keep: np.ndarray) -> DecisionTable:
         """The decisions where ``keep`` is true."""
         return DecisionTable(self.models, self.configs, **{
-            f: getattr(self, f)[keep] for f in self.__slots__ if f not in ("models", "configs")})
+            f: None if getattr(self, f) is None else getattr(self, f)[keep]
+            for f in self.__slots__ if f not in ("models", "configs")})
+
+    def seen_by(self, model: str) -> DecisionTable:
+        """The decisions ``model`` was sampled for (``sampling``): a budgeted challenger is compared on
+        what it saw only, never counted as abstaining where it did not run. All of them without a budget."""
+        if self.pred_unsampled is None or not self.pred_unsampled[:, self.column(model)].any():
+            return self
+        return self.select(~self.pred_unsampled[:, self.column(model)])
 
     def only(self, model: str, role: str, sha256: str) -> DecisionTable:
         """The decisions where ``model`` ran as ``role`` with the artifact ``sha256`` (the activation
@@ -400,11 +411,14 @@ def build_table(models: tuple[str, ...], configs: tuple[ConfigInfo, ...], dec: D
     p_valid = np.zeros((n, m), dtype=bool)
     p_role = np.full((n, m), -1, dtype=np.int8)
     p_weight = np.zeros((n, m))
+    p_unsampled = np.zeros((n, m), dtype=bool) if any((p.status == UNSAMPLED).any() for p in preds.values()) else None
     cfg = np.where(dec.config >= 0, dec.config, len(configs))
     for j, model in enumerate(models):
         p = preds[model]
         hit = p.pos >= 0
         pos = p.pos[hit]
+        if p_unsampled is not None:
+            p_unsampled[pos, j] = p.status[hit] == UNSAMPLED
         p_act[pos, j] = p.action[hit]
         p_conf[pos, j] = p.confidence[hit]
         p_probs[pos, j] = p.probs[hit]
@@ -419,5 +433,5 @@ def build_table(models: tuple[str, ...], configs: tuple[ConfigInfo, ...], dec: D
         models=models, configs=configs, t=dec.t, series=dec.series, action=dec.action, confidence=dec.confidence,
         consensus=dec.consensus, actionable=dec.actionable, boosted=dec.boosted, blocked=dec.blocked,
         synthetic=dec.synthetic, config=dec.config, pred_action=p_act, pred_conf=p_conf, pred_probs=p_probs,
-        pred_valid=p_valid, pred_role=p_role, pred_weight=p_weight,
+        pred_valid=p_valid, pred_role=p_role, pred_weight=p_weight, pred_unsampled=p_unsampled,
     )

@@ -35,7 +35,7 @@ import numpy as np
 from ai_engine.analysis.decisions import READ_THREADS, DecisionTable
 from ai_engine.analysis.inference import PairedTest, anytime_verdict, edge_verdict, paired_test
 from ai_engine.analysis.outcomes import score_outcomes
-from ai_engine.analysis.reader import ROLE_CODES, ModelRows, Series
+from ai_engine.analysis.reader import ROLE_CODES, ModelRows, SampleSeen, Series
 from ai_engine.analysis.revote import Rule, Vote, revote
 from ai_engine.exceptions import ConfigError
 from ai_engine.money import Execution, PriceGrid, StrategyResult, buy_and_hold, flat, simulate
@@ -125,6 +125,7 @@ class EdgeAnalysis:
     anytime: EdgeVerdict
     reason: str
     notes: tuple[str, ...]
+    sample: SampleSeen | None = None  # a budgeted challenger: compared on the decisions it saw only
 
     def to_json(self) -> dict:
         return {
@@ -139,7 +140,7 @@ class EdgeAnalysis:
             "money_edge": self.money_edge.to_json() if self.money_edge else None,
             "verdict": self.verdict, "anytime_verdict": self.anytime, "reason": self.reason,
             "notes": list(self.notes),
-        }
+        } | ({"sample": self.sample.to_json()} if self.sample is not None else {})
 
 
 def option_b_weights(models: tuple[str, ...], weights: dict[str, float], challenger: str,

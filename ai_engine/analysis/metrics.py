@@ -15,7 +15,14 @@ import numpy as np
 
 from ai_engine.analysis.gates import MIN_JUDGED_N, Gate, Thresholds, Verdict, verdict_for
 from ai_engine.analysis.outcomes import OUTCOME_STATES, Outcomes, score_outcomes
-from ai_engine.analysis.reader import STATUS_CODES, ModelRows, Series, VersionSeen, Window
+from ai_engine.analysis.reader import (
+    STATUS_CODES,
+    ModelRows,
+    SampleSeen,
+    Series,
+    VersionSeen,
+    Window,
+)
 from ai_engine.analysis.stats import (
     Share,
     TimeIndex,
@@ -95,6 +102,7 @@ class ModelAnalysis:
     timeline: Timeline
     gates: tuple[Gate, Gate, Gate, Gate]
     verdict: Verdict
+    sample: SampleSeen | None = None  # a budgeted shadow: every figure is over the decisions it saw
 
     @property
     def role_counts(self) -> dict[str, int]:
@@ -299,4 +307,5 @@ def analyze_model(rows: ModelRows, series: tuple[Series, ...], win: Window, th: 
         timeline=_timeline(rows.t[valid], act, agree, win),
         gates=gates,
         verdict=verdict_for(gates),
+        sample=rows.sample,
     )

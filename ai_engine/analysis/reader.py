@@ -23,6 +23,7 @@ from ai_engine.analysis.decisions import (
     READ_THREADS,
     ROLE_CODES,
     STATUS_CODES,
+    UNSAMPLED,
     BulkReader,
     Decisions,
     DecisionTable,
@@ -44,7 +45,7 @@ from ai_engine.telemetry import TelemetryStore
 from ai_engine.types import INTERVAL_MS
 
 __all__ = [
-    "Window", "Series", "VersionSeen", "ModelRows", "Snapshot", "parse_time", "read_snapshot",
+    "Window", "Series", "VersionSeen", "SampleSeen", "ModelRows", "Snapshot", "parse_time", "read_snapshot",
     "STATUS_CODES", "ROLE_CODES",
 ]
 
@@ -104,6 +105,29 @@ class VersionSeen:
 
 
 @dataclass(frozen=True, slots=True)
+class SampleSeen:
+    """A budgeted challenger's share of the window (``sampling``): the fractions its configurations
+    gave it and how many decisions it saw and was not sampled for (it ran nothing on those)."""
+
+    fractions: tuple[float, ...]
+    seen: int
+    not_sampled: int
+
+    @property
+    def observed(self) -> float:
+        total = self.seen + self.not_sampled
+        return self.seen / total if total else math.nan
+
+    def to_json(self) -> dict:
+        return {"fractions": list(self.fractions), "seen": self.seen, "not_sampled": self.not_sampled,
+                "observed_fraction": self.observed}
+
+    def describe(self) -> str:
+        fr = ", ".join(f"{f:g}" for f in self.fractions) or "1"
+        return f"sample {fr}: saw {self.seen} of {self.seen + self.not_sampled} decisions ({self.observed:.1%})"
+
+
+@dataclass(frozen=True, slots=True)
 class ModelRows:
     """The model's prediction rows in the window. ``series``/``label`` are -1 when unknown."""
 
@@ -120,6 +144,7 @@ class ModelRows:
     labels: tuple[LabelSpec, ...]
     unknown_actions: tuple[tuple[str, int], ...]
     versions: tuple[VersionSeen, ...]
+    sample: SampleSeen | None = None  # a budgeted shadow: its unsampled rows are left out of every other field
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,15 +249,18 @@ def _trimmed(read, *args):
 
 
 def _from_configs(db, model: str, config_ids: list[str], horizon: int | None, band: float | None):
-    """Per config id (same order, then one for decisions of unknown config): label spec and (version, sha256)."""
-    found: dict[str, tuple[LabelSpec | None, tuple[str | None, str | None]]] = {}
+    """Per config id (same order, then one for decisions of unknown config): label spec, (version,
+    sha256) and sample fraction."""
+    found: dict[str, tuple[LabelSpec | None, tuple[str | None, str | None], float]] = {}
     for cid, payload in db.execute("SELECT config_id, payload FROM configs ORDER BY applied_at"):
         spec = label_spec_from_config(cid, payload, model)
         entry = json.loads(payload).get("models", {}).get(model) or {}
-        found[cid] = (spec, (entry.get("version"), entry.get("sha256")))
-    got = [found.get(c, (None, (None, None))) for c in config_ids] + [(None, (None, None))]
-    specs = tuple(apply_overrides(s or DEFAULT_LABEL, horizon, band) for s, _ in got)
-    return specs, [v for _, v in got]
+        sample = entry.get("sample", 1.0)
+        found[cid] = (spec, (entry.get("version"), entry.get("sha256")),
+                      float(sample) if isinstance(sample, int | float) else 1.0)
+    got = [found.get(c, (None, (None, None), 1.0)) for c in config_ids] + [(None, (None, None), 1.0)]
+    specs = tuple(apply_overrides(s or DEFAULT_LABEL, horizon, band) for s, _, _ in got)
+    return specs, [v for _, v, _ in got], np.array([f for _, _, f in got])
 
 
 def _versions(role: np.ndarray, cfg: np.ndarray, t: np.ndarray, per_cfg) -> tuple[VersionSeen, ...]:
@@ -267,12 +295,20 @@ def _model_rows(db, model: str, pred: Predictions, dec: Decisions, win: Window, 
             "SELECT action, COUNT(*) FROM predictions WHERE model = ? AND candle_open_time > ? AND candle_open_time <= ? "
             "AND action NOT IN ('SELL','HOLD','BUY') GROUP BY action ORDER BY 2 DESC",
             (model, win.start_ms, win.end_ms)).fetchall())
-    labels, per_cfg = labelled
+    labels, per_cfg, fractions = labelled
     keep = slice(None)
     if only is not None:
         role, sha = only
         cfg_ok = np.array([v[1] == sha for v in per_cfg])
         keep = cfg_ok[cfg] & (pred.role == ROLE_CODES.index(role))
+    sample = None
+    unsampled = pred.status == UNSAMPLED
+    if unsampled.any():  # a budgeted shadow: what it saw is analysed, and how much that was is said
+        chosen = np.ones(pred.t.size, dtype=bool) if isinstance(keep, slice) else keep
+        used = np.unique(fractions[cfg[chosen]])
+        sample = SampleSeen(tuple(float(f) for f in used if f < 1.0), int((chosen & ~unsampled).sum()),
+                            int((chosen & unsampled).sum()))
+        keep = chosen & ~unsampled
     t = pred.t[keep]
     return ModelRows(
         model=model,
@@ -288,6 +324,7 @@ def _model_rows(db, model: str, pred: Predictions, dec: Decisions, win: Window, 
         labels=labels,
         unknown_actions=unknown,
         versions=_versions(pred.role[keep], cfg[keep], t, per_cfg),
+        sample=sample,
     )
 
 
@@ -326,8 +363,8 @@ def read_snapshot(
         symbols = sorted({sym for sym, _ in keys})
         order, infos = config_infos(db, config_ids) if table else ((), ())
         labels = {m: _from_configs(db, m, config_ids, horizon, band) for m in models}
-        need_back = max(s.vol_window for specs, _ in labels.values() for s in specs) + 2
-        need_fwd = max([s.horizon for specs, _ in labels.values() for s in specs] + [hold_bars]) + 1
+        need_back = max(s.vol_window for specs, *_ in labels.values() for s in specs) + 2
+        need_fwd = max([s.horizon for specs, *_ in labels.values() for s in specs] + [hold_bars]) + 1
         last = [_last_candle(db, s, i) for s, i in keys]
         bulk = BulkReader(db, store.uri)
         try:  # every bulk read at once, on a few threads
@@ -350,7 +387,7 @@ def read_snapshot(
         rows = tuple(_model_rows(db, m, preds[m], dec, win, config_ids, labels[m], (only or {}).get(m))
                      for m in models)
         dt = build_table(order, infos, dec, preds) if table else None
-        window_rows = tuple(int(preds[m].t.size) for m in models)
+        window_rows = tuple(int((preds[m].status != UNSAMPLED).sum()) for m in models)
         del preds
         _return_freed_memory()
         db.execute("COMMIT")

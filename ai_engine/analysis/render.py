@@ -96,6 +96,8 @@ def _data_section(t: _Table) -> None:
     t.row("Versions", lambda m: ", ".join(
         f"{v.version or '?'}/{(v.sha256 or '?')[:8]}×{v.n}" for v in m.versions) or "none")
     t.row("Late results (joined after publish)", lambda m: str(m.n_late))
+    if any(m.sample is not None for m in t.models):
+        t.row("Sampled (SHADOW_SAMPLE)", lambda m: m.sample.describe() if m.sample else "every decision")
     t.row("Skipped rows", lambda m: str(sum(n for _, n in m.skipped)))
     reasons = dict.fromkeys(r for m in t.models for r, _ in m.skipped)
     for reason in reasons:
@@ -316,7 +318,7 @@ def _model_json(m: ModelAnalysis) -> dict:
         "gates_passed": m.gates_passed,
         "verdict": m.verdict,
         "verdict_line": verdict_line(m),
-    }
+    } | ({"sample": m.sample.to_json()} if m.sample is not None else {})
 
 
 def to_json(result: AnalysisResult) -> dict:

@@ -110,20 +110,22 @@ def shadow(
     version: str = typer.Option(None, "--version", help="staged version (default: newest staged)"),
     tag: str = typer.Option(None, "--as", help="run it as the extra shadow <model>_<TAG> beside everything else "
                                               "(sets SHADOW_<MODEL>_<TAG>_MODEL_PATH), e.g. --as r2"),
+    sample: float = typer.Option(None, "--sample", help="fraction of decisions it predicts on, in (0, 1] (sets "
+                                                        "SHADOW_<MODEL>_<TAG>_SAMPLE, or SHADOW_SAMPLE without --as)"),
     env_file: str = EnvFile,
 ) -> None:
     """Run a staged version in shadow (sets <MODEL>_MODEL_PATH and <MODEL>_SHADOW_ONLY=true; with
     --as TAG, as one more shadow under its own key)."""
     from ai_engine.lifecycle.activation import shadow as do_shadow
 
-    _report_edit(do_shadow(_settings(env_file), model, version, tag))
+    _report_edit(do_shadow(_settings(env_file), model, version, tag, sample))
 
 
 def unshadow(
     key: str = typer.Argument(..., help="an extra shadow's key, e.g. patchtst_r2"),
     env_file: str = EnvFile,
 ) -> None:
-    """Stop an extra shadow (removes its SHADOW_<MODEL>_<TAG>_MODEL_PATH line)."""
+    """Stop an extra shadow (removes its SHADOW_<MODEL>_<TAG>_MODEL_PATH and _SAMPLE lines)."""
     from ai_engine.lifecycle.activation import unshadow as do_unshadow
 
     _report_edit(do_unshadow(_settings(env_file), key))

@@ -70,33 +70,38 @@ def _verified(reg: Registry, model: str, version: str | None) -> StagedVersion:
     return sv
 
 
-def shadow(settings: Settings, model: str, version: str | None = None, tag: str | None = None) -> EditResult:
+def shadow(settings: Settings, model: str, version: str | None = None, tag: str | None = None,
+           sample: float | None = None) -> EditResult:
     """Run a staged version in shadow: ``<M>_MODEL_PATH`` = its file, ``<M>_SHADOW_ONLY=true``.
 
     With ``tag``, as the extra shadow ``<model>_<tag>`` instead (``SHADOW_<M>_<TAG>_MODEL_PATH`` =
-    its file): the model's own keys, the voters and the other shadows are left as they are."""
+    its file): the model's own keys, the voters and the other shadows are left as they are.
+    ``sample`` is its budget (``SHADOW_<M>_<TAG>_SAMPLE``, or ``SHADOW_SAMPLE`` without a tag),
+    validated with the rest of the edit."""
     sv = _verified(Registry(settings.models_dir), model, version)
     if tag is not None:
         key, name = extra_shadow_key(model, tag), f"{model}_{tag.lower()}"
-        return edit_env(settings, f"models.shadow {name}", {key: str(sv.path)}, check_models=(name,),
+        budget = {} if sample is None else {extra_shadow_key(model, tag, "_SAMPLE"): repr(float(sample))}
+        return edit_env(settings, f"models.shadow {name}", {key: str(sv.path)} | budget, check_models=(name,),
                         detail={"model": model, "key": name, "version": sv.version, "sha256": sv.sha256})
     return edit_env(
         settings, f"models.shadow {model}",
-        {model_key(model, "MODEL_PATH"): str(sv.path), model_key(model, "SHADOW_ONLY"): "true"},
+        {model_key(model, "MODEL_PATH"): str(sv.path), model_key(model, "SHADOW_ONLY"): "true"}
+        | ({} if sample is None else {"SHADOW_SAMPLE": repr(float(sample))}),
         unset=(model_key(model, "ROLE"),), check_models=(model,),
         detail={"model": model, "version": sv.version, "sha256": sv.sha256},
     )
 
 
 def unshadow(settings: Settings, key: str) -> EditResult:
-    """Stop the extra shadow ``key`` (``patchtst_r2``): its one env line removed, audited."""
+    """Stop the extra shadow ``key`` (``patchtst_r2``): its env lines (file and budget) removed, audited."""
     cfg = settings.shadows.get(key)
     if cfg is None:
         where = settings.env_file or "the configuration"
         hint = (f"{key} is one of the four models: it leaves shadow by `models activate` or `models rollback`"
                 if key in MODEL_ENV_PREFIX else f"extra shadows in {where}: {', '.join(settings.shadows) or 'none'}")
         raise ConfigError(f"{key!r} is not an extra shadow; {hint}")
-    return edit_env(settings, f"models.unshadow {key}", unset=(cfg.path_key,),
+    return edit_env(settings, f"models.unshadow {key}", unset=(cfg.path_key, cfg.sample_key),
                     detail={"model": cfg.kind, "key": key, "path": str(cfg.path)})
 
 
