@@ -46,6 +46,7 @@ from ai_engine.types import INTERVAL_MS
 __all__ = [
     "KEYS",
     "ModelConfig",
+    "PolicyConfig",
     "Settings",
     "load_settings",
     "DEFAULT_ENV_FILE",
@@ -112,6 +113,21 @@ KEYS: dict[str, Key] = {
                                   "highest this process may use; off: not pinned; or a CPU number)"),
     "FLATLINE_WINDOW": Key(int, 200, "recent outputs examined by the flat-line detector", 10, None),
     "FLATLINE_MIN_STD": Key(float, 0.005, "confidence std below which a model is flagged flat", 0.0, 1.0),
+    # promotion and rollback by policy (lifecycle/policy.py); durations are hours of market time
+    "AI_ENGINE_POLICY": Key(str, "off", "promotion policy: off, on, or dry-run (says what it would do, changes nothing)"),
+    "AI_ENGINE_POLICY_MODEL": Key(str, "patchtst", "the model the policy takes from shadow to option B, then A"),
+    "AI_ENGINE_POLICY_SHADOW_HOURS": Key(float, 168.0, "hours of its shadow predictions before option B", 0.0, None),
+    "AI_ENGINE_POLICY_MIN_PREDICTIONS": Key(int, 10_000, "shadow predictions before option B", 0, None),
+    "AI_ENGINE_POLICY_B_WEIGHT": Key(float, 5.0, "the model's weight at option B", 0.0, 100.0),
+    "AI_ENGINE_POLICY_B_REBALANCE": Key(str, "xgb=27.5,lgbm=27.5,nhits=40", "the other weights at option B"),
+    "AI_ENGINE_POLICY_B_HOURS": Key(float, 168.0, "hours voting at option B, live edge not WORSE, before option A",
+                                    0.0, None),
+    "AI_ENGINE_POLICY_A_WEIGHT": Key(float, 20.0, "the model's weight at option A", 0.0, 100.0),
+    "AI_ENGINE_POLICY_A_REBALANCE": Key(str, "xgb=25,lgbm=25,nhits=30", "the other weights at option A"),
+    "AI_ENGINE_POLICY_ROLLBACK_ON_FAIL": Key(str, "full", "rollback level on a spec FAIL criterion: fast, full or nuclear"),
+    "AI_ENGINE_POLICY_ROLLBACK_ON_WORSE": Key(str, "full", "rollback level when the promoted model's live edge is WORSE: "
+                                              "full or nuclear"),
+    "AI_ENGINE_POLICY_INTERVAL_S": Key(float, 300.0, "seconds between two evaluations of the policy", 0.1, None),
 }
 _ARTIFACT = {"xgb": "xgb_model.ubj", "lgbm": "lgbm_model.txt", "nhits": "nhits_model.pth", "patchtst": "patchtst_model.pth"}
 for _m, _p in MODEL_ENV_PREFIX.items():
@@ -194,6 +210,7 @@ class Settings:
     shadows: dict[str, ModelConfig] = field(default_factory=dict)  # extra shadows by key, sorted
     dashboard_port: int = 0  # the operator dashboard on 127.0.0.1 beside serve; 0 = off
     store_buffer_rows: int = 200_000  # failed store writes kept for retry (telemetry.sqlite)
+    policy: PolicyConfig | None = None  # None: AI_ENGINE_POLICY=off
 
     def all_models(self) -> dict[str, ModelConfig]:
         """The four models, then the extra shadows: what the engine loads."""
@@ -454,6 +471,61 @@ def _validate_interval(interval: str) -> None:
         raise ConfigError(f"AI_ENGINE_INTERVAL={interval!r} is not valid: expected one of {', '.join(INTERVAL_MS)}")
 
 
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    """The promotion policy ``serve`` follows (``lifecycle/policy.py``): shadow for ``shadow_hours``
+    and ``min_predictions``, then option B, then after ``b_hours`` option A; each rollback level."""
+
+    dry_run: bool
+    model: str
+    shadow_hours: float
+    min_predictions: int
+    b_weight: float
+    b_rebalance: dict[str, float]
+    b_hours: float
+    a_weight: float
+    a_rebalance: dict[str, float]
+    rollback_on_fail: str
+    rollback_on_worse: str
+    interval_s: float
+
+
+def _parse_policy(get) -> PolicyConfig | None:
+    """The policy keys, checked together: the weights of each option sum to 100 without naming the
+    model twice, and each rollback level is one ``rollback`` knows (fast never on WORSE: it only
+    drops a shadow flag, and a promoted model has none)."""
+    from ai_engine.lifecycle.activation import parse_weights
+    from ai_engine.lifecycle.rollback import ROLLBACK_LEVELS
+
+    mode = get("AI_ENGINE_POLICY").strip().lower()
+    if mode not in ("off", "on", "dry-run"):
+        raise ConfigError(f"AI_ENGINE_POLICY={mode!r} is not valid: expected off, on or dry-run")
+    if mode == "off":
+        return None
+    model = get("AI_ENGINE_POLICY_MODEL").strip().lower()
+    if model not in MODEL_ENV_PREFIX:
+        raise ConfigError(f"AI_ENGINE_POLICY_MODEL={model!r} is not valid: expected one of {', '.join(MODEL_ENV_PREFIX)}")
+    options = {}
+    for opt in ("B", "A"):
+        key = f"AI_ENGINE_POLICY_{opt}_REBALANCE"
+        weights = parse_weights(get(key), key)
+        w = get(f"AI_ENGINE_POLICY_{opt}_WEIGHT")
+        total = sum(weights.values()) + w
+        if model in weights or abs(total - 100.0) > 1e-6:
+            raise ConfigError(f"{key}={get(key)} with AI_ENGINE_POLICY_{opt}_WEIGHT={w:g}: give the weights of the "
+                              f"models other than {model}, summing with its weight to 100 (got {total:g})")
+        options[opt] = (w, weights)
+    levels = {k: get(k).strip().lower() for k in ("AI_ENGINE_POLICY_ROLLBACK_ON_FAIL", "AI_ENGINE_POLICY_ROLLBACK_ON_WORSE")}
+    for k, level in levels.items():
+        allowed = ROLLBACK_LEVELS if k.endswith("FAIL") else ("full", "nuclear")
+        if level not in allowed:
+            raise ConfigError(f"{k}={level!r} is not valid: expected {', '.join(allowed)}")
+    return PolicyConfig(mode == "dry-run", model, get("AI_ENGINE_POLICY_SHADOW_HOURS"),
+                        get("AI_ENGINE_POLICY_MIN_PREDICTIONS"), *options["B"], get("AI_ENGINE_POLICY_B_HOURS"),
+                        *options["A"], levels["AI_ENGINE_POLICY_ROLLBACK_ON_FAIL"],
+                        levels["AI_ENGINE_POLICY_ROLLBACK_ON_WORSE"], get("AI_ENGINE_POLICY_INTERVAL_S"))
+
+
 def _validate_retention(days: float) -> float:
     if 0 < days < 7:
         raise ConfigError(
@@ -578,6 +650,7 @@ def load_settings(
         decision_cpu=cpu,
         flatline_window=get("FLATLINE_WINDOW"),
         flatline_min_std=get("FLATLINE_MIN_STD"),
+        policy=_parse_policy(get),
         models=models,
         env_file=env_path,
         raw=raw,

@@ -311,6 +311,8 @@ class Service:
         self._wake_w.setblocking(False)
         self._pid_path = settings.home / PID_FILE_NAME
         self._last_prune = 0.0
+        self._guard = None  # lifecycle.policy.Guard while a policy is on
+        self._policy = None  # its PolicyProcess
 
     # -- signals --------------------------------------------------------------------------------
     def _wake(self) -> None:
@@ -391,6 +393,7 @@ class Service:
             if self.engine.reload(new):
                 self.settings = new
                 self.reloads["applied"] += 1
+                self._sync_policy()
             else:
                 self.reloads["refused"] += 1
         self.state = "running"
@@ -481,6 +484,39 @@ class Service:
         self.engine.pin_decisions()
         self.processor.process(candles)
         self.candles_seen += len(candles)
+        if self._guard is not None:
+            self._check_policy()
+
+    def _sync_policy(self) -> None:
+        """Run the policy's process and guard while ``AI_ENGINE_POLICY`` is on or dry-run (a reload
+        may turn it on or off)."""
+        from ai_engine.lifecycle.policy import Guard, LogRate, PolicyProcess
+
+        on = self.settings.policy is not None and self.settings.env_file is not None
+        if on and (self._policy is None or not self._policy.alive):
+            self._policy = PolicyProcess(self.settings)
+        if on and self._guard is None:
+            rate = LogRate()
+            logging.getLogger().addHandler(rate)
+            self._guard = Guard(self.settings, self.engine.store, rate)
+        if not on and self._policy is not None:
+            self._policy.close()
+            self._policy = None
+        if not on and self._guard is not None:
+            logging.getLogger().removeHandler(self._guard.log_rate)
+            self._guard = None
+
+    def _check_policy(self) -> None:
+        """The policy's FAIL criteria after a batch: a rollback they trigger applies before the next one."""
+        import sqlite3
+
+        from ai_engine.exceptions import AIEngineError
+
+        try:
+            if self._guard.check(self.settings):
+                self._reload = True
+        except (sqlite3.Error, AIEngineError, OSError) as exc:
+            log.error("policy guard could not check the FAIL criteria: %s", exc)
 
     def _maybe_prune(self, every_s: float = 3600.0) -> None:
         """Hourly: drop bus-delivered outbox rows older than a day and, with a retention set,
@@ -530,6 +566,7 @@ class Service:
             if self.settings.dashboard_port:  # after open_engine: it reads the store the engine created
                 dashboard = DashboardProcess(self.settings)
             self.processor = CandleProcessor(self.engine, self.settings.interval)
+            self._sync_policy()
             source = self._open_source()
             try:
                 primed = self.processor.prime(source.history())
@@ -563,6 +600,8 @@ class Service:
                 health.close()
             if dashboard is not None:
                 dashboard.close()
+            if self._policy is not None:
+                self._policy.close()
             self._remove_pid()
             for s, h in old.items():
                 signal.signal(s, h)

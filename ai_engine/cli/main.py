@@ -39,6 +39,7 @@ def _register() -> None:
         evaluate_commands,
         init_commands,
         models_commands,
+        policy_commands,
         service_commands,
         train_commands,
     )
@@ -56,6 +57,7 @@ def _register() -> None:
     evaluate_commands.register(app)
     backtest_commands.register(app)
     dashboard_commands.register(app)
+    policy_commands.register(app)
 
 
 _register()

@@ -21,7 +21,8 @@ from pathlib import Path
 from ai_engine.config import Settings
 from ai_engine.exceptions import ConfigError, DataError
 
-__all__ = ["Criterion", "parse_since", "read_log_lines", "verify_shadow", "MAX_LOG_LINES_PER_MIN", "MAX_DISK_GROWTH_BYTES"]
+__all__ = ["Criterion", "counts_a_shadow", "parse_since", "read_log_lines", "restarts_since", "verify_shadow",
+           "MAX_LOG_LINES_PER_MIN", "MAX_DISK_GROWTH_BYTES", "MAX_RESTARTS_24H"]
 
 MAX_LOG_LINES_PER_MIN = 1000
 MAX_DISK_GROWTH_BYTES = 5 * 1024**3
@@ -100,6 +101,31 @@ def _store_size(path: Path) -> int:
     return sum(p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists())
 
 
+def counts_a_shadow(decision: dict, voters: int) -> bool:
+    """A decision whose ``consensus_count`` counts more agreeing voters than it has, or than the
+    configuration's ``voters``: a shadow was counted (the spec's "consensus count 4" while one shadows)."""
+    agree = sum(1 for e in decision.get("model_breakdown", {}).values()
+                if not e.get("shadow") and e.get("status") == "ok" and e.get("action") == decision["action"])
+    return decision["consensus_count"] > min(agree, voters)
+
+
+def restarts_since(db, since_ms: int) -> tuple[int, int, int]:
+    """(starts, crashes, planned) recorded in ``configs`` since ``since_ms``: a start is planned when
+    the run before it stopped cleanly (``serve`` records a 'stop' row as it ends on SIGTERM), a
+    crash otherwise (killed, OOM, a fault)."""
+    events = db.execute("SELECT applied_at, reason FROM configs WHERE reason IN ('start', 'stop') "
+                        "ORDER BY applied_at").fetchall()
+    crashes = planned = starts = 0
+    previous = None  # reason of the event before this start: None (first), 'start' (no clean stop), 'stop'
+    for at, reason in events:
+        if reason == "start" and at >= since_ms:
+            starts += 1
+            crashes += previous == "start"
+            planned += previous == "stop"
+        previous = reason
+    return starts, crashes, planned
+
+
 def verify_shadow(settings: Settings, model: str, since_s: float, log_lines: list[str] | None,
                   log_source: str = "the log") -> list[Criterion]:
     """Check the deployment of ``model`` in shadow over the last ``since_s`` seconds (or since the
@@ -165,11 +191,7 @@ def verify_shadow(settings: Settings, model: str, since_s: float, log_lines: lis
     # configuration's voters (a shadow counted and untagged reaches 4 of 3)
     voters = sum(1 for m in (json.loads(row[1]).get("models", {}).values() if row else ())
                  if m.get("role") == "voter" and m.get("status", "active") == "active")
-    over = 0
-    for d in decisions:
-        agree = sum(1 for e in d.get("model_breakdown", {}).values()
-                    if not e.get("shadow") and e.get("status") == "ok" and e.get("action") == d["action"])
-        over += d["consensus_count"] > min(agree, voters)
+    over = sum(counts_a_shadow(d, voters) for d in decisions)
     counts = sorted({d["consensus_count"] for d in decisions})
     add("consensus_count excludes the shadow model", bool(decisions) and over == 0,
         f"{over} decisions count more agreeing voters than exist (configuration: {voters} voters); "
@@ -178,16 +200,7 @@ def verify_shadow(settings: Settings, model: str, since_s: float, log_lines: lis
 
     # 4. restarts: each start after the first is planned when the run before it stopped cleanly
     # (serve records a 'stop' row as it ends on SIGTERM), a crash otherwise (killed, OOM, a fault)
-    events = db.execute("SELECT applied_at, reason FROM configs WHERE reason IN ('start', 'stop') "
-                        "ORDER BY applied_at").fetchall()
-    crashes = planned = starts = 0
-    previous = None  # reason of the event before this start: None (first), 'start' (no clean stop), 'stop'
-    for at, reason in events:
-        if reason == "start" and at >= now_ms - 86_400_000:
-            starts += 1
-            crashes += previous == "start"
-            planned += previous == "stop"
-        previous = reason
+    starts, crashes, planned = restarts_since(db, now_ms - 86_400_000)
     add("restarts in 24 h", crashes <= MAX_RESTARTS_24H,
         f"{starts} starts: {crashes} after a crash or kill (the run before never stopped cleanly), {planned} after "
         f"a planned stop; fail above {MAX_RESTARTS_24H} crashes")

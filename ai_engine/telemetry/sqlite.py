@@ -367,6 +367,13 @@ class TelemetryStore:
         self._write([("INSERT OR IGNORE INTO configs VALUES (?,?,?,?)",
                       [(config_id, int(time.time() * 1000), reason, json.dumps(payload, sort_keys=True, default=str))])])
 
+    def record_event(self, stream: str, event_id: str, event_type: str, payload: dict) -> None:
+        """Spool one event that is not a decision (the ``lifecycle`` stream) in the outbox: the
+        publisher delivers it with the same ordering and exactly-once rules."""
+        self._write([("INSERT OR IGNORE INTO outbox (stream, event_id, event_type, payload, created_at) "
+                      "VALUES (?,?,?,?,?)", [(stream, event_id, event_type, json.dumps(payload, sort_keys=True,
+                                              separators=(",", ":"), default=str), int(time.time() * 1000))])])
+
     # -- reads --------------------------------------------------------------------------------
     def has_decision(self, event_id: str) -> bool:
         return self._db.execute("SELECT 1 FROM decisions WHERE event_id=?", (event_id,)).fetchone() is not None
