@@ -57,7 +57,7 @@ def endpoints(store: Path, requests: int) -> dict:
     from ai_engine.dashboard.data import DashboardData
     from ai_engine.dashboard.server import DashboardServer
 
-    server = DashboardServer(DashboardData(store)).start()
+    server = DashboardServer(DashboardData(store), cache_s=0).start()  # every request reads: the store's cost
     try:
         base = server.url.rstrip("/")
         out = {}
@@ -160,28 +160,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--batches", type=int, default=400)
     ap.add_argument("--clients", type=int, default=CLIENTS, help="polling clients (0: the blocks' own noise)")
+    ap.add_argument("--parts", default="endpoints,latency", help="which parts to run (comma-separated)")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args(argv)
+    parts = set(args.parts.split(","))
     from bench.bench_analysis import _size
 
     store = Path(args.dir) / f"store_v4_{_size(args.size)}.sqlite"
-    if not store.exists():
-        subprocess.run([sys.executable, str(Path(__file__).with_name("bench_analysis.py")), "--sizes", args.size,
-                        "--dir", args.dir], check=True)
-    res = {"endpoints": endpoints(store, args.requests), "latency": latency(args.batches, Path(args.models), args.clients)}
-    print(f"endpoints over {store.name} ({args.requests} requests each, one after another):")
-    for ep, r in res["endpoints"].items():
-        print(f"  {ep:<26} p50 {r['p50_ms']:7.2f} ms   p99 {r['p99_ms']:7.2f} ms")
-    lt = res["latency"]
+    res = {}
+    if "endpoints" in parts:
+        if not store.exists():
+            subprocess.run([sys.executable, str(Path(__file__).with_name("bench_analysis.py")), "--sizes", args.size,
+                            "--dir", args.dir], check=True)
+        res["endpoints"] = endpoints(store, args.requests)
+        print(f"endpoints over {store.name} ({args.requests} requests each, one after another, no shared reads):")
+        for ep, r in res["endpoints"].items():
+            print(f"  {ep:<26} p50 {r['p50_ms']:7.2f} ms   p99 {r['p99_ms']:7.2f} ms")
+    if "latency" in parts:
+        res["latency"] = latency(args.batches, Path(args.models), args.clients)
+        _print_latency(res["latency"])
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2))
+    return 0
+
+
+def _print_latency(lt: dict) -> None:
     print(f"decision latency, 30 symbols, {lt['batches']} closing times, blocks of 20 without / with "
           f"{lt['clients']} clients polling every {POLL_S} s ({lt['requests_served']} requests served; load "
           f"{lt['load_before']} -> {lt['load_after']}):")
     print(f"  no client  p50 {lt['none_p50_ms']:.2f} ms  p99 {lt['none_p99_ms']:.2f} ms")
     print(f"  {lt['clients']} clients p50 {lt['clients_p50_ms']:.2f} ms  p99 {lt['clients_p99_ms']:.2f} ms"
           f"  (p99 ratio {lt['p99_ratio_clients_none']:.3f})")
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2))
-    return 0
 
 
 if __name__ == "__main__":

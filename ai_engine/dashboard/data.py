@@ -106,6 +106,7 @@ class DashboardData:
         self._lock = threading.Lock()
         self._env_cache = _FileCache()
         self._governor_cache = _FileCache()
+        self._redis_backend: tuple[tuple[str, str], object] | None = None
         if self.env_file is not None:
             self._settings()  # a broken env file is refused at start, with its own message
 
@@ -210,14 +211,13 @@ class DashboardData:
         }
 
     def governor(self) -> dict:
-        """``/api/governor``: kill, mode, who set it, when and why (file backend)."""
+        """``/api/governor``: kill, mode, who set it, when and why (file or Redis backend, as the engine)."""
         try:
             path, _, backend = self._paths()
         except AIEngineError as exc:
             return {"available": False, "source": None, "error": str(exc)}
-        if backend != "file":
-            return {"available": False, "source": backend, "error": "the governor state is in Redis; "
-                    "the dashboard reads the file backend only"}
+        if backend == "redis":
+            return self._redis_governor()
 
         def parse(p: Path) -> dict:
             from ai_engine.governor import FileGovernorBackend
@@ -234,6 +234,24 @@ class DashboardData:
         if "error" in got:
             return {"available": False, "source": str(path), "error": got["error"]}
         return {"available": True, "source": str(path), "error": None} | got["state"]
+
+    def _redis_governor(self) -> dict:
+        """The governor keys the engine reads (``GOVERNOR_BACKEND=redis``), with a short timeout: an
+        unreachable Redis is shown as such (the engine then blocks), never waited on."""
+        from ai_engine.telemetry.redis_governor import RedisGovernorBackend
+
+        st = self._fixed_settings or self._settings()
+        key = (st.redis_url, st.redis_prefix)
+        if self._redis_backend is None or self._redis_backend[0] != key:
+            self._redis_backend = (key, RedisGovernorBackend(st.redis_url, prefix=st.redis_prefix, timeout_s=0.5))
+        backend = self._redis_backend[1]
+        try:
+            state = backend.read()
+        except AIEngineError as exc:
+            return {"available": False, "source": backend.describe(), "error": str(exc)}
+        if state is None:
+            return {"available": False, "source": backend.describe(), "error": "no governor state in Redis (blocks)"}
+        return {"available": True, "source": backend.describe(), "error": None} | state.to_json()
 
     def summary(self) -> dict:
         """``/api/summary``: rate, consensus distribution and counts over the newest decisions."""

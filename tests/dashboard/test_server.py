@@ -145,6 +145,36 @@ def test_concurrent_requests_wait_for_one_computation():
     assert shared.get(("bad",), lambda: {"ok": True}) == {"ok": True}
 
 
+def test_governor_in_redis_as_the_engine_reads_it(dash_store):
+    """GOVERNOR_BACKEND=redis: the page shows the Redis keys the engine obeys; a Redis that cannot
+    be reached is shown as unavailable (the engine blocks then), never as a stale 'off'."""
+    from ai_engine.enums import GovernorMode
+    from ai_engine.governor import GovernorState
+    from ai_engine.telemetry.redis_governor import RedisGovernorBackend
+    from tests.helpers import free_port, redis_prefix
+
+    with redis_prefix("dash") as (url, prefix):
+        env = dash_store.env_file
+        base = env.read_text().replace("GOVERNOR_BACKEND=file\n", "")
+        env.write_text(base + f"GOVERNOR_BACKEND=redis\nREDIS_URL={url}\nAI_ENGINE_REDIS_PREFIX={prefix}\n")
+        data = DashboardData(dash_store.store, env)
+        srv = DashboardServer(data, port=0).start()
+        try:
+            assert api(srv, "/api/governor")["available"] is False  # no keys yet: the engine blocks
+            RedisGovernorBackend(url, prefix).write(GovernorState.new(True, GovernorMode.HALT, "ops: exchange down"))
+            g = api(srv, "/api/governor")
+            assert (g["available"], g["kill"], g["mode"], g["reason"]) == (True, True, "HALT", "ops: exchange down")
+            assert prefix in g["source"]
+            env.write_text(base + f"GOVERNOR_BACKEND=redis\nREDIS_URL=redis://127.0.0.1:{free_port()}/0\n"
+                           f"AI_ENGINE_REDIS_PREFIX={prefix}\n")
+            time.sleep(0.05)  # a new mtime for the env file's cache
+            g = api(srv, "/api/governor")
+            assert g["available"] is False and "unreachable" in g["error"]
+        finally:
+            srv.close()
+            data.close()
+
+
 def test_page_and_assets_with_strict_headers(server):
     for path, ctype in (("", "text/html"), ("app.js", "text/javascript"), ("app.css", "text/css"),
                         ("api/summary", "application/json")):
