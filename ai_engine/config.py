@@ -51,6 +51,8 @@ __all__ = [
     "load_settings",
     "DEFAULT_ENV_FILE",
     "MODEL_ENV_PREFIX",
+    "RetrainConfig",
+    "extra_shadow_error",
     "config_id_for",
     "extra_shadow_key",
 ]
@@ -87,6 +89,13 @@ KEYS: dict[str, Key] = {
     "AI_ENGINE_SYMBOLS": Key(str, "BTCUSDT,ETHUSDT", "comma-separated symbols this instance decides on"),
     "AI_ENGINE_INTERVAL": Key(str, "1h", "candle interval"),
     "AI_ENGINE_DATA_DIR": Key(Path, None, "candle CSV directory for paced file replay (serve)"),
+    "AI_ENGINE_RETRAIN_HOURS": Key(float, 0.0, "serve retrains AI_ENGINE_RETRAIN_MODELS every this many hours, each "
+                                   "put in shadow as <model>_retrain (0 = off)", 0.0, None),
+    "AI_ENGINE_RETRAIN_MODELS": Key(str, "", "comma-separated models serve retrains on schedule, e.g. xgb,patchtst",
+                                    empty_ok=True),
+    "AI_ENGINE_RETRAIN_WINDOW_DAYS": Key(float, 90.0, "days of the newest candles a retrain trains on", 1.0, None),
+    "AI_ENGINE_RETRAIN_DATA_DIR": Key(Path, None, "candle CSV directory the scheduled retrain reads; default "
+                                      "AI_ENGINE_DATA_DIR"),
     "AI_ENGINE_SHARD": Key(str, "", "symbol shard 'index/count' (e.g. 0/2); empty = all symbols", empty_ok=True),
     "AI_ENGINE_LOG_LEVEL": Key(str, "INFO", "logging level"),
     "AI_ENGINE_HEALTH_PORT": Key(int, 0, "HTTP health endpoint port on 127.0.0.1 (0 = off)", 0, 65535),
@@ -206,6 +215,7 @@ class Settings:
     flatline_min_std: float
     models: dict[str, ModelConfig]
     env_file: Path | None = None
+    retrain: RetrainConfig | None = None  # the retrain keys (load_settings always sets them)
     raw: dict[str, str] = field(default_factory=dict)
     shadows: dict[str, ModelConfig] = field(default_factory=dict)  # extra shadows by key, sorted
     dashboard_port: int = 0  # the operator dashboard on 127.0.0.1 beside serve; 0 = off
@@ -297,6 +307,13 @@ def _extra_shadow_problem(key: str) -> tuple[tuple[str, str, str] | None, str | 
 
 def _is_extra_shadow(key: str) -> bool:
     return _extra_shadow_problem(key)[0] is not None
+
+
+def extra_shadow_error(key: str) -> str | None:
+    """Why ``key`` is not a valid extra shadow key (None: it is one), for a command to refuse a tag
+    before it does slow work."""
+    extra, problem = _extra_shadow_problem(key)
+    return None if extra is not None else problem or f"{key} is not an extra shadow's key"
 
 
 def _convert(key: str, raw: str) -> Any:
@@ -557,6 +574,44 @@ def _parse_symbols(raw: str) -> tuple[str, ...]:
     return syms
 
 
+@dataclass(frozen=True, slots=True)
+class RetrainConfig:
+    """``serve``'s retrain schedule (``lifecycle/retrain.py``): every ``hours`` (0: off), each of
+    ``models`` trained on the newest ``window_days`` of the candles in ``data_dir`` and put in shadow."""
+
+    hours: float
+    models: tuple[str, ...]
+    window_days: float
+    data_dir: Path | None
+
+
+def _parse_retrain(get, env_path: Path | None) -> RetrainConfig:
+    """The retrain keys, checked together; the model list is checked even while the schedule is off."""
+    raw = get("AI_ENGINE_RETRAIN_MODELS")
+    models = tuple(m.strip().lower() for m in raw.split(",") if m.strip())
+    bad = [m for m in models if m not in MODEL_NAMES]
+    if bad:
+        raise ConfigError(f"AI_ENGINE_RETRAIN_MODELS={raw!r} names {', '.join(bad)}: expected models among "
+                          f"{', '.join(MODEL_NAMES)}")
+    if len(set(models)) != len(models):
+        raise ConfigError(f"AI_ENGINE_RETRAIN_MODELS={raw!r} names a model twice")
+    hours = get("AI_ENGINE_RETRAIN_HOURS")
+    data_dir = get("AI_ENGINE_RETRAIN_DATA_DIR") or get("AI_ENGINE_DATA_DIR")
+    plan = RetrainConfig(hours, models, get("AI_ENGINE_RETRAIN_WINDOW_DAYS"), data_dir)
+    if hours == 0:
+        return plan
+    if not models:
+        raise ConfigError(f"AI_ENGINE_RETRAIN_HOURS={hours:g} but AI_ENGINE_RETRAIN_MODELS is empty: name the models "
+                          "to retrain, e.g. xgb,patchtst, or set the hours to 0")
+    if data_dir is None:
+        raise ConfigError(f"AI_ENGINE_RETRAIN_HOURS={hours:g} needs candles to train on: set "
+                          "AI_ENGINE_RETRAIN_DATA_DIR (or AI_ENGINE_DATA_DIR)")
+    if env_path is None:
+        raise ConfigError(f"AI_ENGINE_RETRAIN_HOURS={hours:g} needs an env file: each retrain is put in shadow by "
+                          "an edit of it")
+    return plan
+
+
 def load_settings(
     env_file: Path | str | None = "auto",
     *,
@@ -655,6 +710,7 @@ def load_settings(
         env_file=env_path,
         raw=raw,
         shadows=shadows,
+        retrain=_parse_retrain(get, env_path),
     )
 
 

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ai_engine.child_process import child_args
 from ai_engine.config import Settings, load_settings
 from ai_engine.exceptions import ConfigError, DataError, TransientError
 from ai_engine.health import HealthServer, sd_notify
@@ -259,9 +260,7 @@ class DashboardProcess:
     def __init__(self, settings: Settings) -> None:
         cmd = [sys.executable, "-m", "ai_engine.cli.main", "dashboard", "--store", str(settings.store_path),
                "--host", "127.0.0.1", "--port", str(settings.dashboard_port), "--analysis-hours", "0",
-               "--child-of", str(os.getpid())]
-        if settings.decision_cpu is not None:
-            cmd += ["--avoid-cpu", str(settings.decision_cpu)]
+               *child_args(settings)]
         if settings.env_file is not None:
             cmd += ["--env-file", str(settings.env_file)]
         self.port = settings.dashboard_port
@@ -309,6 +308,9 @@ class Service:
         self._reload = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_w.setblocking(False)
+        from ai_engine.lifecycle.retrain import RetrainSchedule
+
+        self._retrain = RetrainSchedule()  # AI_ENGINE_RETRAIN_HOURS: retrains in a child, polled between candles
         self._pid_path = settings.home / PID_FILE_NAME
         self._last_prune = 0.0
         self._guard = None  # lifecycle.policy.Guard while a policy is on
@@ -431,6 +433,7 @@ class Service:
                 self._apply_reload()
             self._decide(batch)
             self._maybe_prune()
+            self._retrain.tick(self.settings)
             self._pause(self.options.pace)
         else:
             log.info("file source exhausted after %d candles", self.candles_seen)
@@ -477,6 +480,7 @@ class Service:
                 unacked.append(batch)
                 unacked = self._ack(source, unacked)
             self._maybe_prune()
+            self._retrain.tick(self.settings)
         self._ack(source, unacked)
 
     def _decide(self, candles: list) -> None:
@@ -596,6 +600,7 @@ class Service:
                     except TransientError as exc:
                         log.error("could not record the planned stop (the next start will count as a crash): %s", exc)
                 self.engine.store.close()
+            self._retrain.close()
             if health is not None:
                 health.close()
             if dashboard is not None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
 from pathlib import Path
 
 import typer
+
+from ai_engine.cli.options import AvoidCpu, ChildOf
 
 __all__ = ["register", "start_dashboard"]
 
@@ -23,8 +24,8 @@ def start_dashboard(
     port: int = typer.Option(8780, "--port", min=0, max=65535, help="port to listen on; 0 picks a free one"),
     analysis_hours: float = typer.Option(24.0, "--analysis-hours", min=0.0, help="window of the shadow analysis "
                                          "(gates, edge) run in the background every 5 minutes; 0 = off"),
-    child_of: int | None = typer.Option(None, "--child-of", hidden=True, help="serve's pid: run as its child"),
-    avoid_cpu: int | None = typer.Option(None, "--avoid-cpu", hidden=True, help="serve's decision CPU: run elsewhere"),
+    child_of: int | None = ChildOf,
+    avoid_cpu: int | None = AvoidCpu,
 ) -> None:
     """Serve the read-only dashboard (page and JSON endpoints) over a store, for a post-mortem or a replay."""
     from ai_engine.dashboard import (
@@ -37,7 +38,9 @@ def start_dashboard(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if child_of is not None:
-        _as_child_of(child_of, avoid_cpu)
+        from ai_engine.child_process import become_child_of
+
+        become_child_of(child_of, avoid_cpu)
     token = os.environ.get(TOKEN_ENV) or None
     check_bind(host, token)  # before anything is opened
     data = DashboardData(store, env_file)
@@ -65,23 +68,6 @@ def start_dashboard(
             job.close()
         server.close()
         data.close()
-
-
-def _as_child_of(parent: int, avoid_cpu: int | None) -> None:
-    """``serve``'s dashboard: a lower CPU priority than the decisions and never on the decision CPU
-    (when another is left), and ended when serve ends, even by SIGKILL (Linux's parent-death
-    signal; checked against the pid given, so a parent that died before it was set is seen too)."""
-    import ctypes
-
-    os.nice(10)
-    if avoid_cpu is not None and hasattr(os, "sched_setaffinity"):
-        others = os.sched_getaffinity(0) - {avoid_cpu}
-        if others:
-            os.sched_setaffinity(0, others)
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:
-        raise SystemExit(0)
 
 
 def register(app: typer.Typer) -> None:

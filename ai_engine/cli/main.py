@@ -40,6 +40,7 @@ def _register() -> None:
         init_commands,
         models_commands,
         policy_commands,
+        retrain_commands,
         service_commands,
         train_commands,
     )
@@ -56,6 +57,7 @@ def _register() -> None:
     data_commands.register(app)
     evaluate_commands.register(app)
     backtest_commands.register(app)
+    retrain_commands.register(app)
     dashboard_commands.register(app)
     policy_commands.register(app)
 

@@ -13,6 +13,8 @@ Symbols = typer.Option(None, "--symbols", help="comma-separated symbols, e.g. BT
 Interval = typer.Option(None, "--interval", help="candle interval, e.g. 1h")
 DataDir = typer.Option(None, "--data", help="directory of Binance kline CSVs (<SYMBOL>-<interval>.csv)")
 Store = typer.Option(None, "--store", help="SQLite telemetry store (overrides AI_ENGINE_STORE)")
+ChildOf = typer.Option(None, "--child-of", hidden=True, help="serve's pid: run as its child (child_process)")
+AvoidCpu = typer.Option(None, "--avoid-cpu", hidden=True, help="serve's decision CPU: run elsewhere")
 MaxBadRows = typer.Option(None, "--max-bad-rows", min=0, help="fail when a candle file has more quarantined (malformed) "
                           "rows than this; default no limit (each file's totals are logged)")
 
