@@ -496,7 +496,7 @@ class DecisionEngine:
                 self.flatline.observe(name, conf)
         for rec in records:
             for r in rec.decision.results:
-                if r.shadow and r.status is not ModelStatus.UNSAMPLED:
+                if r.shadow:
                     self.shadow_logger(st.slots[r.model].display, rec.symbol, r)
             if rec.published:
                 log_intent(rec)

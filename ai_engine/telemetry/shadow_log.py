@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from ai_engine.enums import ModelStatus
 from ai_engine.types import DecisionRecord, ModelResult
 
 __all__ = ["ShadowLogger", "intent_line", "log_intent"]
@@ -34,6 +35,10 @@ class ShadowLogger:
         suppressed = self._suppressed.pop(result.model, 0)
         tail = f" | suppressed={suppressed}" if suppressed else ""
         p = result.prediction
+        if result.status is ModelStatus.UNSAMPLED:  # its budget, not a fault: the line still says it runs
+            shadow_log.info("[SHADOW] %s | %s | status=unsampled reason=%s | mode=SHADOW_ONLY%s",
+                            display, symbol, result.reason, tail)
+            return
         if p is None:
             shadow_log.warning("[SHADOW] %s | %s | status=%s reason=%s | mode=SHADOW_ONLY%s",
                                display, symbol, result.status.value, result.reason, tail)

@@ -219,6 +219,24 @@ def test_the_verification_never_counts_a_decision_not_sampled_as_missing(budgete
     assert crit["shadow entry in every decision and intent"].status == "PASS"
 
 
+def test_a_decision_not_sampled_still_has_its_shadow_line_as_information(caplog):
+    """verify-shadow counts the ``[SHADOW]`` lines at the configured rate: a budgeted shadow keeps
+    its line (INFO, never the WARNING of a failed one), saying it was not sampled."""
+    import logging
+
+    from ai_engine.enums import ModelRole, ModelStatus
+    from ai_engine.telemetry.shadow_log import ShadowLogger
+    from ai_engine.types import ModelResult
+
+    result = ModelResult("patchtst", ModelRole.SHADOW, ModelStatus.UNSAMPLED, 20.0,
+                         reason="not sampled (SHADOW_SAMPLE=0.25)")
+    with caplog.at_level(logging.INFO, logger="ai_engine.shadow"):
+        ShadowLogger(30.0)("PatchTST", "BTCUSDT", result)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "[SHADOW] PatchTST | BTCUSDT | status=unsampled reason=not sampled (SHADOW_SAMPLE=0.25) | "
+                 "mode=SHADOW_ONLY")]
+
+
 def test_unset_and_one_give_what_the_engine_gave_before(tmp_path, models, series):
     """SHADOW_SAMPLE=1 is the default: the same records (config_id included) and the same analysis,
     with no sample field anywhere."""
