@@ -189,6 +189,30 @@ def test_a_decision_not_sampled_runs_no_shadow_inference(tmp_path, models, serie
     assert 0 < extra.rows == len(_seen(got, "patchtst_r2")) < len(got) * 0.3
 
 
+def test_a_late_budgeted_shadow_is_joined_on_its_sampled_decisions_only(tmp_path, models, series):
+    """0.3 s per call against a 50 ms deadline: its sampled entries are ``late`` and joined to their
+    own rows when they arrive; the decisions it was not sampled for stay ``unsampled``, never late."""
+    from tests.core.test_engine import Broken
+
+    settings = settings_for(tmp_path, _four(models), **_env(models, SHADOW_PATCHTST_R2_SAMPLE="0.5",
+                                                             SHADOW_DEADLINE_MS="50"))
+    slots = load_slots(settings)
+    slots["patchtst_r2"].agent = Broken(slots["patchtst_r2"].agent, "slow")
+    store = TelemetryStore(settings.store_path)
+    engine = DecisionEngine(settings, store=store, slots=slots, wait_for_shadow=False,
+                            governor=Governor(FileGovernorBackend(settings.governor_state_file)))
+    replay_series(engine, {k: v.slice(0, 260) for k, v in series.items()}, chunk=32)
+    engine.close()
+    got = store.decisions_json()
+    seen = set(_seen(got, "patchtst_r2"))
+    assert 0 < len(seen) < len(got)
+    assert {d["model_breakdown"]["patchtst_r2"]["status"] for d in got if d["event_id"] in seen} == {"late"}
+    rows = dict(store.connection.execute(
+        "SELECT event_id, status FROM predictions WHERE model = 'patchtst_r2'").fetchall())
+    assert {e for e, st in rows.items() if st == "ok"} == seen  # each joined to its own decision
+    assert {st for e, st in rows.items() if e not in seen} == {"unsampled"}
+
+
 # -- the analysis ---------------------------------------------------------------------------------
 def test_the_analysis_judges_a_budgeted_shadow_on_the_decisions_it_saw(tmp_path, series, budgeted):
     from ai_engine.analysis import analyze
