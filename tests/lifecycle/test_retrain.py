@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -149,13 +150,17 @@ def _alive(pid: int) -> bool:
 
 def test_serve_retrains_on_schedule_in_a_low_priority_child_and_keeps_deciding(
         tmp_path, models, candles_dir):
-    """Every 1.8 s (0.0005 h) serve starts ``retrain xgb`` as its child; while the child trains, serve
-    goes on deciding; the child's edit reaches serve as a reload, and the retrain runs in shadow."""
+    """Every 1.8 s (0.0005 h) serve starts ``retrain xgb`` as its child. The first finds no candles: it
+    fails, serve says so, and nothing changed. Then the candles arrive; while the next child trains,
+    serve goes on deciding; its edit reaches serve as a reload, and the retrain runs in shadow."""
     port = free_port()
+    data = tmp_path / "retrain-candles"
+    data.mkdir()
     env = deployment(tmp_path, models, f"AI_ENGINE_HEALTH_PORT={port}", "AI_ENGINE_RETRAIN_HOURS=0.0005",
                      "AI_ENGINE_RETRAIN_MODELS=xgb", "AI_ENGINE_RETRAIN_WINDOW_DAYS=60",
-                     f"AI_ENGINE_RETRAIN_DATA_DIR={candles_dir}")
+                     f"AI_ENGINE_RETRAIN_DATA_DIR={data}")
     home = tmp_path / "home"
+    original = env.read_bytes()
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("AI_ENGINE_", "NOTIFY_SOCKET", "REDIS_"))}
     log_path = tmp_path / "serve.log"
     log = open(log_path, "w")  # noqa: SIM115 (closed below)
@@ -166,7 +171,12 @@ def test_serve_retrains_on_schedule_in_a_low_priority_child_and_keeps_deciding(
             kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
             return next((int(k) for k in kids if "\0retrain\0" in Path(f"/proc/{k}/cmdline").read_text()), None)
 
-        pid = wait_for(child, "the retrain child", 120)
+        failed = wait_for(lambda: re.search(r"retrain xgb \(pid (\d+)\) failed with exit 2", log_path.read_text()),
+                          "the failed retrain reported", 120)
+        assert env.read_bytes() == original and not (home / "models" / "registry.json").exists()
+        for sym in SYMBOLS:
+            (data / f"{sym}-1h.csv").symlink_to(candles_dir / f"{sym}-1h.csv")
+        pid = wait_for(lambda: (c := child()) not in (None, int(failed[1])) and c, "the next retrain child", 120)
         # below the decisions' priority (the child lowers its own as it starts)
         wait_for(lambda: _nice(pid) > _nice(proc.pid), "the retrain child at a lower priority", 30)
         # serve goes on deciding while its child trains: decisions made during the child's life
