@@ -131,6 +131,8 @@ KEYS: dict[str, Key] = {
     "AI_ENGINE_POLICY_B_REBALANCE": Key(str, "xgb=27.5,lgbm=27.5,nhits=40", "the other weights at option B"),
     "AI_ENGINE_POLICY_B_HOURS": Key(float, 168.0, "hours voting at option B, live edge not WORSE, before option A",
                                     0.0, None),
+    "AI_ENGINE_POLICY_LIVE_HOURS": Key(float, 72.0, "the newest hours of its voting rows the live edge is judged on "
+                                       "(once it has voted that long)", 1.0, None),
     "AI_ENGINE_POLICY_A_WEIGHT": Key(float, 20.0, "the model's weight at option A", 0.0, 100.0),
     "AI_ENGINE_POLICY_A_REBALANCE": Key(str, "xgb=25,lgbm=25,nhits=30", "the other weights at option A"),
     "AI_ENGINE_POLICY_ROLLBACK_ON_FAIL": Key(str, "full", "rollback level on a spec FAIL criterion: fast, full or nuclear"),
@@ -491,7 +493,8 @@ def _validate_interval(interval: str) -> None:
 @dataclass(frozen=True, slots=True)
 class PolicyConfig:
     """The promotion policy ``serve`` follows (``lifecycle/policy.py``): shadow for ``shadow_hours``
-    and ``min_predictions``, then option B, then after ``b_hours`` option A; each rollback level."""
+    and ``min_predictions``, then option B, then after ``b_hours`` option A (the live edge judged on
+    the newest ``live_hours`` of its voting rows); each rollback level."""
 
     dry_run: bool
     model: str
@@ -500,6 +503,7 @@ class PolicyConfig:
     b_weight: float
     b_rebalance: dict[str, float]
     b_hours: float
+    live_hours: float
     a_weight: float
     a_rebalance: dict[str, float]
     rollback_on_fail: str
@@ -539,7 +543,7 @@ def _parse_policy(get) -> PolicyConfig | None:
             raise ConfigError(f"{k}={level!r} is not valid: expected {', '.join(allowed)}")
     return PolicyConfig(mode == "dry-run", model, get("AI_ENGINE_POLICY_SHADOW_HOURS"),
                         get("AI_ENGINE_POLICY_MIN_PREDICTIONS"), *options["B"], get("AI_ENGINE_POLICY_B_HOURS"),
-                        *options["A"], levels["AI_ENGINE_POLICY_ROLLBACK_ON_FAIL"],
+                        get("AI_ENGINE_POLICY_LIVE_HOURS"), *options["A"], levels["AI_ENGINE_POLICY_ROLLBACK_ON_FAIL"],
                         levels["AI_ENGINE_POLICY_ROLLBACK_ON_WORSE"], get("AI_ENGINE_POLICY_INTERVAL_S"))
 
 

@@ -11,7 +11,7 @@ import time
 
 import typer
 
-from ai_engine.cli.options import EnvFile, env_arg, make_console
+from ai_engine.cli.options import AvoidCpu, ChildOf, EnvFile, env_arg, make_console
 
 __all__ = ["register"]
 
@@ -79,11 +79,11 @@ def abort(env_file: str = EnvFile) -> None:
 @policy_app.command("run", hidden=True)
 def run(
     env_file: str = EnvFile,
-    child_of: int | None = typer.Option(None, "--child-of", hidden=True, help="serve's pid: run as its child"),
-    avoid_cpu: int | None = typer.Option(None, "--avoid-cpu", hidden=True, help="serve's decision CPU: run elsewhere"),
+    child_of: int | None = ChildOf,
+    avoid_cpu: int | None = AvoidCpu,
 ) -> None:
     """The policy's loop (``serve`` starts it in a process of its own while AI_ENGINE_POLICY is on)."""
-    from ai_engine.cli.dashboard_commands import _as_child_of
+    from ai_engine.child_process import become_child_of
     from ai_engine.lifecycle.policy import run_policy
     from ai_engine.runtime import setup_logging
 
@@ -91,7 +91,7 @@ def run(
     setup_logging(settings.log_level)
     logging.getLogger("ai_engine.policy").info("policy process for %s started", settings.env_file)
     if child_of is not None:
-        _as_child_of(child_of, avoid_cpu)
+        become_child_of(child_of, avoid_cpu)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     run_policy(settings.env_file, stop)

@@ -6,12 +6,12 @@ The policy (``AI_ENGINE_POLICY*`` keys, ``config.PolicyConfig``) acts on one of 
 file names (by sha256): a new version in shadow starts a new run. Stages: ``shadow`` → after
 ``SHADOW_HOURS`` of its shadow predictions and ``MIN_PREDICTIONS`` of them, a READY gate verdict and
 an edge that is not WORSE → ``option_b`` (its B weight, the others rebalanced) → after ``B_HOURS``
-voting with a live edge that is not WORSE → ``option_a``. Hours are market hours of the recorded
-predictions (the analysis's clock: a paced replay runs faster than the wall). An INCONCLUSIVE
-verdict, or an edge that cannot be computed yet, waits; NOT_READY or WORSE in shadow holds (option C);
-nothing is ever promoted on no evidence. Each step is ``activation.activate``, so it passes the
-same gate, edit, validation, audit and reload as ``models activate``; ``dry-run`` only says what it
-would do.
+voting with a live edge (on its newest ``LIVE_HOURS`` of voting rows) that is not WORSE →
+``option_a``. Hours are market hours of the recorded predictions (the analysis's clock: a paced
+replay runs faster than the wall). An INCONCLUSIVE verdict, or an edge that cannot be computed
+yet, waits; NOT_READY or WORSE in shadow holds (option C); nothing is ever promoted on no
+evidence. Each step is ``activation.activate``, so it passes the same gate, edit, validation, audit
+and reload as ``models activate``; ``dry-run`` only says what it would do.
 
 Two watchers act, both reading the store ``serve`` writes:
 
@@ -38,7 +38,6 @@ import contextlib
 import fcntl
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -208,15 +207,19 @@ def evaluate(settings: Settings, state: PolicyState) -> Outcome:
     need_h, need_n = (pol.shadow_hours, pol.min_predictions) if role == "shadow" else (pol.b_hours, 0)
     if role == "shadow" and (hours < need_h or n < need_n):
         return Outcome("wait", None, f"{hours:g} h and {n} shadow predictions of {need_h:g} h and {need_n}")
+    if role == "voter" and hours < pol.live_hours:  # a few rows' edge is noise (10 rows read WORSE by chance)
+        return Outcome("wait", None, f"{hours:g} h voting; the live edge is judged on {pol.live_hours:g} h")
+    window = hours if role == "shadow" else pol.live_hours  # the live edge: its newest voting rows
     try:
-        result = analyze(settings.store_path, hours, model=state.model, only=(role, state.sha256))
+        result = analyze(settings.store_path, window, model=state.model, only=(role, state.sha256))
     except (DataError, ConfigError) as exc:
         return Outcome("wait", None, f"no analysis yet: {exc}")
     edge = result.edge
     edge_text = f"edge {edge.verdict}" if edge is not None else f"no edge yet ({result.edge_error})"
     if role == "voter":
         if edge is not None and edge.verdict == "WORSE":
-            return Outcome("rollback", pol.rollback_on_worse, f"live edge WORSE over {hours:g} h voting: {edge.reason}")
+            return Outcome("rollback", pol.rollback_on_worse, f"live edge WORSE over the last {window:g} h voting: "
+                                                              f"{edge.reason}")
         if state.stage == "option_a":
             return Outcome("hold", None, f"option A; live {edge_text}")
         if edge is None or hours < need_h:
@@ -455,10 +458,10 @@ class PolicyProcess:
     decision CPU, ended with the service): its analysis never takes the engine's interpreter lock."""
 
     def __init__(self, settings: Settings) -> None:
+        from ai_engine.child_process import child_args
+
         cmd = [sys.executable, "-m", "ai_engine.cli.main", "policy", "run", "--env-file", str(settings.env_file),
-               "--child-of", str(os.getpid())]
-        if settings.decision_cpu is not None:
-            cmd += ["--avoid-cpu", str(settings.decision_cpu)]
+               *child_args(settings)]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
         log.info("policy %s for %s runs in its own process (pid %d)",
                  "dry-run" if settings.policy.dry_run else "on", settings.policy.model, self._proc.pid)

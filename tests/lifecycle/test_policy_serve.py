@@ -29,21 +29,24 @@ from tests.lifecycle.conftest import copy_artifact
 from tests.reliability.conftest import SERVE, SYMBOLS, tiny_torch_model
 
 T0 = 1_600_000_000_000 - 1_600_000_000_000 % 3_600_000
-BARS, LEG, HISTORY = 1400, 24, 300
+BARS, LEG, HISTORY, CHOPPY_FROM = 1400, 24, 300, 560
 POLICY = {
     "AI_ENGINE_POLICY_MODEL": "lgbm", "AI_ENGINE_POLICY_SHADOW_HOURS": "100", "AI_ENGINE_POLICY_MIN_PREDICTIONS": "200",
     "AI_ENGINE_POLICY_B_WEIGHT": "5", "AI_ENGINE_POLICY_B_REBALANCE": "xgb=65,nhits=15,patchtst=15",
-    "AI_ENGINE_POLICY_B_HOURS": "20", "AI_ENGINE_POLICY_A_WEIGHT": "20",
+    "AI_ENGINE_POLICY_B_HOURS": "20", "AI_ENGINE_POLICY_LIVE_HOURS": "20", "AI_ENGINE_POLICY_A_WEIGHT": "20",
     "AI_ENGINE_POLICY_A_REBALANCE": "xgb=60,nhits=10,patchtst=10", "AI_ENGINE_POLICY_INTERVAL_S": "0.5",
 }
 
 
-def trending_market(directory: Path) -> Path:
-    """Alternating up and down legs of ``LEG`` bars (0.4%/bar drift, 0.6% noise) for each symbol."""
+def trending_market(directory: Path, choppy_from: int = BARS) -> Path:
+    """Alternating up and down legs of ``LEG`` bars (0.4%/bar drift, 0.6% noise) for each symbol;
+    from ``choppy_from`` on, legs of 3 bars: what the models learnt turns wrong."""
     directory.mkdir(parents=True)
     for k, sym in enumerate(SYMBOLS):
         rng = np.random.default_rng(k)
-        r = np.repeat(np.resize([1.0, -1.0], BARS // LEG + 1), LEG)[:BARS] * 0.004 + rng.normal(0, 0.006, BARS)
+        legs = np.r_[np.repeat(np.resize([1.0, -1.0], BARS // LEG + 1), LEG)[:choppy_from],
+                     np.repeat(np.resize([1.0, -1.0], BARS // 3 + 1), 3)[:BARS - choppy_from]]
+        r = legs * 0.004 + rng.normal(0, 0.006, BARS)
         close = 100.0 * (k + 1) * np.exp(np.cumsum(r))
         op = np.r_[close[0], close[:-1]]
         hi = np.maximum(op, close) * (1 + rng.uniform(0, 0.003, BARS))
@@ -63,6 +66,7 @@ def market(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("policy_market")
     data = trending_market(root / "candles")
+    choppy = trending_market(root / "choppy", choppy_from=CHOPPY_FROM)
     arts = {}
     for name, model, seed in (("xgb", "xgb", 0), ("lgbm", "lgbm", 0), ("lgbm_new", "lgbm", 1)):
         arts[name] = root / name / "model"
@@ -70,7 +74,7 @@ def market(tmp_path_factory):
                     force=True)
     for name in ("nhits", "patchtst"):
         arts[name] = tiny_torch_model(name, root / name / "model")
-    return data, arts
+    return data, choppy, arts
 
 
 @pytest.fixture()
@@ -107,17 +111,13 @@ def _plant_shadow_counted(store: Path) -> int:
         return cur.lastrowid
 
 
-def test_policy_dry_run_then_shadow_to_b_to_a_then_rollback_before_next_candle(tmp_path, market, cli, redis_prefix):
-    import redis
-    from typer.testing import CliRunner
-
+def _deploy(tmp_path: Path, arts: dict, cli, extra: str) -> tuple[Path, Path, int]:
+    """The four baselines voting (XGB at 70%), backed up, the LGBM retrain staged and in shadow,
+    the policy's keys and ``extra`` in the env file. Returns (home, env file, health port)."""
     from ai_engine.agents import DEFAULT_ARTIFACT_NAME
-    from ai_engine.cli.policy_commands import policy_app
     from ai_engine.enums import GovernorMode
     from ai_engine.governor import FileGovernorBackend, GovernorState
 
-    data, arts = market
-    url, prefix = redis_prefix
     home = tmp_path / "home"
     for m in ("xgb", "lgbm", "nhits", "patchtst"):
         copy_artifact(arts[m], home / "models" / DEFAULT_ARTIFACT_NAME[m])
@@ -125,13 +125,33 @@ def test_policy_dry_run_then_shadow_to_b_to_a_then_rollback_before_next_candle(t
     port = free_port()
     env = tmp_path / "ai-engine.env"
     env.write_text(f"AI_ENGINE_HOME={home}\nAI_ENGINE_SYMBOLS={','.join(SYMBOLS)}\nAI_ENGINE_HEALTH_PORT={port}\n"
-                   f"REDIS_URL={url}\nAI_ENGINE_REDIS_PREFIX={prefix}\nENSEMBLE_MIN_CONSENSUS=1\n"
-                   "XGB_WEIGHT=70\nLGBM_WEIGHT=10\nNHITS_WEIGHT=10\nPATCHTST_WEIGHT=10\nAI_ENGINE_POLICY=dry-run\n"
-                   + "".join(f"{k}={v}\n" for k, v in POLICY.items()))
+                   "ENSEMBLE_MIN_CONSENSUS=1\nXGB_WEIGHT=70\nLGBM_WEIGHT=10\nNHITS_WEIGHT=10\nPATCHTST_WEIGHT=10\n"
+                   + extra + "".join(f"{k}={v}\n" for k, v in POLICY.items() if k not in extra))
     for args in (("models", "backup"), ("models", "stage", str(arts["lgbm_new"]), "--model", "lgbm"),
                  ("models", "shadow", "lgbm")):
         res = cli(*args, "--env-file", str(env))
         assert res.exit_code == 0, res.output
+    return home, env, port
+
+
+def _serve(env: Path, data: Path, log: Path, pace: str = "0.05") -> subprocess.Popen:
+    penv = {k: v for k, v in os.environ.items() if not k.startswith(("AI_ENGINE_", "NOTIFY_SOCKET"))}
+    with open(log, "w") as out:
+        return subprocess.Popen([*SERVE, "--env-file", str(env), "--data", str(data), "--pace", pace,
+                                 "--history", str(HISTORY)], env=penv | {"PYTHONUNBUFFERED": "1"},
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def test_policy_dry_run_then_shadow_to_b_to_a_then_rollback_before_next_candle(tmp_path, market, cli, redis_prefix):
+    import redis
+    from typer.testing import CliRunner
+
+    from ai_engine.cli.policy_commands import policy_app
+
+    data, _, arts = market
+    url, prefix = redis_prefix
+    home, env, port = _deploy(tmp_path, arts, cli, f"REDIS_URL={url}\nAI_ENGINE_REDIS_PREFIX={prefix}\n"
+                              "AI_ENGINE_POLICY=dry-run\n")
     store = home / "telemetry.sqlite"
     bus = redis.Redis.from_url(url, decode_responses=True)
 
@@ -140,11 +160,7 @@ def test_policy_dry_run_then_shadow_to_b_to_a_then_rollback_before_next_candle(t
         return [json.loads(f["payload"]) for _, f in entries if f["event_type"] == f"lifecycle.{event}"]
 
     log = tmp_path / "serve.log"
-    penv = {k: v for k, v in os.environ.items() if not k.startswith(("AI_ENGINE_", "NOTIFY_SOCKET"))}
-    with open(log, "w") as out:
-        proc = subprocess.Popen([*SERVE, "--env-file", str(env), "--data", str(data), "--pace", "0.05",
-                                 "--history", str(HISTORY)], env=penv | {"PYTHONUNBUFFERED": "1"},
-                                stdout=out, stderr=subprocess.STDOUT)
+    proc = _serve(env, data, log)
     try:
         # dry-run: it says what it would do, on the bus and in the log, and changes nothing
         (would,) = wait_for(lambda: lifecycle("dry_run"), "the dry-run's would-promote", timeout=120)
@@ -189,6 +205,33 @@ def test_policy_dry_run_then_shadow_to_b_to_a_then_rollback_before_next_candle(t
         assert crit["level"] == "full" and crit["reason"].startswith("rolled back (full): FAIL criterion")
         status = CliRunner().invoke(policy_app, ["status", "--env-file", str(env)])
         assert "stage rolled_back" in status.output, status.output
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_a_promoted_model_whose_live_edge_turns_worse_is_rolled_back_before_the_next_candle(tmp_path, market, cli):
+    _, choppy, arts = market
+    home, env, port = _deploy(tmp_path, arts, cli, "AI_ENGINE_POLICY=on\nAI_ENGINE_POLICY_B_HOURS=100000\n"
+                              "AI_ENGINE_POLICY_LIVE_HOURS=60\n")
+    store = home / "telemetry.sqlite"
+    proc = _serve(env, choppy, tmp_path / "serve.log")
+    try:
+        rb = wait_for(lambda: next((e for e in read_audit(home) if e["what"] == "policy.rollback"), None),
+                      "the rollback of the promoted model", timeout=150)
+        whats = [e["what"] for e in read_audit(home)]
+        assert whats.index("policy.promote") < whats.index("models.rollback.full lgbm") < whats.index("policy.rollback")
+        assert rb["level"] == "full" and rb["before"]["stage"] == "option_b" and "live edge WORSE" in rb["reason"]
+        vals = read_env_file(env)
+        assert Path(vals["LGBM_MODEL_PATH"]).name.startswith("lgbm_model_BASELINE_") and vals["XGB_WEIGHT"] == "70"
+        edit = next(e for e in read_audit(home) if e["what"] == "models.rollback.full lgbm")
+        final = wait_for(lambda: (h := fetch_health(port)) and h["weights"]["lgbm"] == 10.0 and h, "the rollback applied")
+        wait_for(lambda: any(c == final["config_id"] for _, c, _, _ in _decisions(store)), "a decision after it")
+        late = {t for _, c, t, at in _decisions(store) if at > edit["ts_ms"] and c != final["config_id"]}
+        assert len(late) <= 1  # only the candle being decided as the edit landed ran on option B
+        first_bad = T0 + CHOPPY_FROM * 3_600_000
+        assert max(t for _, c, t, _ in _decisions(store) if c != final["config_id"]) >= first_bad  # not before the turn
+        assert final["pid"] == proc.pid
     finally:
         proc.terminate()
         proc.wait(30)
