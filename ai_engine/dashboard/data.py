@@ -61,6 +61,9 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(s[k], 3)
 
 
+POLICY_STATE_FILE = "policy.json"  # lifecycle/policy.STATE_FILE_NAME (not imported: it pulls in the lifecycle)
+
+
 class _FileCache:
     """A file's parsed content, parsed again only when ``stat`` shows a different file."""
 
@@ -106,6 +109,7 @@ class DashboardData:
         self._lock = threading.Lock()
         self._env_cache = _FileCache()
         self._governor_cache = _FileCache()
+        self._policy_cache = _FileCache()
         self._redis_backend: tuple[tuple[str, str], object] | None = None
         if self.env_file is not None:
             self._settings()  # a broken env file is refused at start, with its own message
@@ -367,6 +371,33 @@ class DashboardData:
             except json.JSONDecodeError:
                 continue
         return {"limit": limit, "decisions": docs}
+
+    def policy(self) -> dict:
+        """``/api/policy``: the promotion policy the env file sets and where its run stands (the state
+        ``ai-engine policy status`` reads, ``$AI_ENGINE_HOME/policy.json``)."""
+        try:
+            st = self._fixed_settings or (self._settings() if self.env_file is not None else None)
+        except AIEngineError as exc:
+            return {"mode": None, "config": None, "state": None, "source": None, "error": str(exc)}
+        home = st.home if st is not None else self.store_path.parent
+        cfg = st.policy if st is not None else None
+        mode = None if st is None else ("off" if cfg is None else ("dry-run" if cfg.dry_run else "on"))
+        config = None if cfg is None else {
+            "model": cfg.model, "shadow_hours": cfg.shadow_hours, "min_predictions": cfg.min_predictions,
+            "b_weight": cfg.b_weight, "b_hours": cfg.b_hours, "live_hours": cfg.live_hours, "a_weight": cfg.a_weight,
+            "rollback_on_fail": cfg.rollback_on_fail, "rollback_on_worse": cfg.rollback_on_worse}
+        path = home / POLICY_STATE_FILE
+
+        def parse(p: Path) -> dict:
+            try:
+                doc = json.loads(p.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                return {"error": f"policy state {p} is unreadable ({exc})"}
+            return {"state": doc if isinstance(doc, dict) else None}
+
+        got = self._policy_cache.get(path, parse) or {"state": None}
+        return {"mode": mode, "config": config, "state": got.get("state"), "source": str(path),
+                "error": got.get("error")}
 
     def audit(self) -> dict:
         """``/api/audit``: the newest entries of the lifecycle audit log, newest first."""

@@ -140,6 +140,7 @@ def _endpoints(data: DashboardData, analysis, cache_s: float) -> dict[str, Calla
         "/api/analysis": lambda q: analysis.snapshot() if analysis is not None else _no_analysis(),
         "/api/decisions": decisions,
         "/api/audit": cached("audit", data.audit),
+        "/api/policy": cached("policy", data.policy),
     }
 
 

@@ -7,6 +7,7 @@ set (how docs/dashboard.png is made).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -105,6 +106,13 @@ def test_dashboard_in_chromium(dashboard, browser, dash_store, tmp_path):
     wait_page(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#decisions tbody tr td:nth-child(2)").text == "SOLUSDT",
           "the new decision without a reload", timeout=5)
     assert browser.execute_script("return window.__no_reload") == 42
+    # The policy run's state shows as it changes (its last words escaped like every stored value).
+    (dash_store.home / "policy.json").write_text(json.dumps(
+        {"model": "patchtst", "sha256": "cd" * 32, "stage": "option_b", "paused": False, "started_ms": 1,
+         "stage_since_ms": 1_700_000_000_000, "store_bytes": 0, "said": f"promote: {XSS}"}))
+    wait_page(browser, lambda d: "option_b" in d.find_element(By.ID, "policy").text, "the policy stage", timeout=5)
+    assert f"promote: {XSS}" in browser.find_element(By.ID, "policy").text
+    assert browser.execute_script("return typeof window.alert_ran") == "undefined"
 
     shot = tmp_path / "dashboard.png"
     assert browser.save_screenshot(str(shot))

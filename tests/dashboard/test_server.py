@@ -175,6 +175,38 @@ def test_governor_in_redis_as_the_engine_reads_it(dash_store):
             data.close()
 
 
+def test_policy_settings_and_run_state(dash_store):
+    """/api/policy: what the env file sets and where the run stands, as `ai-engine policy status`."""
+    from ai_engine.dashboard.data import POLICY_STATE_FILE
+    from ai_engine.lifecycle.policy import STATE_FILE_NAME
+
+    assert POLICY_STATE_FILE == STATE_FILE_NAME
+    env = dash_store.env_file
+    off = DashboardData(dash_store.store, env)
+    assert off.policy()["mode"] == "off" and off.policy()["state"] is None
+    off.close()
+    env.write_text(env.read_text() + "AI_ENGINE_POLICY=dry-run\nAI_ENGINE_POLICY_SHADOW_HOURS=48\n")
+    state = {"model": "patchtst", "sha256": "ab" * 32, "stage": "shadow", "paused": True, "started_ms": 1,
+             "stage_since_ms": 1_700_000_000_000, "store_bytes": 0, "said": f"wait: {XSS}"}
+    (dash_store.home / STATE_FILE_NAME).write_text(json.dumps(state))
+    data = DashboardData(dash_store.store, env)
+    srv = DashboardServer(data, port=0).start()
+    try:
+        doc = api(srv, "/api/policy")
+        assert doc["mode"] == "dry-run" and doc["config"]["shadow_hours"] == 48 and doc["config"]["model"] == "patchtst"
+        assert doc["state"] == state and doc["error"] is None
+        (dash_store.home / STATE_FILE_NAME).write_text("{not json")
+        time.sleep(1.1)  # past the shared-read interval
+        doc = api(srv, "/api/policy")
+        assert doc["state"] is None and "unreadable" in doc["error"]
+    finally:
+        srv.close()
+        data.close()
+    bare = DashboardData(dash_store.store)  # no env file: the settings are unknown, the state beside the store
+    assert bare.policy()["mode"] is None
+    bare.close()
+
+
 def test_page_and_assets_with_strict_headers(server):
     for path, ctype in (("", "text/html"), ("app.js", "text/javascript"), ("app.css", "text/css"),
                         ("api/summary", "application/json")):

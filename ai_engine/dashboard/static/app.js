@@ -265,6 +265,29 @@
     fill("audit", rows);
   }
 
+  function renderPolicy(p) {
+    setText("policy-mode", p.mode ? "AI_ENGINE_POLICY=" + p.mode : "");
+    const box = document.getElementById("policy");
+    const nodes = [];
+    if (p.error) nodes.push(el("div", p.error, "kill"));
+    if (p.config) {
+      const c = p.config;
+      nodes.push(el("div", c.model + ": shadow " + c.shadow_hours + " h and " + c.min_predictions +
+        " predictions → option B (" + c.b_weight + "%) → " + c.b_hours + " h, live edge not WORSE → option A (" +
+        c.a_weight + "%); rollback on FAIL: " + c.rollback_on_fail + ", on WORSE: " + c.rollback_on_worse, "muted"));
+    }
+    const s = p.state;
+    if (s) {
+      nodes.push(table(["model", "sha256", "stage", "paused", "since", "last said"],
+        [[td(s.model), td(s.sha256 ? String(s.sha256).slice(0, 12) : null, "mono"), td(s.stage),
+          td(s.paused ? "paused" : "no"), td(utc(s.stage_since_ms)), td(s.said)]]));
+    } else if (!p.error) {
+      nodes.push(el("div", p.mode === null ? "no env file: the policy's settings are unknown" :
+        (p.mode === "off" ? "off" : "no run yet"), "muted"));
+    }
+    box.replaceChildren(...nodes);
+  }
+
   const parts = [
     ["/api/overview", (o) => setText("source", o.store + (o.env_file ? " · " + o.env_file : ""))],
     ["/api/models", renderModels],
@@ -275,6 +298,7 @@
     ["/api/analysis", renderAnalysis],
     ["/api/decisions?limit=50", renderDecisions],
     ["/api/audit", renderAudit],
+    ["/api/policy", renderPolicy],
   ];
 
   let busy = false;
