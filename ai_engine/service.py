@@ -502,7 +502,7 @@ class Service:
         if on and self._guard is None:
             rate = LogRate()
             logging.getLogger().addHandler(rate)
-            self._guard = Guard(self.settings, self.engine.store, rate)
+            self._guard = Guard(self.engine.store, rate)
         if not on and self._policy is not None:
             self._policy.close()
             self._policy = None

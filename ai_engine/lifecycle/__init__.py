@@ -12,6 +12,7 @@ through ``envfile`` while the edits build on ``config``):
 - ``activation``: ``stage``, ``shadow`` and ``activate``.
 - ``rollback``: ``backup`` and the fast, full and nuclear rollbacks.
 - ``verification``: ``verify-shadow``, the spec's success and fail criteria, automated.
+- ``policy``: promotion and rollback by policy, which ``serve`` follows on its own.
 """
 
 __all__: list[str] = []

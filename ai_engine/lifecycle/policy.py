@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from ai_engine.config import PolicyConfig, Settings, load_settings
+from ai_engine.config import Settings, load_settings
 from ai_engine.exceptions import AIEngineError, ConfigError, DataError, TransientError
 from ai_engine.lifecycle.audit import append_audit
 from ai_engine.lifecycle.envfile import write_atomic
@@ -152,15 +152,15 @@ def announce(settings: Settings, store, event: str, payload: dict, level: int = 
 
 
 def _say(settings: Settings, store, state: PolicyState, event: str, reason: str, level: int = logging.INFO,
-         key: str | None = None, **extra) -> PolicyState:
+         key: str | None = None) -> PolicyState:
     """Announce ``reason`` unless the run last said the same (``key``, default the event and its
     reason: a wait is said once, not at each step of its progress); returns the state remembering it."""
     said = key or f"{event}: {reason}"
     if said == state.said:
         return state
     announce(settings, store, event, {"model": state.model, "sha256": state.sha256, "stage": state.stage,
-                                      "reason": reason, "dry_run": bool(settings.policy and settings.policy.dry_run)}
-             | extra, level)
+                                      "reason": reason, "dry_run": bool(settings.policy and settings.policy.dry_run)},
+             level)
     return _update(settings.home, lambda s: replace(s, said=said) if s is not None else None) or state
 
 
@@ -305,21 +305,22 @@ def _reconcile(settings: Settings, store) -> PolicyState | None:
     """The run for the artifact the env file names now: a new one when a new version shadows."""
     pol = settings.policy
     art = _artifact(settings, pol.model)
+    if art is None:
+        return None
+    began: list[PolicyState] = []
 
     def fn(old: PolicyState | None) -> PolicyState | None:
-        if art is None or (old is not None and old.model == pol.model and old.sha256 == art[1]):
-            return old
-        if art[0] != "shadow":
-            return old  # a voter the policy did not bring in: not its business
+        if (old is not None and old.model == pol.model and old.sha256 == art[1]) or art[0] != "shadow":
+            return old  # the run goes on, or a voter the policy did not bring in: not its business
         now = int(time.time() * 1000)
-        return PolicyState(pol.model, art[1], "shadow", False, now, now, _store_bytes(settings.store_path))
+        began.append(PolicyState(pol.model, art[1], "shadow", False, now, now, _store_bytes(settings.store_path)))
+        return began[0]
 
     new = _update(settings.home, fn)
-    if new is not None and art is not None and new.sha256 == art[1] and new.started_ms == new.stage_since_ms \
-            and new.stage == "shadow" and not new.said:
+    if began:
         append_audit(settings.home, "policy.start", before=None, after=asdict(new))
         new = _say(settings, store, new, "start", f"following {pol.model} {art[1][:12]}… in shadow")
-    return new if new is not None and art is not None and new.sha256 == art[1] else None
+    return new if new is not None and new.sha256 == art[1] else None
 
 
 def step(settings: Settings, store=None) -> Outcome | None:
@@ -372,11 +373,16 @@ def control(settings: Settings, what: str) -> PolicyState:
             return replace(s, stage="aborted", stage_since_ms=int(time.time() * 1000))
         return replace(s, paused=what == "pause")
 
+    from contextlib import closing
+
+    from ai_engine.telemetry.sqlite import TelemetryStore
+
     before = read_state(settings.home)
     after = _update(settings.home, fn)
     append_audit(settings.home, f"policy.{what}", before=asdict(before) if before else None, after=asdict(after))
-    announce(settings, None, what, {"model": after.model, "sha256": after.sha256, "stage": after.stage,
-                                    "reason": f"{what} by the operator"})
+    with closing(TelemetryStore(settings.store_path, outbox=True)) if settings.redis_url else contextlib.nullcontext() as store:
+        announce(settings, store, what, {"model": after.model, "sha256": after.sha256, "stage": after.stage,
+                                         "reason": f"{what} by the operator"})
     return after
 
 
@@ -400,7 +406,7 @@ class Guard:
     """The spec's FAIL criteria, checked by ``serve`` after each batch from its own store: cheap
     (indexed reads of what is new since the last check), so a rollback lands before the next candle."""
 
-    def __init__(self, settings: Settings, store, log_rate: LogRate) -> None:
+    def __init__(self, store, log_rate: LogRate) -> None:
         self.store = store
         self.log_rate = log_rate
         self._seen = store.connection.execute("SELECT COALESCE(MAX(rowid), 0) FROM decisions").fetchone()[0]
@@ -479,10 +485,3 @@ class PolicyProcess:
                 self._proc.kill()
                 self._proc.wait()
 
-
-def policy_config(settings: Settings) -> PolicyConfig:
-    """The policy in force, or a ConfigError saying how to turn it on."""
-    if settings.policy is None:
-        raise ConfigError(f"AI_ENGINE_POLICY is off in {settings.env_file or 'the configuration'}; set it to on or "
-                          "dry-run")
-    return settings.policy

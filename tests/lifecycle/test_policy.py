@@ -75,7 +75,7 @@ def test_inconclusive_waits_a_pause_holds_resume_promotes_abort_ends(deployment)
 def test_the_guard_fails_on_crashes_store_growth_and_log_spam(tmp_path):
     store = TelemetryStore(tmp_path / "t.sqlite")
     rate = policy.LogRate()
-    guard = policy.Guard(None, store, rate)
+    guard = policy.Guard(store, rate)
     state = policy.PolicyState("patchtst", "ab" * 32, "shadow", False, 0, 0, policy._store_bytes(store.path))
     assert guard.failure(state) is None
     for i in range(3):  # a start after a start that never stopped: a crash
