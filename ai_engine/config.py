@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -96,7 +97,12 @@ KEYS: dict[str, Key] = {
     "AI_ENGINE_RETRAIN_WINDOW_DAYS": Key(float, 90.0, "days of the newest candles a retrain trains on", 1.0, None),
     "AI_ENGINE_RETRAIN_DATA_DIR": Key(Path, None, "candle CSV directory the scheduled retrain reads; default "
                                       "AI_ENGINE_DATA_DIR"),
-    "AI_ENGINE_SHARD": Key(str, "", "symbol shard 'index/count' (e.g. 0/2); empty = all symbols", empty_ok=True),
+    "AI_ENGINE_SHARD": Key(str, "", "symbol shard: 'index/count' (static, e.g. 0/2), 'lease' (symbols move between "
+                           "live instances through Redis leases) or empty (all symbols)", empty_ok=True),
+    "AI_ENGINE_INSTANCE": Key(str, "", "this instance's stable name among those sharing symbols by lease (empty = the "
+                              "host name)", empty_ok=True),
+    "AI_ENGINE_LEASE_TTL_MS": Key(float, 15_000.0, "how long a symbol lease and a heartbeat last unrenewed (renewed "
+                                  "every third of it); keep it under one candle interval", 100.0, None),
     "AI_ENGINE_LOG_LEVEL": Key(str, "INFO", "logging level"),
     "AI_ENGINE_HEALTH_PORT": Key(int, 0, "HTTP health endpoint port on 127.0.0.1 (0 = off)", 0, 65535),
     "AI_ENGINE_DASHBOARD_PORT": Key(int, 0, "read-only operator dashboard port on 127.0.0.1 (0 = off; docs/dashboard.md)", 0, 65535),
@@ -222,6 +228,9 @@ class Settings:
     shadows: dict[str, ModelConfig] = field(default_factory=dict)  # extra shadows by key, sorted
     dashboard_port: int = 0  # the operator dashboard on 127.0.0.1 beside serve; 0 = off
     store_buffer_rows: int = 200_000  # failed store writes kept for retry (telemetry.sqlite)
+    leases: bool = False  # AI_ENGINE_SHARD=lease: symbols held through Redis leases (leases.py)
+    instance: str = ""  # this instance's name among the lease holders
+    lease_ttl_ms: float = 15_000.0
     policy: PolicyConfig | None = None  # None: AI_ENGINE_POLICY=off
 
     def all_models(self) -> dict[str, ModelConfig]:
@@ -557,7 +566,7 @@ def _validate_retention(days: float) -> float:
 
 
 def _parse_shard(raw: str) -> tuple[int, int] | None:
-    if not raw.strip():
+    if not raw.strip() or raw.strip() == "lease":
         return None
     try:
         idx, count = (int(x) for x in raw.split("/"))
@@ -566,6 +575,14 @@ def _parse_shard(raw: str) -> tuple[int, int] | None:
     if count < 1 or not 0 <= idx < count:
         raise ConfigError(f"AI_ENGINE_SHARD={raw!r}: index must be in [0, count)")
     return idx, count
+
+
+def _leases(shard: str, redis_url: str) -> bool:
+    if shard.strip() != "lease":
+        return False
+    if not redis_url:
+        raise ConfigError("AI_ENGINE_SHARD=lease needs REDIS_URL: the instances hold their symbols through Redis")
+    return True
 
 
 def _parse_symbols(raw: str) -> tuple[str, ...]:
@@ -699,6 +716,9 @@ def load_settings(
         stream_maxlen=get("AI_ENGINE_STREAM_MAXLEN"),
         retention_days=_validate_retention(get("AI_ENGINE_RETENTION_DAYS")),
         store_buffer_rows=get("AI_ENGINE_STORE_BUFFER_ROWS"),
+        leases=_leases(get("AI_ENGINE_SHARD"), get("REDIS_URL")),
+        instance=get("AI_ENGINE_INSTANCE").strip() or socket.gethostname(),
+        lease_ttl_ms=get("AI_ENGINE_LEASE_TTL_MS"),
         min_consensus=get("ENSEMBLE_MIN_CONSENSUS"),
         confidence_boost=get("ENSEMBLE_CONFIDENCE_BOOST"),
         confidence_cap=get("ENSEMBLE_CONFIDENCE_CAP"),

@@ -69,6 +69,12 @@ class CandleProcessor:
             self._validators[symbol] = CandleValidator(self.interval)
         return self._features[symbol], self._validators[symbol]
 
+    def forget(self, symbol: str) -> None:
+        """Drop a symbol's features (its lease went to another instance): taken again, it is primed
+        afresh from the history its owners recorded, not from a state that missed their candles."""
+        self._features.pop(symbol, None)
+        self._validators.pop(symbol, None)
+
     def prime(self, candles: Iterable[Candle]) -> int:
         """Feed history (no decisions) so the first live candle is decided on real context. The
         history is recorded in the store too: the analysis scores outcomes against a volatility

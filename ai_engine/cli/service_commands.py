@@ -128,6 +128,12 @@ def status(env_file: str = EnvFile, as_json: bool = typer.Option(False, "--json"
         console.print(f"store: [red]{store['status'].upper()}[/red] {store['pending_rows']} rows waiting (bound "
                       f"{store['max_pending_rows']}), {store['unkept_decisions']} decisions not kept: "
                       f"{store.get('reason') or store.get('error')}")
+    shards = snap.get("shards") or {}
+    if shards.get("mode") == "lease":
+        console.print(f"shards: lease, instance {shards['instance']} owns {','.join(shards['owned']) or 'nothing'}; "
+                      + "; ".join(f"{m}: {','.join(s) or '-'}" for m, s in shards["assignment"].items()))
+    elif shards.get("mode") == "static":
+        console.print(f"shards: static {shards['shard']}, owns {','.join(shards['owned'])}")
     gov = snap.get("governor") or {}
     if gov.get("error"):
         console.print(f"governor: [red]BLOCKING[/red] {gov['error']}")

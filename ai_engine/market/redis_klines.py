@@ -26,7 +26,7 @@ import redis
 from ai_engine.exceptions import DataError, TransientError
 from ai_engine.market.batch import CloseGrouper, MarketBatch
 from ai_engine.market.binance_ws import parse_kline_event
-from ai_engine.telemetry.redis_streams import redact_url, stream_key
+from ai_engine.telemetry.redis_streams import redact_url, redis_client, stream_key
 from ai_engine.types import Candle
 
 __all__ = ["RedisKlineSource", "kline_entry"]
@@ -82,7 +82,7 @@ class RedisKlineSource:
         self.grace_ms = grace_ms
         self.count = count
         self.skipped = 0
-        self._redis = redis.Redis.from_url(url, socket_timeout=max(5.0, block_ms / 1000 + 5), socket_connect_timeout=5)
+        self._redis = redis_client(url, socket_timeout=max(5.0, block_ms / 1000 + 5), socket_connect_timeout=5)
         self._grouper = CloseGrouper(self.symbols, grace_ms / 1000)
         self._ids: dict[tuple[str, int], bytes] = {}
         self._recovered = False

@@ -25,8 +25,9 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 
 from ai_engine.config import Settings
+from ai_engine.exceptions import ConfigError
 
-__all__ = ["RedisPublisher", "stream_key", "redact_url", "STREAMS", "SOURCE", "DEDUP_TTL_S"]
+__all__ = ["RedisPublisher", "stream_key", "redact_url", "redis_client", "slot_tag", "STREAMS", "SOURCE", "DEDUP_TTL_S"]
 
 log = logging.getLogger("ai_engine.bus")
 
@@ -56,6 +57,28 @@ _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError
 def stream_key(prefix: str, stream: str) -> str:
     """``<prefix>:stream:<stream>``, e.g. ``quantum:stream:trade.intent``."""
     return f"{prefix}:stream:{stream}"
+
+
+def slot_tag(prefix: str) -> str:
+    """``prefix`` as a Redis Cluster hash tag: as it is when it holds one (``{quantum}``), else
+    ``{quantum}``. Every key built on it lands in one slot, so one script may touch them all."""
+    i = prefix.find("{")
+    return prefix if i >= 0 and prefix.find("}", i + 2) > i else "{" + prefix + "}"
+
+
+def redis_client(url: str, **kwargs) -> redis.Redis | redis.RedisCluster:
+    """A client for ``url``: a cluster client when the server says it runs in cluster mode, so the
+    same code runs on one Redis and on Redis Cluster. A server not reachable yet gets a plain
+    client (its callers ride out the outage as before)."""
+    client = redis.Redis.from_url(url, **kwargs)
+    try:
+        cluster = client.info("cluster").get("cluster_enabled") == 1
+    except redis.RedisError:
+        return client
+    if not cluster:
+        return client
+    client.close()
+    return redis.RedisCluster.from_url(url, **kwargs)
 
 
 def redact_url(url: str) -> str:
@@ -123,7 +146,11 @@ class RedisPublisher:
         self.on_delivered = on_delivered
         self.delivered = 0
         self.duplicates_skipped = 0
-        self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30)
+        self._redis = redis_client(url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30)
+        if isinstance(self._redis, redis.RedisCluster) and slot_tag(prefix) != prefix:
+            raise ConfigError(f"Redis at {redact_url(url)} is a cluster: AI_ENGINE_REDIS_PREFIX={prefix!r} must be a hash "
+                              f"tag such as {slot_tag(prefix)!r}, so each event's delivery marker and its stream share "
+                              "a slot (one script writes both)")
         self._script = self._redis.register_script(_XADD_ONCE)
         self._wake = threading.Event()
         self._stop = threading.Event()

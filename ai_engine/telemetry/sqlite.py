@@ -16,7 +16,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from ai_engine.data.validate import iso_utc
@@ -142,6 +142,9 @@ class TelemetryStore:
         self._lock = threading.Lock()
         self._pending: list[tuple[str, Sequence]] = []
         self._pending_rows = 0
+        # checks, inside each decision write's transaction, that this instance still holds the
+        # decided candles' symbols (``leases.Leases.commit``); returns those it does not
+        self.fence: Callable[[Sequence[Candle]], set[str]] | None = None
         try:
             if readonly:
                 if not self.path.is_file():
@@ -202,23 +205,34 @@ class TelemetryStore:
         return self._db
 
     # -- writes -------------------------------------------------------------------------------
-    def _write(self, ops: list[tuple[str, Sequence]]) -> None:
-        """Run ``ops`` (sql, rows) in one transaction, after any earlier writes that failed."""
+    def _write(self, ops: list[tuple[str, Sequence]], fence: Callable[[], set[str]] | None = None) -> set[str]:
+        """Run ``ops`` (sql, rows) in one transaction, after any earlier writes that failed. With a
+        ``fence``, it runs last before the commit (or before keeping ``ops`` when the write fails):
+        the symbols it refuses are returned and nothing is written or kept."""
         with self._lock:
             batch = self._pending + ops
+            fenced = fence is None
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 for sql, rows in batch:
                     self._db.executemany(sql, rows)
+                if not fenced:
+                    fenced = True
+                    if refused := fence():
+                        self._db.execute("ROLLBACK")
+                        return refused
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
+                if not fenced and (refused := fence()):
+                    return refused
                 self._keep(ops, str(exc))
                 raise TransientError(f"telemetry store {self.path}: {exc}") from None
             if self._failing_since is not None:
                 self._recovered(batch)
             self._pending, self._pending_rows = [], 0
+            return set()
 
     def _keep(self, ops: list[tuple[str, Sequence]], error: str) -> None:
         """Keep a failed write for retry while the buffer has room (twice the bound: the second
@@ -327,7 +341,22 @@ class TelemetryStore:
         self._write([("INSERT OR IGNORE INTO candles VALUES (?,?,?,?,?,?,?,?,?)", rows)])
 
     def record_decisions(self, records: Sequence[DecisionRecord], candles: Iterable[Candle] = ()) -> None:
-        """Record decisions with their per-model rows, intents and the candles they were made on."""
+        """Record decisions with their per-model rows, intents and the candles they were made on.
+        With a ``fence``, the decisions of the symbols it refuses are not recorded (logged)."""
+        candles = list(candles)
+        while True:
+            fence = None if self.fence is None else lambda c=candles: self.fence(c)
+            refused = self._write(self._decision_ops(records, candles), fence)
+            if not refused:
+                return
+            log.error("telemetry store %s: %d decisions of %s not recorded: this instance no longer holds them (fenced)",
+                      self.path, sum(r.symbol in refused for r in records), ",".join(sorted(refused)))
+            records = [r for r in records if r.symbol not in refused]
+            candles = [c for c in candles if c.symbol not in refused]
+            if not records:
+                return
+
+    def _decision_ops(self, records: Sequence[DecisionRecord], candles: Sequence[Candle]) -> list[tuple[str, Sequence]]:
         cand = [
             (c.symbol, c.interval, c.open_time, c.open, c.high, c.low, c.close, c.volume, int(c.synthetic))
             for c in candles
@@ -350,13 +379,13 @@ class TelemetryStore:
                 intents.append((rec.intent_event_id, rec.event_id, rec.symbol, rec.candle_open_time, payload))
                 if self.outbox:
                     out.append(("trade.intent", rec.intent_event_id, "trade.intent", payload, now))
-        self._write([
+        return [
             ("INSERT OR IGNORE INTO candles VALUES (?,?,?,?,?,?,?,?,?)", cand),
             ("INSERT OR IGNORE INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", dec),
             ("INSERT OR IGNORE INTO predictions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", pred),
             ("INSERT OR IGNORE INTO intents VALUES (?,?,?,?,?)", intents),
             ("INSERT OR IGNORE INTO outbox (stream, event_id, event_type, payload, created_at) VALUES (?,?,?,?,?)", out),
-        ])
+        ]
 
     def update_prediction(self, record: DecisionRecord, result: ModelResult) -> None:
         """Join a late (shadow) result to an already recorded decision."""
