@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +104,10 @@ def store_history(store, cutoff: dict[str, int | None], interval: str) -> list[C
 
 
 def kline_group(settings: Settings) -> str:
-    """Consumer group on the klines stream: one per shard, so every shard sees every candle."""
+    """Consumer group on the klines stream: one per shard, so every shard sees every candle (with
+    leases one per instance: each reads every symbol, as any may come its way)."""
+    if settings.leases:
+        return f"ai-engine-{settings.instance}"
     if settings.shard is None:
         return "ai-engine"
     idx, count = settings.shard
@@ -296,6 +300,9 @@ class Service:
             raise ConfigError(f"--pace {options.pace} is negative; give seconds >= 0")
         if options.history < 1:
             raise ConfigError(f"--history {options.history} is not valid: give a number of bars >= 1")
+        if settings.leases and options.source != "redis":
+            raise ConfigError("AI_ENGINE_SHARD=lease needs --source redis: the instances that share symbols must read "
+                              "the same candles at the same time (AI_ENGINE_SHARD=i/n shards the other sources)")
         self.settings = settings
         self.options = options
         self.state = "starting"
@@ -313,6 +320,8 @@ class Service:
         self._retrain = RetrainSchedule()  # AI_ENGINE_RETRAIN_HOURS: retrains in a child, polled between candles
         self._pid_path = settings.home / PID_FILE_NAME
         self._last_prune = 0.0
+        self.leases = None  # leases.Leases with AI_ENGINE_SHARD=lease
+        self._backlog: dict[str, deque] = {}  # with leases: every symbol's recent candles, for a takeover
         self._guard = None  # lifecycle.policy.Guard while a policy is on
         self._policy = None  # its PolicyProcess
 
@@ -335,7 +344,10 @@ class Service:
         eng = self.engine
         out = {"state": self.state, "pid": os.getpid(), "started_at": self.started_at,
                "source": self.options.source, "reloads": dict(self.reloads), "candles_seen": self.candles_seen,
-               "env_file": str(self.settings.env_file) if self.settings.env_file else None}
+               "env_file": str(self.settings.env_file) if self.settings.env_file else None,
+               "shards": self.leases.snapshot() if self.leases is not None else {
+                   "mode": "static" if self.settings.shard else "all", "owned": list(self.settings.my_symbols()),
+                   "shard": "/".join(map(str, self.settings.shard)) if self.settings.shard else None}}
         if eng is None:
             return out
         st = eng.state
@@ -387,7 +399,8 @@ class Service:
             log.error("reload refused, configuration %s stays in force: %s", self.engine.state.config_id, exc)
             self.reloads["refused"] += 1
         else:
-            fixed = ("symbols", "interval", "store_path", "shard", "health_port", "dashboard_port")
+            fixed = ("symbols", "interval", "store_path", "shard", "leases", "instance", "lease_ttl_ms", "health_port",
+                     "dashboard_port")
             changed = [f for f in fixed if getattr(new, f) != getattr(self.settings, f)]
             if changed:
                 log.warning("reload: %s changed in %s; these apply at the next restart", ", ".join(changed),
@@ -415,7 +428,9 @@ class Service:
 
     def _open_source(self):
         if self.options.source == "redis":
-            return RedisSource(self.settings, self.engine.store, self.options.group)
+            # with leases the loop also applies lease changes: it must come round within a heartbeat
+            block_ms = min(500, int(self.settings.lease_ttl_ms / 3)) if self.settings.leases else 500
+            return RedisSource(self.settings, self.engine.store, self.options.group, block_ms=block_ms)
         if self.options.source == "binance":
             return BinanceSource(self.settings, self.engine.store, self.options)
         data_dir = self.options.data_dir or self.settings.data_dir
@@ -445,12 +460,15 @@ class Service:
     def _serve_live(self, source) -> None:
         """Decide on each batch, then acknowledge it once the store holds its decisions; candles at
         or before the last one handled (redeliveries, replays) are acknowledged without deciding."""
-        last = {s: t for s, t in source.cutoff.items() if t is not None}
+        # with leases a symbol's last handled candle is the lease's, set when it is taken
+        last = {} if self.leases is not None else {s: t for s, t in source.cutoff.items() if t is not None}
         unacked: list = []
         backoff, down_since = 0.5, None
         while not self._stop:
             if self._reload:
                 self._apply_reload()
+            if self.leases is not None:
+                self._rebalance(last)
             try:
                 batches = source.poll()
             except TransientError as exc:
@@ -473,8 +491,12 @@ class Service:
                     log.info("%d candle(s) of %s already handled; not deciding them again",
                              len(batch.candles) - len(fresh), time.strftime("%Y-%m-%d %H:%M", time.gmtime(
                                  batch.candles[0].open_time / 1000)))
+                if self.leases is not None:
+                    fresh = self._take_owned(fresh)
                 if fresh:
                     self._decide(fresh)
+                    if self.leases is not None:
+                        self.leases.handle(fresh)
                     for c in fresh:
                         last[c.symbol] = c.open_time
                 unacked.append(batch)
@@ -521,6 +543,48 @@ class Service:
                 self._reload = True
         except (sqlite3.Error, AIEngineError, OSError) as exc:
             log.error("policy guard could not check the FAIL criteria: %s", exc)
+
+    # -- leases (AI_ENGINE_SHARD=lease) -------------------------------------------------------------
+    BACKLOG = 256  # candles kept per symbol: what a takeover decides after the lease's last handled one
+
+    def _take_owned(self, candles: list[Candle]) -> list[Candle]:
+        """Keep every candle in its symbol's backlog; return those of the symbols held."""
+        held = set(self.leases.held)
+        for c in candles:
+            q = self._backlog.setdefault(c.symbol, deque(maxlen=self.BACKLOG))
+            if not q or q[-1].open_time < c.open_time:
+                q.append(c)
+        return [c for c in candles if c.symbol in held]
+
+    def _rebalance(self, last: dict[str, int]) -> None:
+        """Apply the lease changes: forget the symbols given up; prime each symbol taken from the
+        history its owners stored and decide, in time order, the candles after its last handled one."""
+        dropped, acquired = self.leases.rebalance()
+        for sym in dropped:
+            self.processor.forget(sym)
+            last.pop(sym, None)
+        todo: list[Candle] = []
+        for a in acquired:
+            self.processor.forget(a.symbol)
+            self.processor.prime(a.history)
+            done = -1 if a.done is None else a.done
+            after = [c for c in self._backlog.get(a.symbol, ()) if c.open_time > done]
+            if a.done is not None and after and after[0].open_time > done + INTERVAL_MS[self.settings.interval]:
+                log.error("%s: the candles after %s are not in this instance's backlog; not deciding them", a.symbol,
+                          time.strftime("%Y-%m-%d %H:%M", time.gmtime(done / 1000)))
+            todo += after
+            last[a.symbol] = done
+        by_time: dict[int, list[Candle]] = {}
+        for c in todo:
+            by_time.setdefault(c.open_time, []).append(c)
+        for t in sorted(by_time):  # one closing time at a time: a symbol appears once per decision batch
+            held = set(self.leases.held)
+            group = [c for c in by_time[t] if c.symbol in held]
+            if group:
+                self._decide(group)
+                self.leases.handle(group)
+                for c in group:
+                    last[c.symbol] = c.open_time
 
     def _maybe_prune(self, every_s: float = 3600.0) -> None:
         """Hourly: drop bus-delivered outbox rows older than a day and, with a retention set,
@@ -573,7 +637,13 @@ class Service:
             self._sync_policy()
             source = self._open_source()
             try:
-                primed = self.processor.prime(source.history())
+                if self.settings.leases:  # symbols are primed as they are taken
+                    from ai_engine.leases import Leases
+
+                    self.leases = Leases(self.settings.redis_url, self.settings.redis_prefix, self.settings.instance,
+                                         self.settings.symbols, self.settings.interval, self.settings.lease_ttl_ms)
+                    self.engine.store.fence = self.leases.commit
+                primed = self.processor.prime(source.history() if self.leases is None else ())
                 log.info("primed features with %d history candles; resuming after %s", primed,
                          {s: time.strftime("%Y-%m-%d %H:%M", time.gmtime(t / 1000)) if t is not None else "-"
                           for s, t in source.cutoff.items()})
@@ -593,6 +663,8 @@ class Service:
             sd_notify("STOPPING=1")
             if self.engine is not None:
                 self.engine.close()
+                if self.leases is not None:  # after the last commit: the others take over at once
+                    self.leases.close()
                 if clean:  # verify-shadow tells the next start from a restart after a crash by this row
                     try:
                         self.engine.store.record_config(self.engine.state.config_id, "stop",
