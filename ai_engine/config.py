@@ -106,6 +106,8 @@ KEYS: dict[str, Key] = {
     "AI_ENGINE_LOG_LEVEL": Key(str, "INFO", "logging level"),
     "AI_ENGINE_HEALTH_PORT": Key(int, 0, "HTTP health endpoint port on 127.0.0.1 (0 = off)", 0, 65535),
     "AI_ENGINE_DASHBOARD_PORT": Key(int, 0, "read-only operator dashboard port on 127.0.0.1 (0 = off; docs/dashboard.md)", 0, 65535),
+    "AI_ENGINE_DASHBOARD_ANALYSIS_HOURS": Key(float, 24.0, "window of the shadow analysis serve's dashboard runs in "
+                                              "its own process every 5 min (0 = off)", 0.0, None),
     "AI_ENGINE_REDIS_PREFIX": Key(str, "quantum", "key prefix of the Redis streams and governor keys"),
     "AI_ENGINE_STREAM_MAXLEN": Key(int, 100_000, "approximate MAXLEN of the Redis streams", 1, None),
     "AI_ENGINE_RETENTION_DAYS": Key(float, 0.0, "keep decisions this many days of market time (0 = keep all; else ≥ 7, the observation window)", 0.0, None),
@@ -227,6 +229,7 @@ class Settings:
     raw: dict[str, str] = field(default_factory=dict)
     shadows: dict[str, ModelConfig] = field(default_factory=dict)  # extra shadows by key, sorted
     dashboard_port: int = 0  # the operator dashboard on 127.0.0.1 beside serve; 0 = off
+    dashboard_analysis_hours: float = 24.0  # the shadow analysis in the dashboard's process; 0 = off
     store_buffer_rows: int = 200_000  # failed store writes kept for retry (telemetry.sqlite)
     leases: bool = False  # AI_ENGINE_SHARD=lease: symbols held through Redis leases (leases.py)
     instance: str = ""  # this instance's name among the lease holders
@@ -711,6 +714,7 @@ def load_settings(
         log_level=level,
         health_port=get("AI_ENGINE_HEALTH_PORT"),
         dashboard_port=get("AI_ENGINE_DASHBOARD_PORT"),
+        dashboard_analysis_hours=get("AI_ENGINE_DASHBOARD_ANALYSIS_HOURS"),
         redis_url=get("REDIS_URL"),
         redis_prefix=get("AI_ENGINE_REDIS_PREFIX"),
         stream_maxlen=get("AI_ENGINE_STREAM_MAXLEN"),

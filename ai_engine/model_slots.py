@@ -183,7 +183,7 @@ def isolate_shadows(settings: Settings, slots: dict[str, ModelSlot], previous: d
             slot.agent = old.agent
             continue
         try:
-            slot.agent = IsolatedAgent(slot.agent, slot.path)
+            slot.agent = IsolatedAgent(slot.agent, slot.path, key=slot.name)
         except ModelLoadError as exc:
             if strict:
                 raise

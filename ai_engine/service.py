@@ -251,7 +251,8 @@ def _refuse_restart_only_changes(old: Settings, new: Settings) -> None:
 class DashboardProcess:
     """``serve``'s dashboard on 127.0.0.1:``AI_ENGINE_DASHBOARD_PORT``, as ``ai-engine dashboard``
     in a process of its own (at a lower CPU priority, off the decision CPU, ended with the service
-    even by SIGKILL): a client it answers never takes the engine's interpreter lock or its CPU. Served from threads of
+    even by SIGKILL): a client it answers never takes the engine's interpreter lock or its CPU, and
+    its shadow analysis (``AI_ENGINE_DASHBOARD_ANALYSIS_HOURS``) runs there too. Served from threads of
     the service's own process, 10 clients polling the page raised decision latency p99 by a
     quarter (bench/bench_dashboard.py). Its read-only connection never blocks the engine's writes.
 
@@ -263,7 +264,8 @@ class DashboardProcess:
 
     def __init__(self, settings: Settings) -> None:
         cmd = [sys.executable, "-m", "ai_engine.cli.main", "dashboard", "--store", str(settings.store_path),
-               "--host", "127.0.0.1", "--port", str(settings.dashboard_port), "--analysis-hours", "0",
+               "--host", "127.0.0.1", "--port", str(settings.dashboard_port),
+               "--analysis-hours", f"{settings.dashboard_analysis_hours:g}",
                *child_args(settings)]
         if settings.env_file is not None:
             cmd += ["--env-file", str(settings.env_file)]
@@ -400,7 +402,7 @@ class Service:
             self.reloads["refused"] += 1
         else:
             fixed = ("symbols", "interval", "store_path", "shard", "leases", "instance", "lease_ttl_ms", "health_port",
-                     "dashboard_port")
+                     "dashboard_port", "dashboard_analysis_hours")
             changed = [f for f in fixed if getattr(new, f) != getattr(self.settings, f)]
             if changed:
                 log.warning("reload: %s changed in %s; these apply at the next restart", ", ".join(changed),

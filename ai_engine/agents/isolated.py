@@ -174,9 +174,10 @@ class IsolatedAgent:
 
     isolated = True
 
-    def __init__(self, agent: Any, path: Path | str) -> None:
+    def __init__(self, agent: Any, path: Path | str, key: str | None = None) -> None:
         self._agent = agent
         self._path = Path(path)
+        self._key = key or agent.name  # the slot's key in log lines: patchtst_r2 beside patchtst
         self._send_lock = threading.Lock()
         self._read_turn = threading.Condition()
         self._proc: subprocess.Popen | None = None
@@ -229,7 +230,7 @@ class IsolatedAgent:
         proc.sent = proc.read = 0  # requests queued for this child, replies read from it
         self._proc, self._pid = proc, proc.pid
         self._finalizer = weakref.finalize(self, _stop, proc)
-        threading.Thread(target=_pump, args=(proc, agent.name, agent.sha256), name=f"model-{agent.name}-pipe",
+        threading.Thread(target=_pump, args=(proc, self._key, agent.sha256), name=f"model-{self._key}-pipe",
                          daemon=True).start()
 
     def send(self, X: Any) -> _Reply:
@@ -287,7 +288,7 @@ class IsolatedAgent:
     def _restart(self) -> None:
         if time.monotonic() - self._died_at < RESTART_AFTER_S:
             raise ModelProcessError(f"model process exited; a new one starts after {RESTART_AFTER_S:g} s")
-        log.warning("[%s] model process gone; starting a new one", self._agent.name)
+        log.warning("[%s] model process gone; starting a new one", self._key)
         self._died_at = time.monotonic()  # a start that fails waits out the back-off too
         self._start()
         self._died_at = None

@@ -53,7 +53,10 @@ def start_dashboard(
     if job is not None:
         job.start()
 
-    def stop(signum, frame) -> None:  # SIGTERM ends it like Ctrl-C
+    def stop(signum, frame) -> None:  # SIGTERM ends it like Ctrl-C, once
+        # serve's own stop and its parent-death signal may both arrive: a second one landing in
+        # the interpreter's shutdown would be a traceback in serve's log, not a cleaner stop
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)

@@ -83,7 +83,7 @@ def _load_static() -> dict[str, bytes]:
 
 def _no_analysis() -> dict:
     return {"enabled": False, "state": "off", "models": [],
-            "error": "the shadow analysis runs in `ai-engine dashboard` (--analysis-hours), not beside serve"}
+            "error": "the shadow analysis is off (--analysis-hours 0, or AI_ENGINE_DASHBOARD_ANALYSIS_HOURS=0 for serve)"}
 
 
 class _SharedReads:

@@ -9,6 +9,7 @@ every output is what it was.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -108,12 +109,16 @@ def test_two_shadows_of_one_file_are_refused(tmp_path, synthetic_models, retrain
 
 # -- the decision path ------------------------------------------------------------------------
 def test_three_extra_shadows_run_beside_the_spec_shadow_and_change_no_decision(
-        tmp_path, synthetic_models, synthetic_series, retrains):
+        tmp_path, synthetic_models, synthetic_series, retrains, caplog):
     """Real models, default process isolation: every decision carries each shadow under its own key
     and model name, with its own telemetry rows, and the votes are those of the spec's setup."""
     _, base, _ = replay(tmp_path / "one", synthetic_models, synthetic_series, SPEC_SHADOW)
-    settings, got, store = replay(tmp_path / "many", synthetic_models, synthetic_series,
-                                  SPEC_SHADOW | extra_env(retrains))
+    with caplog.at_level(logging.INFO, logger="ai_engine.agents.isolated"):
+        settings, got, store = replay(tmp_path / "many", synthetic_models, synthetic_series,
+                                      SPEC_SHADOW | extra_env(retrains))
+    # each shadow's process is named by its key in the log, not by its kind
+    started = {r.getMessage().split("]")[0][1:] for r in caplog.records if "model runs in its own process" in r.getMessage()}
+    assert started == {"patchtst", *KEYS}, started
     assert len(got) > 500 and strip(got) == strip(base)
     for d in got:
         mb = d["model_breakdown"]

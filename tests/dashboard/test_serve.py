@@ -89,6 +89,10 @@ def test_serve_serves_the_dashboard_on_its_own_port(serving, models):  # noqa: F
     n = _api(dash, "/api/summary")["window"]
     wait_for(lambda: _api(dash, "/api/summary")["window"] > n, "more decisions", 60)
     assert _api(dash, "/api/governor")["mode"] == "PAPER"
+    # the shadow analysis runs in the dashboard's process (AI_ENGINE_DASHBOARD_ANALYSIS_HOURS, 24 h)
+    a = wait_for(lambda: (d := _api(dash, "/api/analysis")) and d["models"] and d, "the shadow analysis", 120)
+    assert a["enabled"] and a["hours"] == 24 and [m["model"] for m in a["models"]] == ["patchtst"]
+    assert a["models"][0].get("gates") or a["models"][0]["error"], a
     req = urllib.request.Request(f"http://127.0.0.1:{dash}/api/models", method="POST")
     with pytest.raises(urllib.error.HTTPError) as exc:
         urllib.request.urlopen(req, timeout=2)  # noqa: S310
