@@ -27,13 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ai_engine.config import RetrainConfig, Settings, extra_shadow_error, extra_shadow_key
-from ai_engine.exceptions import ConfigError
+from ai_engine.exceptions import AIEngineError, ConfigError
 from ai_engine.lifecycle.activation import shadow, stage
 from ai_engine.lifecycle.edits import EditResult, env_path, model_key
 from ai_engine.lifecycle.registry import StagedVersion, artifact_ext
+from ai_engine.training.labels import LabelConfig
 from ai_engine.types import INTERVAL_MS
 
-__all__ = ["DEFAULT_TAG", "RetrainResult", "RetrainSchedule", "retrain", "window_bars"]
+__all__ = ["DEFAULT_TAG", "RetrainResult", "RetrainSchedule", "champion_labels", "retrain", "window_bars"]
 
 log = logging.getLogger("ai_engine.lifecycle")
 
@@ -56,6 +57,23 @@ def window_bars(days: float, interval: str) -> int:
     if not (isinstance(days, int | float) and math.isfinite(days) and days > 0):
         raise ConfigError(f"--window-days must be a number of days > 0, got {days!r}")
     return int(days * 86_400_000 // INTERVAL_MS[interval])
+
+
+def champion_labels(settings: Settings, model: str) -> LabelConfig | None:
+    """The label definition the configured ``model`` was trained on (its sidecar), so the retrain
+    predicts the same classes as the champion it will be judged against; None (the training
+    defaults) when the champion has no readable sidecar or records none."""
+    from ai_engine.agents.artifacts import read_meta
+
+    cfg = settings.models.get(model)
+    if cfg is None or cfg.path is None or not Path(cfg.path).is_file():
+        return None
+    try:
+        raw = (read_meta(Path(cfg.path), required=False) or {}).get("label_config")
+        return LabelConfig.from_dict(raw) if isinstance(raw, dict) else None
+    except AIEngineError as exc:
+        log.warning("retrain %s: the champion's labels are unreadable (%s); training on the default labels", model, exc)
+        return None
 
 
 def retrain(settings: Settings, model: str, *, data_dir: Path, symbols: tuple[str, ...], interval: str,
@@ -81,10 +99,12 @@ def retrain(settings: Settings, model: str, *, data_dir: Path, symbols: tuple[st
     if interval not in INTERVAL_MS:
         raise ConfigError(f"--interval {interval!r} is not valid: expected one of {', '.join(INTERVAL_MS)}")
     bars = window_bars(window_days, interval)
+    labels = champion_labels(settings, model)
     settings.models_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=settings.models_dir, prefix=f".retrain-{model}-") as tmp:
         agent, report = train_model(model, symbols=symbols, out_path=tmp, data_dir=data_dir, interval=interval,
-                                    epochs=epochs, seed=seed, threads=threads, options=TrainOptions(max_rows=bars))
+                                    label_config=labels, epochs=epochs, seed=seed, threads=threads,
+                                    options=TrainOptions(max_rows=bars))
         staged, _ = stage(settings, model, Path(tmp) / f"{agent.version}{artifact_ext(model)}")
     edit = shadow(settings, model, staged.version, tag, sample)
     return RetrainResult(model, f"{model}_{tag.lower()}", staged, report, edit)

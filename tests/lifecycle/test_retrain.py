@@ -95,6 +95,25 @@ def test_retrain_on_real_candles_stages_the_version_and_shadows_it_beside_the_vo
     assert slot.active and slot.role.value == "shadow" and slot.sha256 == sv.sha256
 
 
+def test_a_retrain_predicts_the_classes_its_champion_was_trained_on(tmp_path, models, candles_dir):
+    """The champion's label definition (its sidecar) is the retrain's: judged against each other,
+    both must forecast the same classes."""
+    from ai_engine.training import LabelConfig, TrainOptions, train_model
+
+    labels = LabelConfig(horizon=3, k=0.15)
+    champion = tmp_path / "champion" / "xgb_model.ubj"
+    train_model("xgb", symbols=SYMBOLS, out_path=champion, synthetic=True, epochs=20, seed=0, threads=1, force=True,
+                label_config=labels, options=TrainOptions(synthetic_bars=1200))
+    env = deployment(tmp_path, {**models, "xgb": champion})
+    assert main(["retrain", "xgb", "--env-file", str(env), "--data", str(candles_dir), *RETRAIN]) == 0
+    (sv,) = Registry(tmp_path / "home" / "models").versions("xgb")
+    assert sv.report["label_config"] == labels.to_dict()
+    # a champion without a recorded definition: the training defaults
+    assert main(["retrain", "lgbm", "--env-file", str(env), "--data", str(candles_dir), *RETRAIN]) == 0
+    (lv,) = Registry(tmp_path / "home" / "models").versions("lgbm")
+    assert lv.report["label_config"] == LabelConfig().to_dict()
+
+
 @pytest.mark.parametrize(("args", "said"), [
     (["--data", "{empty}"], "error:"),                       # no candles of the symbols
     (["--data", "{real}", "--tag", "shadow"], "--tag 'shadow'"),  # the spec shadow's name: refused before training
