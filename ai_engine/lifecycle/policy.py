@@ -82,7 +82,8 @@ class PolicyState:
     started_ms: int  # wall clock: when the run began (crashes and store growth count from it)
     stage_since_ms: int  # wall clock: when the stage began
     store_bytes: int  # the store's size when the run began
-    said: str = ""  # the last outcome announced: each is announced once
+    said: str = ""  # the latest outcome
+    said_key: str = ""  # what the last announcement said: an outcome is announced when this changes
 
     @classmethod
     def from_json(cls, d: dict) -> PolicyState:
@@ -91,11 +92,13 @@ class PolicyState:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one evaluation concludes: wait, hold, promote (to ``target``) or rollback (at ``target``)."""
+    """What one evaluation concludes: wait, hold, promote (to ``target``) or rollback (at ``target``).
+    ``key`` is what must change for it to be announced again (a wait's progress is not news)."""
 
     action: str
     target: str | None
     reason: str
+    key: str = ""
 
 
 # -- state ---------------------------------------------------------------------------------------
@@ -152,16 +155,20 @@ def announce(settings: Settings, store, event: str, payload: dict, level: int = 
 
 
 def _say(settings: Settings, store, state: PolicyState, event: str, reason: str, level: int = logging.INFO,
-         key: str | None = None) -> PolicyState:
-    """Announce ``reason`` unless the run last said the same (``key``, default the event and its
-    reason: a wait is said once, not at each step of its progress); returns the state remembering it."""
-    said = key or f"{event}: {reason}"
-    if said == state.said:
+         key: str = "") -> PolicyState:
+    """Record ``reason`` as the run's latest outcome, and announce it unless the last announcement
+    had the same ``key`` (default: the event and its reason); returns the state remembering it."""
+    said, key = f"{event}: {reason}", key or f"{event}: {reason}"
+    if key != state.said_key:
+        announce(settings, store, event, {"model": state.model, "sha256": state.sha256, "stage": state.stage,
+                                          "reason": reason, "dry_run": bool(settings.policy and settings.policy.dry_run)},
+                 level)
+    elif said == state.said:
         return state
-    announce(settings, store, event, {"model": state.model, "sha256": state.sha256, "stage": state.stage,
-                                      "reason": reason, "dry_run": bool(settings.policy and settings.policy.dry_run)},
-             level)
-    return _update(settings.home, lambda s: replace(s, said=said) if s is not None else None) or state
+    def fn(s: PolicyState | None) -> PolicyState | None:  # not onto a stage that changed meanwhile
+        return replace(s, said=said, said_key=key) if s is not None and s.stage == state.stage else s
+
+    return _update(settings.home, fn) or state
 
 
 # -- what the store says -------------------------------------------------------------------------
@@ -201,19 +208,22 @@ def evaluate(settings: Settings, state: PolicyState) -> Outcome:
     with closing(TelemetryStore(settings.store_path, readonly=True)) as store:
         span = _span(store.connection, state.model, state.sha256, role)
     if span is None:
-        return Outcome("wait", None, f"no {role} predictions of {state.model} ({state.sha256[:12]}…) recorded yet")
+        return Outcome("wait", None, f"no {role} predictions of {state.model} ({state.sha256[:12]}…) recorded yet",
+                       "wait: no predictions")
     first, last, n = span
     hours = (last - first + INTERVAL_MS[settings.interval]) / 3_600_000
     need_h, need_n = (pol.shadow_hours, pol.min_predictions) if role == "shadow" else (pol.b_hours, 0)
     if role == "shadow" and (hours < need_h or n < need_n):
-        return Outcome("wait", None, f"{hours:g} h and {n} shadow predictions of {need_h:g} h and {need_n}")
+        return Outcome("wait", None, f"{hours:g} h and {n} shadow predictions of {need_h:g} h and {need_n}",
+                       "wait: the plan's hours and predictions")
     if role == "voter" and hours < pol.live_hours:  # a few rows' edge is noise (10 rows read WORSE by chance)
-        return Outcome("wait", None, f"{hours:g} h voting; the live edge is judged on {pol.live_hours:g} h")
+        return Outcome("wait", None, f"{hours:g} h voting; the live edge is judged on {pol.live_hours:g} h",
+                       "wait: the live edge's hours")
     window = hours if role == "shadow" else pol.live_hours  # the live edge: its newest voting rows
     try:
         result = analyze(settings.store_path, window, model=state.model, only=(role, state.sha256))
     except (DataError, ConfigError) as exc:
-        return Outcome("wait", None, f"no analysis yet: {exc}")
+        return Outcome("wait", None, f"no analysis yet: {exc}", "wait: no analysis")
     edge = result.edge
     edge_text = f"edge {edge.verdict}" if edge is not None else f"no edge yet ({result.edge_error})"
     if role == "voter":
@@ -221,16 +231,17 @@ def evaluate(settings: Settings, state: PolicyState) -> Outcome:
             return Outcome("rollback", pol.rollback_on_worse, f"live edge WORSE over the last {window:g} h voting: "
                                                               f"{edge.reason}")
         if state.stage == "option_a":
-            return Outcome("hold", None, f"option A; live {edge_text}")
+            return Outcome("hold", None, f"option A; live {edge_text}", f"hold: option A, live {edge_text}")
         if edge is None or hours < need_h:
-            return Outcome("wait", None, f"option B for {hours:g} h of {need_h:g}; live {edge_text}")
+            return Outcome("wait", None, f"option B for {hours:g} h of {need_h:g}; live {edge_text}",
+                           f"wait: option B, live {edge_text}")
         return Outcome("promote", "option_a", f"{hours:g} h at option B, live {edge_text}")
     verdict = str(result.verdict)
     gates = f"gates {verdict} ({result.primary.gates_passed}/4) on {result.primary.n_rows} predictions, {edge_text}"
     if verdict == "INCONCLUSIVE" or edge is None:
-        return Outcome("wait", None, gates)
+        return Outcome("wait", None, gates, f"wait: gates {verdict}, {edge_text}")
     if verdict != "READY" or edge.verdict == "WORSE":
-        return Outcome("hold", None, f"option C, keeps shadowing: {gates}")
+        return Outcome("hold", None, f"option C, keeps shadowing: {gates}", f"hold: gates {verdict}, {edge_text}")
     return Outcome("promote", "option_b", f"{hours:g} h in shadow, {gates}")
 
 
@@ -238,32 +249,36 @@ def evaluate(settings: Settings, state: PolicyState) -> Outcome:
 def roll_back(settings: Settings, level: str, reason: str, store=None) -> str | None:
     """Roll ``settings.policy.model`` back at ``level``, else at the next stronger level that is
     allowed (a refused edit changes nothing); returns the level applied, None when none was.
-    The run ends as ``rolled_back`` either way, with an alert."""
+    The run ends as ``rolled_back`` either way, with an alert. Under the state's lock, so a
+    promotion of the policy process never lands on top of it (nor it on a half-made promotion)."""
     from ai_engine.lifecycle.rollback import ROLLBACK_LEVELS, rollback
 
     pol = settings.policy
-    state = read_state(settings.home)
-    if state is None or pol is None:
-        return None
-    if pol.dry_run:
-        announce(settings, store, "alert", {"model": pol.model, "sha256": state.sha256, "stage": state.stage,
-                                            "severity": "warning", "dry_run": True,
-                                            "reason": f"dry-run: would roll back ({level}): {reason}"}, logging.WARNING)
-        return None
-    done, refusals = None, []
-    for lvl in ROLLBACK_LEVELS[ROLLBACK_LEVELS.index(level):]:
-        try:
-            rollback(settings, lvl, pol.model)
-        except (AIEngineError, OSError) as exc:
-            refusals.append(f"{lvl}: {exc}")
-            continue
-        done = lvl
-        break
-    now = int(time.time() * 1000)
-    _update(settings.home, lambda s: replace(s, stage="rolled_back", stage_since_ms=now) if s is not None else None)
+    with _locked(settings.home):
+        state = read_state(settings.home)
+        if state is None or pol is None or state.stage not in ACTIVE:
+            return None
+        if pol.dry_run:
+            announce(settings, store, "alert", {"model": pol.model, "sha256": state.sha256, "stage": state.stage,
+                                                "severity": "warning", "dry_run": True,
+                                                "reason": f"dry-run: would roll back ({level}): {reason}"},
+                     logging.WARNING)
+            return None
+        done, refusals = None, []
+        for lvl in ROLLBACK_LEVELS[ROLLBACK_LEVELS.index(level):]:
+            try:
+                rollback(settings, lvl, pol.model)
+            except (AIEngineError, OSError) as exc:
+                refusals.append(f"{lvl}: {exc}")
+                continue
+            done = lvl
+            break
+        what = f"rolled back ({done})" if done else "ROLLBACK REFUSED at every level, configuration unchanged"
+        said = f"alert: {what}: {reason}"
+        _write_state(settings.home, replace(state, stage="rolled_back", stage_since_ms=int(time.time() * 1000),
+                                            said=said, said_key=said))
     append_audit(settings.home, "policy.rollback", before={"stage": state.stage}, after={"stage": "rolled_back"},
                  model=pol.model, sha256=state.sha256, level=done, reason=reason, refused=refusals)
-    what = f"rolled back ({done})" if done else "ROLLBACK REFUSED at every level, configuration unchanged"
     announce(settings, store, "alert", {"model": pol.model, "sha256": state.sha256, "stage": state.stage,
                                         "severity": "critical", "level": done, "refused": refusals,
                                         "reason": f"{what}: {reason}"}, logging.ERROR)
@@ -277,7 +292,8 @@ def _promote(settings: Settings, state: PolicyState, target: str, reason: str, s
     weight, rebalance = (pol.b_weight, pol.b_rebalance) if target == "option_b" else (pol.a_weight, pol.a_rebalance)
     label = "option B" if target == "option_b" else "option A"
     if pol.dry_run:
-        return _say(settings, store, state, "dry_run", f"would activate {pol.model} at {weight:g}% ({label}): {reason}")
+        return _say(settings, store, state, "dry_run", f"would activate {pol.model} at {weight:g}% ({label}): {reason}",
+                    key=f"would activate {label}")
     with _locked(settings.home):
         if (cur := read_state(settings.home)) is None or cur.paused or cur.stage != state.stage:
             return cur or state  # paused, aborted or rolled back while the analysis ran
@@ -288,14 +304,15 @@ def _promote(settings: Settings, state: PolicyState, target: str, reason: str, s
             new = cur
             refused = f"{label} refused, nothing changed: {exc}"
         else:
-            new = replace(cur, stage=target, stage_since_ms=int(time.time() * 1000))
+            said = f"promote: {label} ({weight:g}%): {reason}"
+            new = replace(cur, stage=target, stage_since_ms=int(time.time() * 1000), said=said, said_key=said)
             _write_state(settings.home, new)
             append_audit(settings.home, "policy.promote", before={"stage": cur.stage}, after={"stage": target},
                          model=pol.model, sha256=cur.sha256, weight=weight, rebalance=rebalance, reason=reason,
                          reload_pid=res.signalled_pid)
             refused = None
     if refused is not None:
-        return _say(settings, store, new, "hold", refused, logging.WARNING)
+        return _say(settings, store, new, "hold", refused, logging.WARNING, key=f"refused {label}")
     announce(settings, store, "promote", {"model": pol.model, "sha256": new.sha256, "stage": target, "weight": weight,
                                           "rebalance": rebalance, "reason": f"{label} ({weight:g}%): {reason}"})
     return new
@@ -329,16 +346,17 @@ def step(settings: Settings, store=None) -> Outcome | None:
     if state is None or state.stage not in ACTIVE:
         return None
     if state.paused and state.stage == "shadow":
-        return Outcome("wait", None, "paused by the operator")
+        return Outcome("wait", None, "paused by the operator", "paused")
     out = evaluate(settings, state)
-    if out.action == "rollback":
+    if out.action == "rollback" and settings.policy.dry_run:  # said once, not at every round
+        _say(settings, store, state, "alert", f"dry-run: would roll back ({out.target}): {out.reason}",
+             logging.WARNING, key="would roll back")
+    elif out.action == "rollback":
         roll_back(settings, out.target, out.reason, store)
     elif out.action == "promote" and not state.paused:
         _promote(settings, state, out.target, out.reason, store)
-    elif out.action == "wait":
-        _say(settings, store, state, "wait", out.reason, key=f"wait in {state.stage}")
     else:
-        _say(settings, store, state, out.action, out.reason)
+        _say(settings, store, state, out.action, out.reason, key=out.key)
     return out
 
 
