@@ -26,26 +26,15 @@ from ai_engine.health import fetch_health
 from ai_engine.lifecycle.registry import Registry
 from ai_engine.model_slots import load_slots
 from tests.helpers import wait_for
-from tests.reliability.conftest import SERVE, free_port, tiny_torch_model, write_csvs
+from tests.reliability.conftest import SERVE, SYMBOLS, free_port, write_csvs
 
-SYMBOLS = ("BTCUSDT", "ETHUSDT")
 RETRAIN = ["--window-days", "60", "--epochs", "40", "--threads", "1"]
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
-    """The deployment's four: xgb and lgbm from the training code on a synthetic market, small torch models."""
-    from ai_engine.training import TrainOptions, train_model
-
-    out = tmp_path_factory.mktemp("retrain_models")
-    paths = {}
-    for name, ext in (("xgb", ".ubj"), ("lgbm", ".txt")):
-        paths[name] = out / f"{name}_model{ext}"
-        train_model(name, symbols=SYMBOLS, out_path=paths[name], synthetic=True, epochs=20, seed=0, threads=1,
-                    force=True, options=TrainOptions(synthetic_bars=1200))
-    for name in ("nhits", "patchtst"):
-        paths[name] = tiny_torch_model(name, out / f"{name}_model.pth")
-    return paths
+@pytest.fixture
+def models(artifacts) -> dict[str, Path]:
+    """The deployment's four: the lifecycle tests' artifacts, trained once per session."""
+    return {m: getattr(artifacts, m) for m in ("xgb", "lgbm", "nhits", "patchtst")}
 
 
 def deployment(tmp_path: Path, models: dict[str, Path], *extra: str) -> Path:
