@@ -11,6 +11,10 @@ Rule, for the models that actually voted (``total_models`` of them):
 * confidence = weighted mean confidence of the agreeing voters;
 * actionable = winner is BUY or SELL and consensus_count ≥ ``min_consensus``;
 * when every configured model voted and all agree, confidence ×= ``boost``, capped at ``cap`` < 1.
+
+``decide_many`` runs the same rule over a batch with one numpy pass per model instead of a Python
+loop per row (at 400 symbols the per-row ``decide`` calls were ~3 ms of the decision); it adds the
+same floats in the same order, so each decision is bit for bit ``decide``'s (tested).
 """
 
 from __future__ import annotations
@@ -18,8 +22,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from ai_engine.enums import CLASS_ORDER, Action
 from ai_engine.types import EnsembleDecision, ModelResult
+
+_INDEX = {a: k for k, a in enumerate(CLASS_ORDER)}
+_HOLD = CLASS_ORDER.index(Action.HOLD)
 
 __all__ = ["EnsembleManager"]
 
@@ -70,3 +79,48 @@ class EnsembleManager:
             scores=(scores[0], scores[1], scores[2]),
             results=tuple(results),
         )
+
+    def decide_many(self, columns: Sequence[Sequence[ModelResult]]) -> list[EnsembleDecision]:
+        """``[decide(row) for row in zip(*columns)]``: ``columns`` holds each model's results over
+        the batch (one list per model, in the order ``decide`` gets them)."""
+        rows = list(zip(*columns, strict=True))
+        n, m = len(rows), len(columns)
+        if n == 0:
+            return []
+        votes = np.array([[r.votes for r in col] for col in columns], dtype=bool).reshape(m, n)
+        weight = np.array([[r.weight for r in col] for col in columns], dtype=np.float64).reshape(m, n)
+        action = np.full((m, n), -1, dtype=np.int8)
+        conf = np.zeros((m, n))
+        for j, col in enumerate(columns):
+            for i in np.flatnonzero(votes[j]).tolist():
+                p = col[i].prediction
+                action[j, i], conf[j, i] = _INDEX[p.action], p.confidence
+        contrib = weight * conf  # 0.0 where a model does not vote: adding it changes no bit
+        scores = np.zeros((3, n))
+        for j in range(m):  # in model order, as decide adds them
+            for k in range(3):
+                scores[k] += np.where(action[j] == k, contrib[j], 0.0)
+        top = scores.max(axis=0)
+        is_top = scores == top
+        winner = np.where((is_top.sum(axis=0) == 1) & (top > 0), is_top.argmax(axis=0), _HOLD)
+        agree = action == winner  # (m, n): never true where a model does not vote (-1)
+        wsum, csum, plain = np.zeros(n), np.zeros(n), np.zeros(n)
+        for j in range(m):
+            wsum += np.where(agree[j], weight[j], 0.0)
+            csum += np.where(agree[j], contrib[j], 0.0)
+            plain += np.where(agree[j], conf[j], 0.0)
+        k_agree = agree.sum(axis=0)
+        n_votes = votes.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            confidence = np.where(wsum > 0, csum / wsum, np.where(k_agree > 0, plain / np.maximum(k_agree, 1), 0.0))
+        unanimous = (n_votes == self.n_configured) & (k_agree == n_votes) & (n_votes > 0)
+        boosted = unanimous & (self.boost > 1.0) & (confidence < self.cap)
+        confidence = np.where(boosted, np.minimum(confidence * self.boost, self.cap), confidence)
+        confidence = np.minimum(np.maximum(confidence, 0.0), 1.0)
+        actionable = (winner != _HOLD) & (k_agree >= self.min_consensus)
+        return [
+            EnsembleDecision(CLASS_ORDER[a], c, k, t, ok, b, (s0, s1, s2), row)
+            for a, c, k, t, ok, b, s0, s1, s2, row in zip(
+                winner.tolist(), confidence.tolist(), k_agree.tolist(), n_votes.tolist(), actionable.tolist(),
+                boosted.tolist(), *scores.tolist(), rows, strict=True)
+        ]

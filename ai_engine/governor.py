@@ -11,6 +11,7 @@ import getpass
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +22,8 @@ from ai_engine.lifecycle.envfile import write_atomic
 from ai_engine.types import EnsembleDecision, GovernorVerdict
 
 __all__ = ["GovernorState", "GovernorBackend", "FileGovernorBackend", "Governor"]
+
+_NO_VERDICT = GovernorVerdict(allowed=False, reason=None, kill=None, mode=None)  # a HOLD's: nothing to let through
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +149,21 @@ class Governor:
 
     def check(self, decision: EnsembleDecision, state: tuple[GovernorState | None, str | None] | None = None) -> GovernorVerdict:
         if not decision.actionable:
-            return GovernorVerdict(allowed=False, reason=None, kill=None, mode=None)
-        st, err = state if state is not None else self.state()
+            return _NO_VERDICT
+        return self._verdict(state if state is not None else self.state())
+
+    def check_many(self, decisions: Sequence[EnsembleDecision]) -> list[GovernorVerdict]:
+        """``check`` of each decision, the state read once per batch and only when a decision is
+        actionable (a HOLD needs no verdict); the rows share the two frozen verdicts."""
+        if not any(d.actionable for d in decisions):
+            return [_NO_VERDICT] * len(decisions)
+        verdict = self._verdict(self.state())
+        return [verdict if d.actionable else _NO_VERDICT for d in decisions]
+
+    @staticmethod
+    def _verdict(state: tuple[GovernorState | None, str | None]) -> GovernorVerdict:
+        """The verdict on an actionable decision under ``state`` (from ``state()``)."""
+        st, err = state
         if st is None:
             return GovernorVerdict(allowed=False, reason=err, kill=None, mode=None)
         if st.kill:

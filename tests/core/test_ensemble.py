@@ -86,3 +86,38 @@ def test_decision_with_a_shadow_model_equals_decision_without_it(votes, shadow, 
     for f in ("action", "confidence", "consensus_count", "total_models", "actionable", "boosted", "scores"):
         assert getattr(with_shadow, f) == getattr(absent, f), f
     assert dataclasses.replace(with_shadow, results=()) == dataclasses.replace(absent, results=())
+
+
+@given(
+    rows=st.lists(
+        st.tuples(*[st.tuples(st.one_of(st.none(), actions), st.floats(0.34, 1.0),
+                              st.sampled_from([ModelStatus.OK, ModelStatus.OK, ModelStatus.ERROR, ModelStatus.LATE]))
+                    for _ in range(5)]),
+        min_size=1, max_size=30),
+    roles=st.tuples(*[st.sampled_from([ModelRole.VOTER, ModelRole.VOTER, ModelRole.SHADOW, ModelRole.DISABLED])
+                      for _ in range(5)]),
+    weights=st.tuples(*[st.sampled_from([0.0, 10.0, 20.0, 25.0, 30.0, 33.3]) for _ in range(5)]),
+    present=st.integers(1, 5),
+    rule=st.tuples(st.integers(1, 4), st.sampled_from([1.0, 1.1, 1.25]), st.sampled_from([0.9, 0.95]),
+                   st.integers(3, 5)),
+)
+def test_decide_many_is_decide_per_row(rows, roles, weights, present, rule):
+    """The batch vote equals the per-row vote field for field, bit for bit: random predictions,
+    errors, late and missing predictions, shadows and disabled models, zero weights, any rule."""
+    ens = EnsembleManager(min_consensus=rule[0], boost=rule[1], cap=rule[2], n_configured=rule[3])
+    names = ["xgb", "lgbm", "nhits", "patchtst", "extra"][:present]
+    columns = []
+    for j, name in enumerate(names):
+        col = []
+        for row in rows:
+            action, conf, status = row[j]
+            pred = None
+            if action is not None:
+                probs = [(1 - conf) / 2] * 3
+                probs[["SELL", "HOLD", "BUY"].index(action)] = conf
+                pred = Prediction.from_probs(probs)
+            col.append(ModelResult(model=name, role=roles[j], status=status, weight=weights[j], prediction=pred))
+        columns.append(col)
+    expected = [ens.decide(list(row)) for row in zip(*columns, strict=True)]
+    assert ens.decide_many(columns) == expected
+    assert ens.decide_many([[] for _ in names]) == []

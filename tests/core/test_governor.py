@@ -51,6 +51,31 @@ def test_hold_needs_no_verdict(tmp_path):
     assert not v.allowed and v.reason is None
 
 
+class CountingBackend(FileGovernorBackend):
+    reads = 0
+
+    def read(self):
+        self.reads += 1
+        return super().read()
+
+
+def test_check_many_is_check_per_row_with_one_read(tmp_path):
+    """The batch verdicts equal a check per row, under every state, and read the state once per
+    batch (never for a batch of HOLDs)."""
+    be = CountingBackend(tmp_path / "g.json")
+    gov = Governor(be)
+    batch = [HOLD, ACTIONABLE, HOLD, ACTIONABLE, ACTIONABLE]
+    for state in (None, GovernorState.new(True, GovernorMode.LIVE, "drill"), GovernorState.new(False, GovernorMode.HALT),
+                  GovernorState.new(False, GovernorMode.PAPER)):
+        if state is not None:
+            be.write(state)
+        expected = [gov.check(d) for d in batch]
+        be.reads = 0
+        assert gov.check_many(batch) == expected and be.reads == 1
+    assert gov.check_many([HOLD, HOLD]) == [gov.check(HOLD)] * 2 and be.reads == 1
+    assert gov.check_many([]) == []
+
+
 def test_governor_commands_round_trip(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
