@@ -23,6 +23,8 @@ __all__ = ["CandleProcessor"]
 
 log = logging.getLogger("ai_engine.live")
 
+PRIME_CHUNK = 8192  # history candles validated, then computed together (bounds the lists held at once)
+
 
 def _window(history: np.ndarray, seq_len: int) -> np.ndarray:
     """The last ``seq_len`` rows, front-padded with NaN when less history is held (a warming-up
@@ -81,15 +83,22 @@ class CandleProcessor:
         band of the candles before each decision (168 bars by default), which a store holding only
         the live candles would lack for the whole first week."""
         taken: list[Candle] = []
-        for c in candles:
-            feats, validator = self._feat(c.symbol)
-            if validator.check(c).accept:
-                try:
-                    feats.update(c)
-                except DataError as exc:
-                    log.warning("history candle skipped: %s", exc)
+        accepted: list[Candle] = []
+        states: list = []
+        for c in (*candles, None):  # the symbols of a closing time computed in one pass
+            if c is not None:
+                feats, validator = self._feat(c.symbol)
+                if validator.check(c).accept:
+                    accepted.append(c)
+                    states.append(feats)
+                if len(accepted) < PRIME_CHUNK:
                     continue
-                taken.append(c)
+            for a, row in zip(accepted, _features_of(states, accepted), strict=True):
+                if isinstance(row, DataError):
+                    log.warning("history candle skipped: %s", row)
+                else:
+                    taken.append(a)
+            accepted, states = [], []
         if taken:
             try:
                 self.engine.store.record_candles(taken)
