@@ -155,3 +155,22 @@ def test_update_many_reports_bad_candles_per_symbol():
         update_many(list(together.values())[:2], [candle(14_400_000)])
     with pytest.raises(ValueError, match="appears twice"):
         update_many([together["AAA"]] * 2, [candle(14_400_000), candle(18_000_000)])
+
+
+def test_many_symbols_streamed_together_equal_batch():
+    """Issue 20: 40 symbols closing together, streamed through ``update_many`` for longer than the
+    buffer, give each symbol's batch rows exactly."""
+    symbols = [f"S{i:02d}" for i in range(40)]
+    market = synthetic_market(symbols, n_bars=BUFFER_BARS + 150, seed=8)
+    together = states(symbols, seq_len_max=32)
+    rows = {s: [] for s in symbols}
+    for i in range(BUFFER_BARS + 150):
+        for s, row in zip(symbols, update_many([together[s] for s in symbols], [market[s].candle(i) for s in symbols]),
+                          strict=True):
+            rows[s].append(row)
+    for s in symbols:
+        batch = compute_features(market[s])
+        got = np.flatnonzero([r is not None for r in rows[s]])
+        np.testing.assert_array_equal(got, np.flatnonzero(batch.valid))
+        np.testing.assert_array_equal(np.stack([rows[s][i].tabular for i in got]), batch.tabular[got])
+        np.testing.assert_array_equal(rows[s][-1].history[-1], batch.sequence[-1])
