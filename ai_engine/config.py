@@ -132,7 +132,8 @@ KEYS: dict[str, Key] = {
     "FLATLINE_MIN_STD": Key(float, 0.005, "confidence std below which a model is flagged flat", 0.0, 1.0),
     # promotion and rollback by policy (lifecycle/policy.py); durations are hours of market time
     "AI_ENGINE_POLICY": Key(str, "off", "promotion policy: off, on, or dry-run (says what it would do, changes nothing)"),
-    "AI_ENGINE_POLICY_MODEL": Key(str, "patchtst", "the model the policy takes from shadow to option B, then A"),
+    "AI_ENGINE_POLICY_MODEL": Key(str, "patchtst", "the model the policy takes from shadow to option B, then A (or "
+                                  "an extra shadow's key: option B puts its file in its model's place)"),
     "AI_ENGINE_POLICY_SHADOW_HOURS": Key(float, 168.0, "hours of its shadow predictions before option B", 0.0, None),
     "AI_ENGINE_POLICY_MIN_PREDICTIONS": Key(int, 10_000, "shadow predictions before option B", 0, None),
     "AI_ENGINE_POLICY_B_WEIGHT": Key(float, 5.0, "the model's weight at option B", 0.0, 100.0),
@@ -504,7 +505,8 @@ def _validate_interval(interval: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class PolicyConfig:
-    """The promotion policy ``serve`` follows (``lifecycle/policy.py``): shadow for ``shadow_hours``
+    """The promotion policy ``serve`` follows (``lifecycle/policy.py``) for ``model`` (one of the
+    four, or an extra shadow, which option B makes its model's voter): shadow for ``shadow_hours``
     and ``min_predictions``, then option B, then after ``b_hours`` option A (the live edge judged on
     the newest ``live_hours`` of its voting rows); each rollback level."""
 
@@ -522,6 +524,11 @@ class PolicyConfig:
     rollback_on_worse: str
     interval_s: float
 
+    @property
+    def kind(self) -> str:
+        """The model it votes as: ``model`` itself, or the model of an extra shadow (``patchtst_r2``)."""
+        return self.model.split("_", 1)[0]
+
 
 def _parse_policy(get) -> PolicyConfig | None:
     """The policy keys, checked together: the weights of each option sum to 100 without naming the
@@ -536,17 +543,19 @@ def _parse_policy(get) -> PolicyConfig | None:
     if mode == "off":
         return None
     model = get("AI_ENGINE_POLICY_MODEL").strip().lower()
-    if model not in MODEL_ENV_PREFIX:
-        raise ConfigError(f"AI_ENGINE_POLICY_MODEL={model!r} is not valid: expected one of {', '.join(MODEL_ENV_PREFIX)}")
+    kind = model.split("_", 1)[0]
+    if kind not in MODEL_ENV_PREFIX or (model != kind and not _TAG_RE.match(model[len(kind) + 1:].upper())):
+        raise ConfigError(f"AI_ENGINE_POLICY_MODEL={model!r} is not valid: expected one of {', '.join(MODEL_ENV_PREFIX)}, "
+                          "or an extra shadow's key (patchtst_r2, nhits_retrain)")
     options = {}
     for opt in ("B", "A"):
         key = f"AI_ENGINE_POLICY_{opt}_REBALANCE"
         weights = parse_weights(get(key), key)
         w = get(f"AI_ENGINE_POLICY_{opt}_WEIGHT")
         total = sum(weights.values()) + w
-        if model in weights or abs(total - 100.0) > 1e-6:
+        if kind in weights or abs(total - 100.0) > 1e-6:
             raise ConfigError(f"{key}={get(key)} with AI_ENGINE_POLICY_{opt}_WEIGHT={w:g}: give the weights of the "
-                              f"models other than {model}, summing with its weight to 100 (got {total:g})")
+                              f"models other than {kind}, summing with its weight to 100 (got {total:g})")
         options[opt] = (w, weights)
     levels = {k: get(k).strip().lower() for k in ("AI_ENGINE_POLICY_ROLLBACK_ON_FAIL", "AI_ENGINE_POLICY_ROLLBACK_ON_WORSE")}
     for k, level in levels.items():

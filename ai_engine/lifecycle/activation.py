@@ -125,13 +125,21 @@ def activate(
     *,
     force: bool = False,
     gate_hours: float = 168.0,
+    shadowed_as: str | None = None,
 ) -> EditResult:
     """Make ``model`` a voter at ``weight`` (option A), other weights set by ``rebalance`` (option B).
+
+    ``model`` may be an extra shadow's key (``patchtst_r2``, a retrain beside its champion): its file
+    becomes its model's voter, in place of the champion's, and its own lines go, in one edit (the
+    edge judged it as replacing the champion). ``shadowed_as`` names the extra shadow a voting
+    file was promoted from: its shadow rows are that file's evidence.
 
     Raises:
         ConfigError: weights not summing to 100, a rebalance naming ``model``, or a gate verdict
             other than READY, or an edge verdict of WORSE, without ``force``.
     """
+    extra = settings.shadows.get(model)
+    key, model = model, extra.kind if extra is not None else model
     model_key(model, "WEIGHT")
     rebalance = dict(rebalance or {})
     if model in rebalance:
@@ -145,12 +153,16 @@ def activate(
         parts = ", ".join(f"{m}={v:g}" for m, v in weights.items())
         raise ConfigError(f"weights must sum to 100, got {total:g} ({parts}); give --rebalance for the other "
                           f"models{_rebalance_hint(weights, model, w)}")
-    gate = gate_to_vote(settings, model, gate_hours, force, f"{model} gate verdict is {{}}; activation needs READY and an "
-                         "edge that is not WORSE, or --force (recorded in the audit log)")
+    gate = gate_to_vote(settings, key, gate_hours, force, f"{key} gate verdict is {{}}; activation needs READY and an "
+                         "edge that is not WORSE, or --force (recorded in the audit log)", rows_of=shadowed_as)
     set_values = {model_key(m, "WEIGHT"): f"{v:g}" for m, v in weights.items()
                   if m == model or m in rebalance}
+    unset = (model_key(model, "SHADOW_ONLY"), model_key(model, "ROLE"))
+    if extra is not None:
+        set_values[model_key(model, "MODEL_PATH")] = str(extra.path)
+        unset += (extra.path_key, extra.sample_key)
     return edit_env(
-        settings, f"models.activate {model}", set_values,
-        unset=(model_key(model, "SHADOW_ONLY"), model_key(model, "ROLE")), check_models=(model,),
-        detail={"model": model, "weight": w, "rebalance": rebalance, **gate},
+        settings, f"models.activate {key}", set_values, unset=unset, check_models=(model,),
+        detail={"model": model, "weight": w, "rebalance": rebalance, **gate}
+        | ({"from_shadow": key, "path": str(extra.path)} if extra is not None else {}),
     )

@@ -22,10 +22,11 @@ class GateCheck:
     edge: str | None = None  # BETTER | WORSE | NOT DISTINGUISHABLE YET; None without an edge analysis
 
 
-def check_gate(settings: Settings, model: str, hours: float = 168.0) -> GateCheck:
+def check_gate(settings: Settings, model: str, hours: float = 168.0, rows_of: str | None = None) -> GateCheck:
     """The gate verdict of the artifact ``model`` would vote with (the file the env names now),
     judged on that file's own shadow predictions in the last ``hours`` of the telemetry store: rows
-    of another version, or made while the model voted, are not evidence for it."""
+    of another version, or made while the model voted, are not evidence for it. ``rows_of``: the
+    key they were recorded under when it is not ``model`` (an extra shadow since promoted)."""
     from ai_engine.agents.artifacts import sha256_file
     from ai_engine.model_slots import resolve_model_path
 
@@ -39,7 +40,7 @@ def check_gate(settings: Settings, model: str, hours: float = 168.0) -> GateChec
     except OSError as exc:
         return GateCheck("INCONCLUSIVE", f"{model} artifact {path} cannot be read: {exc.strerror or exc}")
     try:
-        result = analyze(settings.store_path, hours, model=model, only=("shadow", sha))
+        result = analyze(settings.store_path, hours, model=rows_of or model, only=("shadow", sha))
     except (DataError, ConfigError) as exc:
         return GateCheck("INCONCLUSIVE", str(exc))
     m = result.primary
@@ -53,11 +54,12 @@ def check_gate(settings: Settings, model: str, hours: float = 168.0) -> GateChec
                      e.verdict if e else None)
 
 
-def gate_to_vote(settings: Settings, model: str, hours: float, force: bool, refusal: str) -> dict:
+def gate_to_vote(settings: Settings, model: str, hours: float, force: bool, refusal: str,
+                 rows_of: str | None = None) -> dict:
     """What makes ``model`` vote needs a READY verdict and an edge that is not WORSE (activating
     it would have made the ensemble forecast or earn worse), or ``force``: the audit fields, or a
     ConfigError with ``refusal`` ({} = the verdict and why)."""
-    gate = check_gate(settings, model, hours)
+    gate = check_gate(settings, model, hours, rows_of)
     ok = gate.verdict == "READY" and gate.edge != "WORSE"
     if not ok and not force:
         verdict = gate.verdict if gate.verdict != "READY" else "READY but its edge is WORSE"

@@ -177,13 +177,16 @@ def _store_bytes(path: Path) -> int:
 
 
 def _artifact(settings: Settings, model: str) -> tuple[str, str] | None:
-    """(role, sha256) of the file the env file runs ``model`` with; None when it cannot be read."""
+    """(role, sha256) of the file the env file runs ``model`` with; None when it runs none
+    (an extra shadow not, or no longer, configured) or the file cannot be read."""
     from ai_engine.agents.artifacts import sha256_file
     from ai_engine.model_slots import resolve_model_path
 
-    path, _ = resolve_model_path(settings, model)
+    cfg = settings.all_models().get(model)
+    if cfg is None:
+        return None
     try:
-        return settings.models[model].role.value, sha256_file(path)
+        return cfg.role.value, sha256_file(resolve_model_path(settings, model)[0])
     except OSError:
         return None
 
@@ -205,10 +208,11 @@ def evaluate(settings: Settings, state: PolicyState) -> Outcome:
 
     pol = settings.policy
     role = "shadow" if state.stage == "shadow" else "voter"
+    rows_of = state.model if role == "shadow" else pol.kind  # a promoted extra shadow votes as its model
     with closing(TelemetryStore(settings.store_path, readonly=True)) as store:
-        span = _span(store.connection, state.model, state.sha256, role)
+        span = _span(store.connection, rows_of, state.sha256, role)
     if span is None:
-        return Outcome("wait", None, f"no {role} predictions of {state.model} ({state.sha256[:12]}…) recorded yet",
+        return Outcome("wait", None, f"no {role} predictions of {rows_of} ({state.sha256[:12]}…) recorded yet",
                        "wait: no predictions")
     first, last, n = span
     hours = (last - first + INTERVAL_MS[settings.interval]) / 3_600_000
@@ -221,7 +225,7 @@ def evaluate(settings: Settings, state: PolicyState) -> Outcome:
                        "wait: the live edge's hours")
     window = hours if role == "shadow" else pol.live_hours  # the live edge: its newest voting rows
     try:
-        result = analyze(settings.store_path, window, model=state.model, only=(role, state.sha256))
+        result = analyze(settings.store_path, window, model=rows_of, only=(role, state.sha256))
     except (DataError, ConfigError) as exc:
         return Outcome("wait", None, f"no analysis yet: {exc}", "wait: no analysis")
     edge = result.edge
@@ -267,7 +271,7 @@ def roll_back(settings: Settings, level: str, reason: str, store=None) -> str | 
         done, refusals = None, []
         for lvl in ROLLBACK_LEVELS[ROLLBACK_LEVELS.index(level):]:
             try:
-                rollback(settings, lvl, pol.model)
+                rollback(settings, lvl, pol.kind)
             except (AIEngineError, OSError) as exc:
                 refusals.append(f"{lvl}: {exc}")
                 continue
@@ -298,8 +302,11 @@ def _promote(settings: Settings, state: PolicyState, target: str, reason: str, s
         if (cur := read_state(settings.home)) is None or cur.paused or cur.stage != state.stage:
             return cur or state  # paused, aborted or rolled back while the analysis ran
         try:
-            # the gate needs every shadow row of the file, not just a recent window
-            res = activate(settings, pol.model, weight, rebalance, gate_hours=24.0 * 365 * 100)
+            # the gate needs every shadow row of the file, not just a recent window; an extra shadow
+            # becomes its model's voter at option B, and its rows stay the evidence at option A
+            extra = pol.model != pol.kind
+            res = activate(settings, pol.model if target == "option_b" else pol.kind, weight, rebalance,
+                           gate_hours=24.0 * 365 * 100, shadowed_as=pol.model if extra and target == "option_a" else None)
         except AIEngineError as exc:
             new = cur
             refused = f"{label} refused, nothing changed: {exc}"
@@ -322,12 +329,12 @@ def _reconcile(settings: Settings, store) -> PolicyState | None:
     """The run for the artifact the env file names now: a new one when a new version shadows."""
     pol = settings.policy
     art = _artifact(settings, pol.model)
-    if art is None:
-        return None
+    running = {a[1] for a in (art, _artifact(settings, pol.kind)) if a is not None}  # in shadow, or promoted
     began: list[PolicyState] = []
 
     def fn(old: PolicyState | None) -> PolicyState | None:
-        if (old is not None and old.model == pol.model and old.sha256 == art[1]) or art[0] != "shadow":
+        if (old is not None and old.model == pol.model and old.sha256 in running) or art is None \
+                or art[0] != "shadow":
             return old  # the run goes on, or a voter the policy did not bring in: not its business
         now = int(time.time() * 1000)
         began.append(PolicyState(pol.model, art[1], "shadow", False, now, now, _store_bytes(settings.store_path)))
@@ -337,7 +344,7 @@ def _reconcile(settings: Settings, store) -> PolicyState | None:
     if began:
         append_audit(settings.home, "policy.start", before=None, after=asdict(new))
         new = _say(settings, store, new, "start", f"following {pol.model} {art[1][:12]}… in shadow")
-    return new if new is not None and new.sha256 == art[1] else None
+    return new if new is not None and new.model == pol.model and new.sha256 in running else None
 
 
 def step(settings: Settings, store=None) -> Outcome | None:

@@ -103,6 +103,8 @@ def test_the_guard_fails_on_crashes_store_growth_and_log_spam(tmp_path):
     ("AI_ENGINE_POLICY_ROLLBACK_ON_WORSE=fast", "expected full, nuclear"),
     ("AI_ENGINE_POLICY_SHADOW_HOURZ=1", "did you mean AI_ENGINE_POLICY_SHADOW_HOURS"),
     ("AI_ENGINE_POLICY_MIN_PREDICTIONS=1_000", "without '_'"),
+    ("AI_ENGINE_POLICY_MODEL=arima_r2", "or an extra shadow's key"),
+    ("AI_ENGINE_POLICY_MODEL=patchtst_r2\nAI_ENGINE_POLICY_B_REBALANCE=xgb=27.5,patchtst=27.5,nhits=40", "other than patchtst"),
 ])
 def test_policy_keys_are_strict(tmp_path, line, said):
     env = tmp_path / "ai-engine.env"

@@ -29,7 +29,9 @@ from tests.lifecycle.conftest import copy_artifact
 from tests.reliability.conftest import SERVE, SYMBOLS, tiny_torch_model
 
 T0 = 1_600_000_000_000 - 1_600_000_000_000 % 3_600_000
-BARS, LEG, HISTORY, CHOPPY_FROM = 1400, 24, 300, 560
+# served bars: far more than a run needs when the machine is idle (it stops at the rollback), so a
+# busy one, where the policy's low-priority process lags, does not run out of market first
+BARS, TRAIN_BARS, LEG, HISTORY, CHOPPY_FROM = 3000, 1400, 24, 300, 560
 POLICY = {
     "AI_ENGINE_POLICY_MODEL": "lgbm", "AI_ENGINE_POLICY_SHADOW_HOURS": "100", "AI_ENGINE_POLICY_MIN_PREDICTIONS": "200",
     "AI_ENGINE_POLICY_B_WEIGHT": "5", "AI_ENGINE_POLICY_B_REBALANCE": "xgb=65,nhits=15,patchtst=15",
@@ -61,16 +63,21 @@ def trending_market(directory: Path, choppy_from: int = BARS) -> Path:
 
 @pytest.fixture(scope="module")
 def market(tmp_path_factory):
-    """The market, the four baselines (XGB and LGBM trained on it) and the LGBM retrain."""
+    """The markets (trending; trending then choppy), the four baselines (XGB and LGBM trained on the
+    trending one's first TRAIN_BARS) and the LGBM retrain."""
     from ai_engine.training import train_model
 
     root = tmp_path_factory.mktemp("policy_market")
     data = trending_market(root / "candles")
     choppy = trending_market(root / "choppy", choppy_from=CHOPPY_FROM)
+    train = root / "train"
+    train.mkdir()
+    for csv in data.iterdir():
+        (train / csv.name).write_text("".join(csv.read_text().splitlines(keepends=True)[:TRAIN_BARS + 1]))
     arts = {}
     for name, model, seed in (("xgb", "xgb", 0), ("lgbm", "lgbm", 0), ("lgbm_new", "lgbm", 1)):
         arts[name] = root / name / "model"
-        train_model(model, symbols=SYMBOLS, out_path=arts[name], data_dir=data, seed=seed, epochs=30, threads=1,
+        train_model(model, symbols=SYMBOLS, out_path=arts[name], data_dir=train, seed=seed, epochs=30, threads=1,
                     force=True)
     for name in ("nhits", "patchtst"):
         arts[name] = tiny_torch_model(name, root / name / "model")
@@ -111,9 +118,10 @@ def _plant_shadow_counted(store: Path) -> int:
         return cur.lastrowid
 
 
-def _deploy(tmp_path: Path, arts: dict, cli, extra: str) -> tuple[Path, Path, int]:
-    """The four baselines voting (XGB at 70%), backed up, the LGBM retrain staged and in shadow,
-    the policy's keys and ``extra`` in the env file. Returns (home, env file, health port)."""
+def _deploy(tmp_path: Path, arts: dict, cli, extra: str, tag: str | None = None) -> tuple[Path, Path, int]:
+    """The four baselines voting (XGB at 70%), backed up, the LGBM retrain staged and in shadow (as
+    LGBM itself, or with ``tag`` beside its voting champion), the policy's keys and ``extra`` in the
+    env file. Returns (home, env file, health port)."""
     from ai_engine.agents import DEFAULT_ARTIFACT_NAME
     from ai_engine.enums import GovernorMode
     from ai_engine.governor import FileGovernorBackend, GovernorState
@@ -128,7 +136,7 @@ def _deploy(tmp_path: Path, arts: dict, cli, extra: str) -> tuple[Path, Path, in
                    "ENSEMBLE_MIN_CONSENSUS=1\nXGB_WEIGHT=70\nLGBM_WEIGHT=10\nNHITS_WEIGHT=10\nPATCHTST_WEIGHT=10\n"
                    + extra + "".join(f"{k}={v}\n" for k, v in POLICY.items() if k not in extra))
     for args in (("models", "backup"), ("models", "stage", str(arts["lgbm_new"]), "--model", "lgbm"),
-                 ("models", "shadow", "lgbm")):
+                 ("models", "shadow", "lgbm", *(("--as", tag) if tag else ()))):
         res = cli(*args, "--env-file", str(env))
         assert res.exit_code == 0, res.output
     return home, env, port
@@ -151,7 +159,7 @@ def test_policy_dry_run_then_shadow_to_b_to_a_then_rollback_before_next_candle(t
     data, _, arts = market
     url, prefix = redis_prefix
     home, env, port = _deploy(tmp_path, arts, cli, f"REDIS_URL={url}\nAI_ENGINE_REDIS_PREFIX={prefix}\n"
-                              "AI_ENGINE_POLICY=dry-run\n")
+                              "AI_ENGINE_POLICY=dry-run\nAI_ENGINE_POLICY_MODEL=lgbm_r2\n", tag="r2")
     store = home / "telemetry.sqlite"
     bus = redis.Redis.from_url(url, decode_responses=True)
 
@@ -164,7 +172,7 @@ def test_policy_dry_run_then_shadow_to_b_to_a_then_rollback_before_next_candle(t
     try:
         # dry-run: it says what it would do, on the bus and in the log, and changes nothing
         (would,) = wait_for(lambda: lifecycle("dry_run"), "the dry-run's would-promote", timeout=120)
-        assert would["reason"].startswith("would activate lgbm at 5% (option B)") and would["dry_run"] is True
+        assert would["reason"].startswith("would activate lgbm_r2 at 5% (option B)") and would["dry_run"] is True
         env_before = env.read_bytes()
         _plant_shadow_counted(store)
         (alert,) = wait_for(lambda: lifecycle("alert"), "the dry-run's would-roll-back")
@@ -172,21 +180,25 @@ def test_policy_dry_run_then_shadow_to_b_to_a_then_rollback_before_next_candle(t
         assert env.read_bytes() == env_before
         assert not [e for e in read_audit(home) if e["what"].startswith(("models.activate", "models.rollback"))]
         assert len({c for _, c, _, _ in _decisions(store) if c}) == 1  # one configuration all along
-        assert "policy dry_run: would activate lgbm at 5%" in log.read_text()
+        assert "policy dry_run: would activate lgbm_r2 at 5%" in log.read_text()
 
-        # on: shadow -> option B -> option A on its own, each step an audited activation
+        # on: shadow beside its champion -> option B (in the champion's place) -> option A on its own,
+        # each step an audited activation
         update_env_file(env, {"AI_ENGINE_POLICY": "on"})
         signal_reload(home)
         wait_for(lambda: len(lifecycle("promote")) == 2, "option B then option A", timeout=150)
-        acts = [e for e in read_audit(home) if e["what"] == "models.activate lgbm"]
-        assert [a["after"]["LGBM_WEIGHT"] for a in acts] == ["5", "20"]
+        acts = [e for e in read_audit(home) if e["what"].startswith("models.activate")]
+        assert [(a["what"], a["after"]["LGBM_WEIGHT"]) for a in acts] == [("models.activate lgbm_r2", "5"),
+                                                                          ("models.activate lgbm", "20")]
         assert all(a["gate"] == "READY" and a["forced"] is False and a["edge"] != "WORSE" for a in acts)
         steps = [(e["before"]["stage"], e["after"]["stage"]) for e in read_audit(home) if e["what"] == "policy.promote"]
         assert steps == [("shadow", "option_b"), ("option_b", "option_a")]
         vals = read_env_file(env)
-        assert "LGBM_SHADOW_ONLY" not in vals and (vals["XGB_WEIGHT"], vals["LGBM_WEIGHT"]) == ("60", "20")
+        assert "SHADOW_LGBM_R2_MODEL_PATH" not in vals and (vals["XGB_WEIGHT"], vals["LGBM_WEIGHT"]) == ("60", "20")
+        assert vals["LGBM_MODEL_PATH"] == acts[0]["path"] and Path(acts[0]["path"]).parent.name == "lgbm"  # the retrain
         health = wait_for(lambda: (h := fetch_health(port)) and h["weights"]["lgbm"] == 20.0 and h, "option A applied")
-        assert health["roles"]["lgbm"] == "voter" and health["pid"] == proc.pid  # hot reloads, no restart
+        assert health["roles"]["lgbm"] == "voter" and "lgbm_r2" not in health["roles"]
+        assert health["pid"] == proc.pid  # hot reloads, no restart
 
         # a decision that counts a shadow: rolled back (full) before the next candle
         cfg_a = health["config_id"]
