@@ -3,10 +3,12 @@
 The market trends in alternating 24-bar legs, so models trained on it learn the same thing: the
 challenger (an LGBM retrain) agrees with the ensemble (XGB at 70%), has skill, and its gates pass
 on the evidence the paced file source makes. A dry-run policy first says what it would do and
-changes nothing; switched on by an env edit, it takes the challenger from shadow through option B
-(5%) to option A (20%) on its own, each step audited, reloaded and announced on the lifecycle
-stream; a decision planted in the store that counts a shadow (consensus 4 of 3) is rolled back
-before the next candle."""
+changes nothing; switched on by an env edit, it takes the challenger, shadowing beside its voting
+champion, through option B (5%, in the champion's place) to option A (20%) on its own, each step
+audited, reloaded and announced on the lifecycle stream; a decision planted in the store that
+counts a shadow (consensus 4 with a shadow among the four) is rolled back before the next candle.
+Then the spec's way (LGBM itself in shadow), in a market that turns choppy after the promotion:
+the live edge turns WORSE and the model is rolled back before the next candle."""
 
 from __future__ import annotations
 
