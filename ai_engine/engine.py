@@ -336,11 +336,12 @@ class DecisionEngine:
                                             settings.model_timeout_ms)
         for name, slot in voters.items():
             per_model[name] = results.get(name) or error_results(slot, n, ModelStatus.ERROR, reasons[name])
-        # the rule over the whole batch at once (at 400 symbols a call per row was ~3 ms)
-        decisions = st.ensemble.decide_many([per_model[name] for name in st.slots if name in per_model])
+        # the rule over the whole batch at once (at 400 symbols a call per row was ~3 ms); the
+        # per-row records are built in _complete, after the decision is ready
+        vote = st.ensemble.decide_many([per_model[name] for name in st.slots if name in per_model], n)
         # The governor is read once per batch, and only when there is something to let through
         # (a HOLD needs no verdict); an unreadable state blocks every actionable decision.
-        verdicts = self.governor.check_many(decisions)
+        verdicts = self.governor.check_many(vote.actionable.tolist())
         t_ready = time.perf_counter()
         # Shadows start once the voters are done: on 2 cores, running them alongside slowed the
         # voters (p99 1.57x at 1 symbol, docs/performance.md). In replay, decide_stream still
@@ -356,14 +357,15 @@ class DecisionEngine:
                 jobs[name] = self._submit(s, inputs)
             elif mask.any():
                 jobs[name] = self._submit(s, _rows_of(inputs, mask))
-        return st, inputs, t0, shadows, jobs, masks, per_model, decisions, verdicts, t_ready
+        return st, inputs, t0, shadows, jobs, masks, per_model, vote, verdicts, t_ready
 
     def _complete(self, started: tuple | None) -> list[DecisionRecord]:
         """Wait for the shadows (up to the deadline), build the records, record them."""
         if started is None:
             return []
-        st, inputs, t0, shadows, jobs, masks, per_model, decisions, verdicts, t_ready = started
+        st, inputs, t0, shadows, jobs, masks, per_model, vote, verdicts, t_ready = started
         settings, n = st.settings, len(inputs.candles)
+        decisions = vote.decisions()
         late: dict[str, Future] = {}
         shadow_deadline = None if self.wait_for_shadow else t_ready + settings.shadow_deadline_ms / 1000.0
         for name, slot in shadows.items():

@@ -30,7 +30,7 @@ from ai_engine.types import EnsembleDecision, ModelResult
 _INDEX = {a: k for k, a in enumerate(CLASS_ORDER)}
 _HOLD = CLASS_ORDER.index(Action.HOLD)
 
-__all__ = ["EnsembleManager"]
+__all__ = ["BatchVote", "EnsembleManager"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +80,11 @@ class EnsembleManager:
             results=tuple(results),
         )
 
-    def decide_many(self, columns: Sequence[Sequence[ModelResult]]) -> list[EnsembleDecision]:
-        """``[decide(row) for row in zip(*columns)]``: ``columns`` holds each model's results over
-        the batch (one list per model, in the order ``decide`` gets them)."""
-        rows = list(zip(*columns, strict=True))
-        n, m = len(rows), len(columns)
-        if n == 0:
-            return []
+    def decide_many(self, columns: Sequence[Sequence[ModelResult]], n: int) -> BatchVote:
+        """The rule over a batch of ``n`` rows: ``decide_many(columns, n).decisions()`` is ``[decide(row)
+        for row in zip(*columns)]``. ``columns`` holds each model's ``n`` results (one sequence per
+        model, in the order ``decide`` gets them); with none, every row is a HOLD of no voters."""
+        m = len(columns)
         votes = np.array([[r.votes for r in col] for col in columns], dtype=bool).reshape(m, n)
         weight = np.array([[r.weight for r in col] for col in columns], dtype=np.float64).reshape(m, n)
         action = np.full((m, n), -1, dtype=np.int8)
@@ -118,9 +116,29 @@ class EnsembleManager:
         confidence = np.where(boosted, np.minimum(confidence * self.boost, self.cap), confidence)
         confidence = np.minimum(np.maximum(confidence, 0.0), 1.0)
         actionable = (winner != _HOLD) & (k_agree >= self.min_consensus)
+        return BatchVote(winner, confidence, k_agree, n_votes, actionable, boosted, scores, columns)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchVote:
+    """A batch's decisions as arrays (``EnsembleManager.decide_many``). The governor needs only
+    ``actionable``; the per-row ``EnsembleDecision`` records (about 5 µs each) are built by
+    ``decisions()`` once the decision is ready, off its latency."""
+
+    action: np.ndarray  # CLASS_ORDER index per row
+    confidence: np.ndarray
+    consensus_count: np.ndarray
+    total_models: np.ndarray
+    actionable: np.ndarray  # bool
+    boosted: np.ndarray  # bool
+    scores: np.ndarray  # (3, n), CLASS_ORDER
+    columns: Sequence[Sequence[ModelResult]]
+
+    def decisions(self) -> list[EnsembleDecision]:
         return [
             EnsembleDecision(CLASS_ORDER[a], c, k, t, ok, b, (s0, s1, s2), row)
             for a, c, k, t, ok, b, s0, s1, s2, row in zip(
-                winner.tolist(), confidence.tolist(), k_agree.tolist(), n_votes.tolist(), actionable.tolist(),
-                boosted.tolist(), *scores.tolist(), rows, strict=True)
+                self.action.tolist(), self.confidence.tolist(), self.consensus_count.tolist(),
+                self.total_models.tolist(), self.actionable.tolist(), self.boosted.tolist(), *self.scores.tolist(),
+                zip(*self.columns, strict=True) if self.columns else [()] * self.action.size, strict=True)
         ]

@@ -152,13 +152,14 @@ class Governor:
             return _NO_VERDICT
         return self._verdict(state if state is not None else self.state())
 
-    def check_many(self, decisions: Sequence[EnsembleDecision]) -> list[GovernorVerdict]:
-        """``check`` of each decision, the state read once per batch and only when a decision is
-        actionable (a HOLD needs no verdict); the rows share the two frozen verdicts."""
-        if not any(d.actionable for d in decisions):
-            return [_NO_VERDICT] * len(decisions)
+    def check_many(self, actionable: Sequence[bool]) -> list[GovernorVerdict]:
+        """``check`` of each decision of a batch, given whether each is actionable: the state is
+        read once per batch and only when one is (a HOLD needs no verdict); the rows share the two
+        frozen verdicts."""
+        if not any(actionable):
+            return [_NO_VERDICT] * len(actionable)
         verdict = self._verdict(self.state())
-        return [verdict if d.actionable else _NO_VERDICT for d in decisions]
+        return [verdict if a else _NO_VERDICT for a in actionable]
 
     @staticmethod
     def _verdict(state: tuple[GovernorState | None, str | None]) -> GovernorVerdict:

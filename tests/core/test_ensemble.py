@@ -119,5 +119,8 @@ def test_decide_many_is_decide_per_row(rows, roles, weights, present, rule):
             col.append(ModelResult(model=name, role=roles[j], status=status, weight=weights[j], prediction=pred))
         columns.append(col)
     expected = [ens.decide(list(row)) for row in zip(*columns, strict=True)]
-    assert ens.decide_many(columns) == expected
-    assert ens.decide_many([[] for _ in names]) == []
+    vote = ens.decide_many(columns, len(rows))
+    assert vote.decisions() == expected
+    assert vote.actionable.tolist() == [d.actionable for d in expected]
+    assert ens.decide_many([[] for _ in names], 0).decisions() == []
+    assert ens.decide_many([], 2).decisions() == [ens.decide([])] * 2  # no model outside the shadows

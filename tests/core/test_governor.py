@@ -71,8 +71,8 @@ def test_check_many_is_check_per_row_with_one_read(tmp_path):
             be.write(state)
         expected = [gov.check(d) for d in batch]
         be.reads = 0
-        assert gov.check_many(batch) == expected and be.reads == 1
-    assert gov.check_many([HOLD, HOLD]) == [gov.check(HOLD)] * 2 and be.reads == 1
+        assert gov.check_many([d.actionable for d in batch]) == expected and be.reads == 1
+    assert gov.check_many([False, False]) == [gov.check(HOLD)] * 2 and be.reads == 1
     assert gov.check_many([]) == []
 
 
