@@ -326,6 +326,7 @@ class Service:
         self._backlog: dict[str, deque] = {}  # with leases: every symbol's recent candles, for a takeover
         self._guard = None  # lifecycle.policy.Guard while a policy is on
         self._policy = None  # its PolicyProcess
+        self._policy_restart_at = 0.0  # monotonic: a dead policy process is started again from then on
 
     # -- signals --------------------------------------------------------------------------------
     def _wake(self) -> None:
@@ -534,12 +535,19 @@ class Service:
             logging.getLogger().removeHandler(self._guard.log_rate)
             self._guard = None
 
+    POLICY_RESTART_S = 30.0  # a policy process that keeps dying is started again at most this often
+
     def _check_policy(self) -> None:
-        """The policy's FAIL criteria after a batch: a rollback they trigger applies before the next one."""
+        """The policy's FAIL criteria after a batch: a rollback they trigger applies before the next one.
+        A policy process that died is started again (the guard here never stopped)."""
         import sqlite3
 
         from ai_engine.exceptions import AIEngineError
 
+        if self._policy is not None and not self._policy.alive and time.monotonic() >= self._policy_restart_at:
+            log.error("policy process exited with code %s; starting a new one", self._policy.returncode)
+            self._policy_restart_at = time.monotonic() + self.POLICY_RESTART_S
+            self._sync_policy()
         try:
             if self._guard.check(self.settings):
                 self._reload = True

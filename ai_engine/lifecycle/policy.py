@@ -501,6 +501,10 @@ class PolicyProcess:
     def alive(self) -> bool:
         return self._proc.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.poll()
+
     def close(self) -> None:
         if self._proc.poll() is None:
             self._proc.send_signal(signal.SIGTERM)

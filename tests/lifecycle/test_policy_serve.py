@@ -12,8 +12,10 @@ the live edge turns WORSE and the model is rolled back before the next candle.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import uuid
@@ -152,6 +154,18 @@ def _serve(env: Path, data: Path, log: Path, pace: str = "0.05") -> subprocess.P
                                 stdout=out, stderr=subprocess.STDOUT)
 
 
+def _policy_children(pid: int) -> list[int]:
+    """serve's live `ai-engine policy run` children."""
+    kids = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for c in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/{c}/stat").read_text()
+                if "\0policy\0run\0" in Path(f"/proc/{c}/cmdline").read_text() and stat.rsplit(")", 1)[1].split()[0] != "Z":
+                    kids.append(int(c))
+    return kids
+
+
 def test_policy_dry_run_then_shadow_to_b_to_a_then_rollback_before_next_candle(tmp_path, market, cli, redis_prefix):
     import redis
     from typer.testing import CliRunner
@@ -183,6 +197,12 @@ def test_policy_dry_run_then_shadow_to_b_to_a_then_rollback_before_next_candle(t
         assert not [e for e in read_audit(home) if e["what"].startswith(("models.activate", "models.rollback"))]
         assert len({c for _, c, _, _ in _decisions(store) if c}) == 1  # one configuration all along
         assert "policy dry_run: would activate lgbm_r2 at 5%" in log.read_text()
+
+        # its process killed: serve starts a new one (the promotions below are that one's)
+        (first,) = wait_for(lambda: _policy_children(proc.pid), "the policy process")
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: (kids := _policy_children(proc.pid)) and kids != [first], "a new policy process", timeout=60)
+        assert "policy process exited with code -9; starting a new one" in log.read_text()
 
         # on: shadow beside its champion -> option B (in the champion's place) -> option A on its own,
         # each step an audited activation
