@@ -4,6 +4,7 @@ under a key prefix of the test's own, fault injection into real agents, a privat
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["free_port", "wait_for", "shared_redis_url", "redis_prefix", "drop_prefix", "AgentWrapper", "RedisServer"]
+__all__ = ["free_port", "wait_for", "stop_gracefully", "reap", "shared_redis_url", "redis_prefix", "drop_prefix", "AgentWrapper", "RedisServer"]
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -32,6 +33,21 @@ def wait_for(cond, what: str, timeout: float = 90.0):
             return v
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def stop_gracefully(proc: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGTERM, as systemd stops the service; it must exit 0 (a clean stop) within ``timeout``."""
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout) == 0
+
+
+def reap(proc: subprocess.Popen, log=None) -> None:
+    """A test's process ended whatever the test did: killed when still running, its log closed."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+    if log is not None:
+        log.close()
 
 
 def shared_redis_url() -> str:

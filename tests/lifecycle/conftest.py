@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import reap
+
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 
 
@@ -148,7 +150,4 @@ def start_serve(deployment):
 
     yield start
     for proc, out in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        out.close()
+        reap(proc, out)

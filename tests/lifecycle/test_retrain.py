@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -25,7 +24,7 @@ from ai_engine.exceptions import ConfigError
 from ai_engine.health import fetch_health
 from ai_engine.lifecycle.registry import Registry
 from ai_engine.model_slots import load_slots
-from tests.helpers import wait_for
+from tests.helpers import reap, stop_gracefully, wait_for
 from tests.reliability.conftest import SERVE, SYMBOLS, free_port, write_csvs
 
 RETRAIN = ["--window-days", "60", "--epochs", "40", "--threads", "1"]
@@ -197,13 +196,9 @@ def test_serve_retrains_on_schedule_in_a_low_priority_child_and_keeps_deciding(
         wait_for(lambda: (h := fetch_health(port)) and "xgb_retrain" in h["roles"], "the retrain in shadow", 60)
         h = fetch_health(port)
         assert h["roles"]["xgb_retrain"] == "shadow" and h["roles"]["xgb"] == "voter"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
+        stop_gracefully(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        log.close()
+        reap(proc, log)
     text = log_path.read_text()
     assert "retrain xgb started in a child process" in text and "retrain xgb: child of serve pid" in text
     assert "Traceback" not in text

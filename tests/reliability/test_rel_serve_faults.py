@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 
 from ai_engine.health import fetch_health
-from tests.helpers import wait_for
+from tests.helpers import reap, stop_gracefully, wait_for
 from tests.reliability.conftest import SERVE, SYMBOLS, copy_artifact, free_port, write_csvs
 
 
@@ -41,13 +41,9 @@ def test_serve_survives_a_missing_model_a_broken_reload_and_an_unreadable_govern
         made = snap["decisions_made"]
         snap = wait_for(lambda: (h := fetch_health(port)) and h["decisions_made"] > made + 5 and h, "decisions after the reload")
         assert snap["config_id"] == config_id and snap["state"] == "running"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
+        stop_gracefully(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        log.close()
+        reap(proc, log)
     text = (tmp_path / "serve.log").read_text()
     assert "Traceback" not in text
     assert "[PatchTST] ❌ model not loaded" in text and "reload refused" in text

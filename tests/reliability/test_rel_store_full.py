@@ -8,14 +8,13 @@ from __future__ import annotations
 import errno
 import os
 import re
-import signal
 import sqlite3
 import subprocess
 
 import pytest
 
 from ai_engine.health import fetch_health
-from tests.helpers import wait_for
+from tests.helpers import reap, stop_gracefully, wait_for
 from tests.reliability.conftest import SERVE, SYMBOLS, free_port, settings_for, write_csvs
 
 BOUND = 200  # AI_ENGINE_STORE_BUFFER_ROWS: about 14 batches of two symbols
@@ -74,13 +73,9 @@ def test_serve_blocks_intents_while_its_store_is_full_and_recovers_by_itself(mod
         ok = wait_for(lambda: (h := fetch_health(port)) and h["status"] == "ok" and h, "/health ok again")
         made = ok["decisions_made"]
         wait_for(lambda: fetch_health(port)["decisions_made"] > made + 5, "decisions after the recovery")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
+        stop_gracefully(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        log.close()
+        reap(proc, log)
     text = (tmp_path / "serve.log").read_text()
     assert "Traceback" not in text
     assert "every intent is blocked (telemetry_unwritable)" in text and "accepts writes again" in text
