@@ -8,10 +8,12 @@ disabled; the three voters are the same. Between batches the voters' bare forwar
 call on a ready input: xgboost ``inplace_predict``, lightgbm ``predict``, the torch net under
 ``inference_mode``; one thread each) are timed at the same batch size, once each, as the engine runs
 them (after other work, caches cold); the same forwards in a tight loop (warm) are printed too. Figures are medians/p99 over
-the run; the load average is printed beside them. Asserts nothing.
+the run; the load average is printed beside them. Asserts nothing. With --pace-ms closing times come that far apart, as
+live (each closing time's two engines run inside one interval; an interval that their work overran is counted and
+the next one starts at once), instead of back to back.
 
     python bench/bench_latency.py [--batches 300 | --batches 4000,1500] [--symbols 1,30] [--json out.json]
-                                  [--decision-cpu auto|off|N]
+                                  [--decision-cpu auto|off|N] [--pace-ms 0]
 """
 
 from __future__ import annotations
@@ -102,7 +104,8 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def run_symbols(models: dict[str, Path], n_symbols: int, batches: int, decision_cpu: str = "auto") -> dict:
+def run_symbols(models: dict[str, Path], n_symbols: int, batches: int, decision_cpu: str = "auto",
+                pace_ms: float = 0.0) -> dict:
     from ai_engine.data import synthetic_market, time_batches
     from ai_engine.live import CandleProcessor
     from ai_engine.runtime import open_engine
@@ -138,7 +141,16 @@ def run_symbols(models: dict[str, Path], n_symbols: int, batches: int, decision_
     slots = engines["on"].state.slots
     fns = {m: bare_forward(slots[m].agent) for m in MODELS}
     load_before = load_average()
+    overran = 0
+    next_at = time.perf_counter()
     for i, step in enumerate(steps[history:]):
+        if pace_ms:
+            wait = next_at - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            else:
+                overran += i > 0
+            next_at = max(next_at, time.perf_counter()) + pace_ms / 1000.0
         order = ("on", "off") if i % 2 == 0 else ("off", "on")
         for k in order:
             t0 = time.perf_counter()
@@ -166,6 +178,9 @@ def run_symbols(models: dict[str, Path], n_symbols: int, batches: int, decision_
         "voters_forward_sum_ms": voters_sum,
         "forward_warm_ms": warm,
         "shadow_late_rows": late,
+        "rows": batches * n_symbols,
+        "pace_ms": pace_ms,
+        "paced_intervals_overrun": overran,
     }
     for k in ("on", "off"):
         out[f"latency_{k}_p50_ms"] = float(np.percentile(lat[k], 50))
@@ -187,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR, help="cache of the small trained models")
     ap.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
     ap.add_argument("--decision-cpu", default="auto", help="AI_ENGINE_DECISION_CPU of both engines (off: not pinned)")
+    ap.add_argument("--pace-ms", type=float, default=0.0, help="closing times this far apart, as live (0: back to back)")
     args = ap.parse_args(argv)
     logging.disable(logging.WARNING)
     models, _ = ensure_models(args.models)
@@ -198,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--batches has {len(batches)} entries for {len(counts)} symbol counts")
     results = []
     for n, b in zip(counts, batches, strict=True):
-        r = run_symbols(models, n, b, args.decision_cpu)
+        r = run_symbols(models, n, b, args.decision_cpu, args.pace_ms)
         results.append(r)
         print(f"{n:>3} symbol(s): decision latency p50/p99 shadow on {r['latency_on_p50_ms']:.3f}/"
               f"{r['latency_on_p99_ms']:.3f} ms, off {r['latency_off_p50_ms']:.3f}/{r['latency_off_p99_ms']:.3f} ms "
@@ -208,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"     bare forwards (ms) {', '.join(f'{m} {v:.3f}' for m, v in r['forward_ms'].items())}; "
               f"voters' sum {r['voters_forward_sum_ms']:.3f} ms; p50 latency / sum = {r['p50_ratio_to_voters_forward']:.3f}"
               f"; load {r['load_before']} -> {r['load_after']}")
+        print(f"     shadow entries late: {r['shadow_late_rows']} of {r['rows']} rows"
+              + (f"; paced {args.pace_ms:g} ms, {r['paced_intervals_overrun']} interval(s) overrun" if args.pace_ms else ""))
         print(f"     same forwards in a tight loop (warm caches, ms) "
               f"{', '.join(f'{m} {v:.3f}' for m, v in r['forward_warm_ms'].items())}")
     if args.json:

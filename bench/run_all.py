@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-10m", action="store_true", help="analysis at 10k and 1M prediction rows only")
     ap.add_argument("--skip-walkforward", action="store_true", help="leave out the walk-forward timing (about "
                                                                     "20 min on 2 cores)")
-    ap.add_argument("--only", default=None, help="comma-separated subset: latency,replay,training,features,"
-                                                 "analysis,bus,reload,etth1,walkforward,demo,gatesim,dashboard")
+    ap.add_argument("--only", default=None, help="comma-separated subset: latency,replay,scale,training,"
+                                                 "features,analysis,bus,reload,etth1,walkforward,demo,gatesim,dashboard")
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="ai-engine-runall-"))
@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
                     1800, "1 and 30 symbols, shadow on/off alternating in one process; a p99 of 1500 decisions "
                     "moved ±0.08 between runs, of 4000 less"),
         "replay": (["bench/bench_replay.py", "--json", str(tmp / "rep.json")], 1800, "full year, 5 symbols"),
+        "scale": (["bench/bench_scale.py", *(["--symbols", "1,30", "--batches", "20"] if q else [])], 3600,
+                  "issue 20: 1 to 1000 symbols closing together, voters only, a fresh process per count; store and "
+                  "bus (the local Redis, a key prefix of its own, removed afterwards)"),
         "training": (["bench/bench_training.py", *(["--quick"] if q else ["--bars", "3000"]),
                       "--json", str(tmp / "train.json")], 3600,
                      "synthetic market, 2 symbols; reduced sizes" if not q else "test-sized models"),
