@@ -1,12 +1,14 @@
 """Soak: simulated days of 1-minute candles for many symbols through the service path.
 
-CandleProcessor + DecisionEngine (small xgb/lgbm voters, the others disabled), a private
+CandleProcessor + DecisionEngine (small xgb/lgbm voters, the others disabled; ``--all-models``:
+NHiTS votes too and PatchTST shadows in its own process, so every decision has four prediction rows), a private
 redis-server with the bus publisher, one hot reload per simulated day, a Redis outage on day 2
 (or midway for runs shorter than 3 days), hourly retention (delivered outbox rows; decisions only
 with --keep-days). Prints RSS growth after warm-up, log lines per simulated minute, store size,
 unhandled exceptions and the decision accounting; exits 1 when a pass criterion fails.
 
     python bench/soak.py --days 7 --symbols 30
+    python bench/soak.py --days 1 --symbols 400 --all-models    # issue 20: 576,000 decisions at exchange scale
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ def main() -> int:
     ap.add_argument("--symbols", type=int, default=30)
     ap.add_argument("--keep-days", type=float, default=None, help="delete decisions older than this (default: keep all)")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--all-models", action="store_true", help="NHiTS votes and PatchTST shadows too (four rows per decision)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
 
@@ -109,6 +112,14 @@ def main() -> int:
         models[name] = work / "models" / f"{name}{ext}"
         train_model(name, symbols=syms[:2], out_path=models[name], synthetic=True, interval="1m", epochs=30,
                     threads=2, force=True, options=TrainOptions(synthetic_bars=3000))
+    roles = {"NHITS_ROLE": "disabled", "PATCHTST_ROLE": "disabled", "ENSEMBLE_MIN_CONSENSUS": "2"}
+    if args.all_models:
+        for name in ("nhits", "patchtst"):
+            models[name] = work / "models" / f"{name}.pth"
+            train_model(name, symbols=syms[:2], out_path=models[name], synthetic=True, interval="1m", epochs=1,
+                        threads=2, force=True, options=TrainOptions(synthetic_bars=3000))
+        roles = {"NHITS_MODEL_PATH": str(models["nhits"]), "PATCHTST_MODEL_PATH": str(models["patchtst"]),
+                 "PATCHTST_ROLE": "shadow"}
     warm_bars = 200
     n_bars = int(args.days * 1440) + warm_bars
     series = synthetic_market(syms, interval="1m", n_bars=n_bars, seed=11)
@@ -117,9 +128,8 @@ def main() -> int:
     (work / "redis").mkdir(exist_ok=True)
     redis_proc = start_redis(port, work / "redis")
     env = {"AI_ENGINE_HOME": str(work / "home"), "AI_ENGINE_SYMBOLS": ",".join(syms), "AI_ENGINE_INTERVAL": "1m",
-           "XGB_MODEL_PATH": str(models["xgb"]), "LGBM_MODEL_PATH": str(models["lgbm"]), "NHITS_ROLE": "disabled",
-           "PATCHTST_ROLE": "disabled", "ENSEMBLE_MIN_CONSENSUS": "2", "REDIS_URL": f"redis://127.0.0.1:{port}/0",
-           "GOVERNOR_BACKEND": "file", "AI_ENGINE_STREAM_MAXLEN": "50000"}
+           "XGB_MODEL_PATH": str(models["xgb"]), "LGBM_MODEL_PATH": str(models["lgbm"]), **roles,
+           "REDIS_URL": f"redis://127.0.0.1:{port}/0", "GOVERNOR_BACKEND": "file", "AI_ENGINE_STREAM_MAXLEN": "50000"}
     settings = load_settings(None, environ=env)
     FileGovernorBackend(settings.governor_state_file).write(GovernorState.new(False, GovernorMode.PAPER, "soak"))
     engine = open_engine(settings)
@@ -135,6 +145,7 @@ def main() -> int:
     disk: list[tuple[float, int]] = []
     pruned: Counter = Counter()
     redis_down = False
+    warm_at = warm_bars + min(1440, (n_bars - warm_bars) // 4)
     t_run = time.perf_counter()
     for i, batch in enumerate(batches):
         t = batch[0].open_time
@@ -166,7 +177,7 @@ def main() -> int:
             cut_dec = t - int(args.keep_days * DAY_MS) if args.keep_days else None
             for k, v in engine.store.prune(int(time.time() * 1000) - 1000, decisions_before_ms=cut_dec).items():
                 pruned[k] += v
-        if i == warm_bars + 1440:  # one simulated day after warm-up
+        if i == warm_at:  # one simulated day after warm-up (a quarter of a shorter run)
             gc.collect()
             rss_warm = rss_mb()
         if i % 60 == 0:
@@ -179,6 +190,7 @@ def main() -> int:
     left = publisher.pending()
     decisions = engine.store.count("decisions")
     intents = engine.store.count("intents")
+    predictions = engine.store.count("predictions")
     engine.store.close()
     redis_proc.terminate()
     expected = args.symbols * (n_bars - warm_bars)
@@ -186,7 +198,8 @@ def main() -> int:
     max_lines = max(counter.per_minute.values(), default=0)
     figures = {
         "days": args.days, "symbols": args.symbols, "decisions_expected": expected, "decisions_returned": returned,
-        "decisions_stored": decisions, "intents_stored": intents, "published": published,
+        "decisions_stored": decisions, "predictions_stored": predictions, "models": len(models),
+        "intents_stored": intents, "published": published,
         "bus_delivered": publisher.delivered, "bus_duplicates_skipped": publisher.duplicates_skipped,
         "bus_left_spooled": left, "reloads_applied": reloads, "reloads_refused": refused,
         "unhandled_exceptions": len(errors), "errors": errors[:5],
@@ -205,6 +218,7 @@ def main() -> int:
         args.json.write_text(json.dumps(figures, indent=2))
     kept_dec, kept_int = decisions + pruned["decisions"], intents + pruned["intents"]  # retention deletes some
     ok = (not errors and returned == kept_dec == expected and left == 0 and refused == 0
+          and (args.keep_days is not None or predictions == len(models) * expected)
           and publisher.delivered == kept_dec + kept_int and max_lines <= 1000
           and (figures["rss_growth_pct"] is None or figures["rss_growth_pct"] <= 5.0))
     print("SOAK", "PASS" if ok else "FAIL")
