@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 
 from ai_engine.cli.options import AvoidCpu, ChildOf, EnvFile, env_arg, make_console
-from ai_engine.cli.train_commands import ModelChoice, _fail
-from ai_engine.exceptions import AIEngineError, ConfigError, DegenerateModelError
+from ai_engine.cli.train_commands import ModelChoice, training_errors
+from ai_engine.exceptions import ConfigError
 
 __all__ = ["register", "start_retrain"]
 
@@ -43,7 +43,7 @@ def start_retrain(
         console.print(f"retrain {model.value}: child of serve pid {child_of} at nice {os.nice(0)}")
     from ai_engine.training import render
 
-    try:
+    with training_errors():
         from ai_engine.config import load_settings
         from ai_engine.lifecycle.retrain import retrain
 
@@ -58,13 +58,6 @@ def start_retrain(
                       interval=interval or settings.interval,
                       window_days=plan.window_days if window_days is None else window_days,
                       tag=tag, sample=sample, epochs=epochs, seed=seed, threads=threads)
-    except DegenerateModelError as exc:
-        report = getattr(exc, "report", None)
-        if report is not None:
-            typer.echo(render(report))
-        raise _fail(exc) from None
-    except AIEngineError as exc:
-        raise _fail(exc) from None
     typer.echo(render(res.report))
     sv = res.staged
     console.print(f"staged {sv.model} {sv.version} → {sv.path} (sha256 {sv.sha256})")

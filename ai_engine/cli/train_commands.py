@@ -3,8 +3,10 @@ commands so `ai-engine --help` stays fast."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -50,6 +52,23 @@ def _fail(exc: AIEngineError) -> typer.Exit:
     return typer.Exit(code)
 
 
+@contextlib.contextmanager
+def training_errors() -> Iterator[None]:
+    """A training that failed as the CLI reports it: a refused model's report first (what the guard
+    saw), then one ``error:`` line and the exit code of its kind."""
+    try:
+        yield
+    except DegenerateModelError as exc:
+        report = getattr(exc, "report", None)
+        if report is not None:
+            from ai_engine.training import render
+
+            typer.echo(render(report))
+        raise _fail(exc) from None
+    except AIEngineError as exc:
+        raise _fail(exc) from None
+
+
 def start_train(
     model: Annotated[ModelChoice, typer.Argument(help="model to train")],
     symbols: Annotated[str, typer.Option("--symbols", help="comma-separated symbols, e.g. BTCUSDT,ETHUSDT")],
@@ -79,7 +98,7 @@ def start_train(
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar")] = False,
 ) -> None:
     """Train one model, print its report, and save the artifact with its .meta.json sidecar."""
-    try:
+    with training_errors():
         from ai_engine.training import GuardConfig, LabelConfig, TrainOptions, render, train_model
 
         if band_mode is BandMode.fixed:
@@ -115,13 +134,6 @@ def start_train(
             agent_params=agent_params,
             verbose=not quiet and sys.stderr.isatty(),
         )
-    except DegenerateModelError as exc:
-        report = getattr(exc, "report", None)
-        if report is not None:
-            typer.echo(render(report))
-        raise _fail(exc) from None
-    except AIEngineError as exc:
-        raise _fail(exc) from None
     typer.echo(render(report))
     typer.echo(f"saved {agent.version} sha256={agent.sha256}")
 
