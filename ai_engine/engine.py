@@ -418,14 +418,15 @@ class DecisionEngine:
             )
         self.decisions_made += n
         self.last_decision_at = decided_at
+        fenced: set[str] = set()  # symbols whose decisions the store refused (a lease moved): never published
         if self._pipelined:
             self._writer.submit(self._guarded, self._record, records, inputs.candles)
         else:
-            self._record(records, inputs.candles)
+            fenced = self._record(records, inputs.candles)
         for name, fut in late.items():
             mine = records if name not in masks else [r for r, keep in zip(records, masks[name], strict=True) if keep]
             fut.add_done_callback(lambda f, s=st.slots[name], r=mine: self._writer.submit(self._guarded, self._join_late, s, r, f))
-        self._observe(st, records, per_model)
+        self._observe(st, records, per_model, fenced)
         return records
 
     def _shadow_results(self, slot: ModelSlot, fut: Future | None, n: int,
@@ -452,9 +453,11 @@ class DecisionEngine:
         except Exception as exc:
             log.error("could not join late %s results: %s", slot.name, exc)
 
-    def _record(self, records: list[DecisionRecord], candles: Sequence[Candle]) -> None:
+    def _record(self, records: list[DecisionRecord], candles: Sequence[Candle]) -> set[str]:
+        """Store the records and wake the sinks; returns the symbols the store's fence refused."""
+        fenced: set[str] = set()
         try:
-            self.store.record_decisions(records, candles)
+            fenced = self.store.record_decisions(records, candles) or set()
         except TransientError as exc:
             log.error("decisions kept in memory until the store accepts them: %s", exc)
         for sink in self.sinks:
@@ -462,6 +465,7 @@ class DecisionEngine:
                 sink.notify(records)
             except Exception as exc:
                 log.error("sink %s failed: %s", type(sink).__name__, exc)
+        return fenced
 
     @contextlib.contextmanager
     def pipelined(self) -> Iterator[None]:
@@ -490,7 +494,8 @@ class DecisionEngine:
             exc, self._write_errors = self._write_errors[0], []
             raise exc
 
-    def _observe(self, st: EngineState, records: list[DecisionRecord], per_model: dict[str, list[ModelResult]]) -> None:
+    def _observe(self, st: EngineState, records: list[DecisionRecord], per_model: dict[str, list[ModelResult]],
+                 fenced: set[str] = frozenset()) -> None:
         for name, results in per_model.items():
             conf = [r.prediction.confidence for r in results if r.prediction is not None and r.status is ModelStatus.OK]
             if conf:
@@ -499,7 +504,7 @@ class DecisionEngine:
             for r in rec.decision.results:
                 if r.shadow:
                     self.shadow_logger(st.slots[r.model].display, rec.symbol, r)
-            if rec.published:
+            if rec.published and rec.symbol not in fenced:  # a fenced decision was never published
                 log_intent(rec)
 
     def wait_idle(self, timeout: float | None = None, *, shadows_only: bool = False) -> int:

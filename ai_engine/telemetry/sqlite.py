@@ -340,21 +340,24 @@ class TelemetryStore:
         ]
         self._write([("INSERT OR IGNORE INTO candles VALUES (?,?,?,?,?,?,?,?,?)", rows)])
 
-    def record_decisions(self, records: Sequence[DecisionRecord], candles: Iterable[Candle] = ()) -> None:
+    def record_decisions(self, records: Sequence[DecisionRecord], candles: Iterable[Candle] = ()) -> set[str]:
         """Record decisions with their per-model rows, intents and the candles they were made on.
-        With a ``fence``, the decisions of the symbols it refuses are not recorded (logged)."""
+        With a ``fence``, the decisions of the symbols it refuses are not recorded (logged); returns
+        those symbols (their intents were never published)."""
         candles = list(candles)
+        fenced: set[str] = set()
         while True:
             fence = None if self.fence is None else lambda c=candles: self.fence(c)
             refused = self._write(self._decision_ops(records, candles), fence)
             if not refused:
-                return
+                return fenced
+            fenced |= refused
             log.error("telemetry store %s: %d decisions of %s not recorded: this instance no longer holds them (fenced)",
                       self.path, sum(r.symbol in refused for r in records), ",".join(sorted(refused)))
             records = [r for r in records if r.symbol not in refused]
             candles = [c for c in candles if c.symbol not in refused]
             if not records:
-                return
+                return fenced
 
     def _decision_ops(self, records: Sequence[DecisionRecord], candles: Sequence[Candle]) -> list[tuple[str, Sequence]]:
         cand = [
