@@ -117,6 +117,14 @@ def _rebalance_hint(weights: dict[str, float], model: str, w: float) -> str:
     return ", e.g. --rebalance " + ",".join(f"{m}={v:g}" for m, v in scaled.items())
 
 
+def activation_gate(settings: Settings, key: str, gate_hours: float = 168.0, *, force: bool = False,
+                    shadowed_as: str | None = None) -> dict:
+    """The gate and edge verdict ``activate`` needs for ``key`` (the audit fields); raises ConfigError
+    unless READY with an edge that is not WORSE, or ``force``."""
+    return gate_to_vote(settings, key, gate_hours, force, f"{key} gate verdict is {{}}; activation needs READY and an "
+                        "edge that is not WORSE, or --force (recorded in the audit log)", rows_of=shadowed_as)
+
+
 def activate(
     settings: Settings,
     model: str,
@@ -126,13 +134,16 @@ def activate(
     force: bool = False,
     gate_hours: float = 168.0,
     shadowed_as: str | None = None,
+    gate: dict | None = None,
 ) -> EditResult:
     """Make ``model`` a voter at ``weight`` (option A), other weights set by ``rebalance`` (option B).
 
     ``model`` may be an extra shadow's key (``patchtst_r2``, a retrain beside its champion): its file
     becomes its model's voter, in place of the champion's, and its own lines go, in one edit (the
     edge judged it as replacing the champion). ``shadowed_as`` names the extra shadow a voting
-    file was promoted from: its shadow rows are that file's evidence.
+    file was promoted from: its shadow rows are that file's evidence. ``gate``: the verdict
+    :func:`activation_gate` already gave for these arguments (the policy computes it before it
+    takes its lock, so a rollback never waits on an analysis); None: computed here.
 
     Raises:
         ConfigError: weights not summing to 100, a rebalance naming ``model``, or a gate verdict
@@ -153,8 +164,8 @@ def activate(
         parts = ", ".join(f"{m}={v:g}" for m, v in weights.items())
         raise ConfigError(f"weights must sum to 100, got {total:g} ({parts}); give --rebalance for the other "
                           f"models{_rebalance_hint(weights, model, w)}")
-    gate = gate_to_vote(settings, key, gate_hours, force, f"{key} gate verdict is {{}}; activation needs READY and an "
-                         "edge that is not WORSE, or --force (recorded in the audit log)", rows_of=shadowed_as)
+    if gate is None:
+        gate = activation_gate(settings, key, gate_hours, force=force, shadowed_as=shadowed_as)
     set_values = {model_key(m, "WEIGHT"): f"{v:g}" for m, v in weights.items()
                   if m == model or m in rebalance}
     unset = (model_key(model, "SHADOW_ONLY"), model_key(model, "ROLE"))

@@ -290,7 +290,7 @@ def roll_back(settings: Settings, level: str, reason: str, store=None) -> str | 
 
 
 def _promote(settings: Settings, state: PolicyState, target: str, reason: str, store) -> PolicyState:
-    from ai_engine.lifecycle.activation import activate
+    from ai_engine.lifecycle.activation import activate, activation_gate
 
     pol = settings.policy
     weight, rebalance = (pol.b_weight, pol.b_rebalance) if target == "option_b" else (pol.a_weight, pol.a_rebalance)
@@ -298,26 +298,31 @@ def _promote(settings: Settings, state: PolicyState, target: str, reason: str, s
     if pol.dry_run:
         return _say(settings, store, state, "dry_run", f"would activate {pol.model} at {weight:g}% ({label}): {reason}",
                     key=f"would activate {label}")
+    # the gate needs every shadow row of the file, not just a recent window; an extra shadow
+    # becomes its model's voter at option B, and its rows stay the evidence at option A
+    key = pol.model if target == "option_b" else pol.kind
+    shadowed_as = pol.model if pol.model != pol.kind and target == "option_a" else None
+    gate, refused = None, None
+    try:  # the slow part, before the lock: a FAIL rollback in serve never waits on this analysis
+        gate = activation_gate(settings, key, 24.0 * 365 * 100, shadowed_as=shadowed_as)
+    except AIEngineError as exc:
+        refused = f"{label} refused, nothing changed: {exc}"
     with _locked(settings.home):
         if (cur := read_state(settings.home)) is None or cur.paused or cur.stage != state.stage:
             return cur or state  # paused, aborted or rolled back while the analysis ran
-        try:
-            # the gate needs every shadow row of the file, not just a recent window; an extra shadow
-            # becomes its model's voter at option B, and its rows stay the evidence at option A
-            extra = pol.model != pol.kind
-            res = activate(settings, pol.model if target == "option_b" else pol.kind, weight, rebalance,
-                           gate_hours=24.0 * 365 * 100, shadowed_as=pol.model if extra and target == "option_a" else None)
-        except AIEngineError as exc:
-            new = cur
-            refused = f"{label} refused, nothing changed: {exc}"
-        else:
-            said = f"promote: {label} ({weight:g}%): {reason}"
-            new = replace(cur, stage=target, stage_since_ms=int(time.time() * 1000), said=said, said_key=said)
-            _write_state(settings.home, new)
-            append_audit(settings.home, "policy.promote", before={"stage": cur.stage}, after={"stage": target},
-                         model=pol.model, sha256=cur.sha256, weight=weight, rebalance=rebalance, reason=reason,
-                         reload_pid=res.signalled_pid)
-            refused = None
+        new = cur
+        if gate is not None:
+            try:
+                res = activate(settings, key, weight, rebalance, shadowed_as=shadowed_as, gate=gate)
+            except AIEngineError as exc:
+                refused = f"{label} refused, nothing changed: {exc}"
+            else:
+                said = f"promote: {label} ({weight:g}%): {reason}"
+                new = replace(cur, stage=target, stage_since_ms=int(time.time() * 1000), said=said, said_key=said)
+                _write_state(settings.home, new)
+                append_audit(settings.home, "policy.promote", before={"stage": cur.stage}, after={"stage": target},
+                             model=pol.model, sha256=cur.sha256, weight=weight, rebalance=rebalance, reason=reason,
+                             reload_pid=res.signalled_pid)
     if refused is not None:
         return _say(settings, store, new, "hold", refused, logging.WARNING, key=f"refused {label}")
     announce(settings, store, "promote", {"model": pol.model, "sha256": new.sha256, "stage": target, "weight": weight,

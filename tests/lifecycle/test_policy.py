@@ -72,6 +72,45 @@ def test_inconclusive_waits_a_pause_holds_resume_promotes_abort_ends(deployment)
         policy.control(settings, "resume")
 
 
+def test_a_rollback_never_waits_on_a_promotion_s_analysis(deployment, monkeypatch):
+    """serve's FAIL rollback takes the state's lock between candles; a promotion's gate analysis (the
+    slow part) runs before that lock, so the rollback goes through while it runs, and the promotion
+    then finds the run rolled back and changes nothing."""
+    import threading
+
+    from ai_engine.lifecycle import activation
+
+    settings, sha = _deploy(deployment, in_shadow=True, n=1500, shadow="skilled")
+    backup(settings)
+    state = policy.PolicyState("patchtst", sha, "shadow", False, 0, 0, 0)
+    policy._write_state(settings.home, state)
+    in_gate, release = threading.Event(), threading.Event()
+    real_gate = activation.activation_gate
+
+    def slow_gate(*args, **kwargs):  # the real analysis, held open until the rollback is done
+        in_gate.set()
+        release.wait(60)
+        return real_gate(*args, **kwargs)
+
+    monkeypatch.setattr(activation, "activation_gate", slow_gate)
+    promoted: list = []
+    promotion = threading.Thread(target=lambda: promoted.append(policy._promote(settings, state, "option_b", "t", None)))
+    promotion.start()
+    assert in_gate.wait(60)
+    rolled: list = []
+    rollback = threading.Thread(target=lambda: rolled.append(policy.roll_back(settings, "full", "FAIL criterion: t")))
+    rollback.start()
+    rollback.join(30)
+    done_first = not rollback.is_alive()
+    release.set()
+    promotion.join(60)
+    rollback.join(60)
+    assert done_first and rolled == ["full"]  # it did not wait for the analysis
+    assert promoted[0].stage == "rolled_back"
+    whats = [e["what"] for e in read_audit(settings.home)]
+    assert "models.activate patchtst" not in whats and whats[-1] == "policy.rollback"
+
+
 def test_the_guard_fails_on_crashes_store_growth_and_log_spam(tmp_path):
     store = TelemetryStore(tmp_path / "t.sqlite")
     rate = policy.LogRate()
