@@ -10,10 +10,13 @@ file byte-identical.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +101,24 @@ def edit_env(
         ModelLoadError, FeatureMismatchError: a model the edit points at does not load.
     """
     env = env_path(settings)
+    with _one_editor(settings.home):
+        return _edit_locked(env, settings, action, set_values, unset, replace_text, check_models, detail)
+
+
+@contextlib.contextmanager
+def _one_editor(home: Path) -> Iterator[None]:
+    """One editor of the env file at a time (an operator's command, the policy's process, a
+    retrain): each reads the file it changes under this lock, so no edit is lost to another made
+    meanwhile. The lock file is in the engine's home (beside the audit log it also serialises)."""
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".env-edit.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def _edit_locked(env: Path, settings: Settings, action: str, set_values: dict[str, str] | None,
+                 unset: tuple[str, ...], replace_text: str | None, check_models: tuple[str, ...],
+                 detail: dict | None) -> EditResult:
     old_text = env.read_text(encoding="utf-8")
     old_vals = read_env_file(env)
     tmp = env.with_name(f".{env.name}.edit-{os.getpid()}")

@@ -215,3 +215,26 @@ def test_a_registry_index_that_is_not_a_file_is_an_error(deployment):
     (deployment.models_dir / "registry.json").mkdir(parents=True)
     with pytest.raises(ConfigError, match="registry index .* is not a file"):
         Registry(deployment.models_dir).verify()
+
+
+def test_two_editors_at_once_lose_no_edit(deployment):
+    """An operator's command and the policy's process editing at the same moment: each edit reads the
+    file under one lock, so both end up in it and the audit log has every one of them."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from ai_engine.config import load_settings; from ai_engine.lifecycle.edits import edit_env\n"
+              "env, key, base = sys.argv[1], sys.argv[2], int(sys.argv[3])\n"
+              "for i in range(1, 16):\n"
+              "    edit_env(load_settings(env), f'test {key}', {key: str(base + i)})\n")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(deployment.env), key, str(base)])
+             for key, base in (("FLATLINE_WINDOW", 100), ("AI_ENGINE_STREAM_MAXLEN", 5000))]
+    assert [p.wait(120) for p in procs] == [0, 0]
+    vals = read_env_file(deployment.env)
+    assert (vals["FLATLINE_WINDOW"], vals["AI_ENGINE_STREAM_MAXLEN"]) == ("115", "5015")
+    edits = [e for e in read_audit(deployment.home) if e["what"].startswith("test ")]
+    assert len(edits) == 30
+    for key, base in (("FLATLINE_WINDOW", 100), ("AI_ENGINE_STREAM_MAXLEN", 5000)):  # each saw the one before
+        mine = [e for e in edits if e["what"] == f"test {key}"]
+        assert [e["before"][key] for e in mine[1:]] == [str(base + i) for i in range(1, 15)]
+
