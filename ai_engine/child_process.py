@@ -8,10 +8,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 
 from ai_engine.config import Settings
 
-__all__ = ["become_child_of", "child_args", "CHILD_NICE"]
+__all__ = ["become_child_of", "child_args", "stop_child", "CHILD_NICE"]
 
 CHILD_NICE = 10
 
@@ -39,3 +40,14 @@ def become_child_of(parent: int, avoid_cpu: int | None) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:
         raise SystemExit(0)
+
+
+def stop_child(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """End a child still running: SIGTERM (it stops cleanly), SIGKILL after ``grace_s``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

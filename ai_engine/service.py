@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ai_engine.child_process import child_args
+from ai_engine.child_process import child_args, stop_child
 from ai_engine.config import Settings, load_settings
 from ai_engine.exceptions import ConfigError, DataError, TransientError
 from ai_engine.health import HealthServer, sd_notify
@@ -283,13 +283,7 @@ class DashboardProcess:
         log.info("dashboard on http://127.0.0.1:%d/ (pid %d)", self.port, self._proc.pid)
 
     def close(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop_child(self._proc)
 
 
 class Service:

@@ -194,6 +194,17 @@ def run_symbols(models: dict[str, Path], n_symbols: int, batches: int, decision_
     return out
 
 
+def symbol_batches(ap: argparse.ArgumentParser, symbols: str, batches: str) -> list[tuple[int, int]]:
+    """``--symbols 30,400 --batches 300`` (one for all, or one per count) as (symbols, batches) pairs."""
+    counts = [int(x) for x in symbols.split(",")]
+    per = [int(x) for x in batches.split(",")]
+    if len(per) == 1:
+        per *= len(counts)
+    if len(per) != len(counts):
+        ap.error(f"--batches has {len(per)} entries for {len(counts)} symbol counts")
+    return list(zip(counts, per, strict=True))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batches", default="300", help="decision batches per symbol count: one number for all, "
@@ -206,14 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.disable(logging.WARNING)
     models, _ = ensure_models(args.models)
-    counts = [int(x) for x in args.symbols.split(",")]
-    batches = [int(x) for x in args.batches.split(",")]
-    if len(batches) == 1:
-        batches *= len(counts)
-    if len(batches) != len(counts):
-        ap.error(f"--batches has {len(batches)} entries for {len(counts)} symbol counts")
     results = []
-    for n, b in zip(counts, batches, strict=True):
+    for n, b in symbol_batches(ap, args.symbols, args.batches):
         r = run_symbols(models, n, b, args.decision_cpu, args.pace_ms)
         results.append(r)
         print(f"{n:>3} symbol(s): decision latency p50/p99 shadow on {r['latency_on_p50_ms']:.3f}/"

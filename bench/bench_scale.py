@@ -44,6 +44,7 @@ from bench_latency import (  # noqa: E402
     ensure_models,
     forward_inputs,
     load_average,
+    symbol_batches,
     time_call,
 )
 
@@ -195,14 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.one is not None:
         print(json.dumps(run_one(models, args.one, int(args.batches), args.redis_url)))
         return 0
-    counts = [int(x) for x in args.symbols.split(",")]
-    batches = [int(x) for x in args.batches.split(",")]
-    if len(batches) == 1:
-        batches *= len(counts)
-    if len(batches) != len(counts):
-        ap.error(f"--batches has {len(batches)} entries for {len(counts)} symbol counts")
     results = []
-    for n, b in zip(counts, batches, strict=True):
+    for n, b in symbol_batches(ap, args.symbols, args.batches):
         child = subprocess.run([sys.executable, __file__, "--one", str(n), "--batches", str(b), "--models", str(args.models),
                                 "--redis-url", args.redis_url], check=True, capture_output=True, text=True)
         r = json.loads(child.stdout.strip().splitlines()[-1])

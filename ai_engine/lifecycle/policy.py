@@ -38,7 +38,6 @@ import contextlib
 import fcntl
 import json
 import logging
-import signal
 import subprocess
 import sys
 import threading
@@ -511,11 +510,7 @@ class PolicyProcess:
         return self._proc.poll()
 
     def close(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        from ai_engine.child_process import stop_child
+
+        stop_child(self._proc)
 

@@ -161,10 +161,7 @@ class RetrainSchedule:
 
     def close(self) -> None:
         """End a retrain still running (serve is stopping); what it had not staged is not staged."""
-        if self._child is not None and self._child.poll() is None:
-            self._child.terminate()
-            try:
-                self._child.wait(10)
-            except subprocess.TimeoutExpired:
-                self._child.kill()
-                self._child.wait()
+        if self._child is not None:
+            from ai_engine.child_process import stop_child
+
+            stop_child(self._child)
