@@ -85,20 +85,24 @@ class CandleProcessor:
         taken: list[Candle] = []
         accepted: list[Candle] = []
         states: list = []
-        for c in (*candles, None):  # the symbols of a closing time computed in one pass
-            if c is not None:
-                feats, validator = self._feat(c.symbol)
-                if validator.check(c).accept:
-                    accepted.append(c)
-                    states.append(feats)
-                if len(accepted) < PRIME_CHUNK:
-                    continue
+
+        def compute() -> None:  # the symbols of a closing time in one pass
             for a, row in zip(accepted, _features_of(states, accepted), strict=True):
                 if isinstance(row, DataError):
                     log.warning("history candle skipped: %s", row)
                 else:
                     taken.append(a)
-            accepted, states = [], []
+            accepted.clear()
+            states.clear()
+
+        for c in candles:
+            feats, validator = self._feat(c.symbol)
+            if validator.check(c).accept:
+                accepted.append(c)
+                states.append(feats)
+            if len(accepted) >= PRIME_CHUNK:
+                compute()
+        compute()
         if taken:
             try:
                 self.engine.store.record_candles(taken)
