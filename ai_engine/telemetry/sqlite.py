@@ -109,6 +109,7 @@ def _prediction_row(rec: DecisionRecord, r: ModelResult) -> tuple:
 
 
 _DECISIONS_INSERT = "INSERT OR IGNORE INTO decisions"
+_SYMBOL, _OPEN_TIME, _BLOCKED = 1, 3, 12  # places in a decisions row, as ``_decision_ops`` builds it
 
 
 def _decisions_in(ops: Sequence[tuple[str, Sequence]]) -> int:
@@ -249,10 +250,10 @@ class TelemetryStore:
                       self._pending_rows, self.max_pending_rows)
         else:
             lost = [r for sql, rs in ops if sql.startswith(_DECISIONS_INSERT) for r in rs]
-            for r in lost:  # (event_id, symbol, interval, candle_open_time, ...)
-                entry = self.unkept.setdefault(r[1], [0, r[3], r[3]])
+            for r in lost:
+                entry = self.unkept.setdefault(r[_SYMBOL], [0, r[_OPEN_TIME], r[_OPEN_TIME]])
                 entry[0] += 1
-                entry[1], entry[2] = min(entry[1], r[3]), max(entry[2], r[3])
+                entry[1], entry[2] = min(entry[1], r[_OPEN_TIME]), max(entry[2], r[_OPEN_TIME])
             self.unkept_decisions += len(lost)
             log.error("telemetry write to %s failed (%s); retry buffer full (%d rows): %d decisions not kept (%d "
                       "since it last accepted a write); `replay --resume` or the live backfill decides them again",
@@ -264,7 +265,7 @@ class TelemetryStore:
 
     def _recovered(self, written: list[tuple[str, Sequence]]) -> None:
         blocked = sum(1 for sql, rows in written if sql.startswith(_DECISIONS_INSERT) for r in rows
-                      if r[12] is not None and r[12].startswith(TELEMETRY_UNWRITABLE))
+                      if r[_BLOCKED] is not None and r[_BLOCKED].startswith(TELEMETRY_UNWRITABLE))
         log.warning("telemetry store %s accepts writes again after %.1fs: wrote the %d rows kept (%d decisions "
                     "blocked as %s)", self.path, time.monotonic() - self._failing_since, sum(len(r) for _, r in written),
                     blocked, TELEMETRY_UNWRITABLE)
