@@ -449,3 +449,15 @@ def test_cli_errors_exit_2_without_a_traceback(dash_store, tmp_path, case):
     if case != "bad port":  # a port out of range gets click's own usage message
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and "nope" in lines[0], lines
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "nan"])
+def test_a_bad_analysis_window_for_serves_dashboard_is_refused_naming_the_key(tmp_path, value):
+    from ai_engine.config import load_settings
+
+    env = tmp_path / "ai-engine.env"
+    env.write_text(f"AI_ENGINE_HOME={tmp_path}\nAI_ENGINE_DASHBOARD_ANALYSIS_HOURS={value}\n")
+    with pytest.raises(ConfigError, match="AI_ENGINE_DASHBOARD_ANALYSIS_HOURS"):
+        load_settings(env, environ={})
+    env.write_text(f"AI_ENGINE_HOME={tmp_path}\nAI_ENGINE_DASHBOARD_ANALYSIS_HOURS=0\n")
+    assert load_settings(env, environ={}).dashboard_analysis_hours == 0.0  # 0: off
