@@ -85,11 +85,18 @@ class EnsembleManager:
         for row in zip(*columns)]``. ``columns`` holds each model's ``n`` results (one sequence per
         model, in the order ``decide`` gets them); with none, every row is a HOLD of no voters."""
         m = len(columns)
-        votes = np.array([[r.votes for r in col] for col in columns], dtype=bool).reshape(m, n)
-        weight = np.array([[r.weight for r in col] for col in columns], dtype=np.float64).reshape(m, n)
+        votes = np.zeros((m, n), dtype=bool)
+        weight = np.zeros((m, n))
         action = np.full((m, n), -1, dtype=np.int8)
         conf = np.zeros((m, n))
         for j, col in enumerate(columns):
+            arrays = getattr(col, "vote_arrays", None)  # a model_calls.ResultColumn: read as arrays
+            if arrays is not None:
+                votes[j], action[j], conf[j] = arrays()
+                weight[j] = col.weight
+                continue
+            votes[j] = [r.votes for r in col]
+            weight[j] = [r.weight for r in col]
             for i in np.flatnonzero(votes[j]).tolist():
                 p = col[i].prediction
                 action[j, i], conf[j, i] = _INDEX[p.action], p.confidence

@@ -20,7 +20,7 @@ TTL/3. A decision commits inside the store's transaction only once ``commit`` ha
 script, that each lease is still this incarnation's with its token and unexpired and that each
 candle is after ``done``, and has moved ``done``: a stale owner (paused past its TTL, cut off)
 records nothing, no candle is handled twice, and the next owner resumes after ``done``, priming its
-features from ``<tag>:shard:hist:<SYMBOL>``, the last ``BUFFER_BARS`` candles the owners handled.
+features from ``<tag>:shard:hist:<SYMBOL>``, the last ``PRIME_BARS`` candles the owners handled.
 
 Every key is built on ``slot_tag(prefix)``: one slot, so the same scripts run on Redis Cluster.
 """
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import redis
 
 from ai_engine.exceptions import TransientError
-from ai_engine.features import BUFFER_BARS
+from ai_engine.features import PRIME_BARS
 from ai_engine.telemetry.redis_streams import redact_url, redis_client, slot_tag
 from ai_engine.types import Candle
 
@@ -156,7 +156,7 @@ class Acquired:
         symbol: the symbol.
         token: its fencing token (every acquisition raises it).
         done: the last candle any owner handled; None: never handled.
-        history: the candles handled up to ``done`` (at most ``BUFFER_BARS``), oldest first.
+        history: the candles handled up to ``done`` (at most ``PRIME_BARS``), oldest first.
     """
 
     symbol: str
@@ -281,7 +281,7 @@ class Leases:
                 log.info("released %s: the assignment over %s gives it to %s", sym, ",".join(members), plan.get(sym))
             for sym in sorted(mine - set(held)):
                 got = self._acquire(keys=[self._lease_key(sym), self._hist_key(sym)],
-                                    args=[self.incarnation, self.ttl_ms, BUFFER_BARS])
+                                    args=[self.incarnation, self.ttl_ms, PRIME_BARS])
                 if got is None:
                     continue  # its previous owner holds it until it releases it or its lease expires
                 token, done, hist = int(got[0]), got[1].decode() if got[1] else "", got[2]
@@ -306,7 +306,7 @@ class Leases:
         if refused or not entries:
             return refused
         keys: list[str] = []
-        args: list[object] = [self.incarnation, BUFFER_BARS]
+        args: list[object] = [self.incarnation, PRIME_BARS]
         for c in entries:
             keys += [self._lease_key(c.symbol), self._hist_key(c.symbol)]
             args += [held[c.symbol], c.open_time, _encode(c)]

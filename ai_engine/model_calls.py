@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ai_engine.agents.base import PredictionBatch
 from ai_engine.cpu_affinity import set_cpus, unpin_current_thread
 from ai_engine.enums import Action, ModelRole, ModelStatus
 from ai_engine.model_slots import DISPLAY_NAMES, ModelSlot
@@ -32,7 +33,7 @@ from ai_engine.types import ModelResult, Prediction
 if TYPE_CHECKING:
     from ai_engine.engine import DecisionInputs
 
-__all__ = ["SHADOW_QUEUE", "ModelRunner", "VoterPool", "error_results", "model_rows", "run_slot"]
+__all__ = ["SHADOW_QUEUE", "ModelRunner", "ResultColumn", "VoterPool", "error_results", "model_rows", "run_slot"]
 
 log = logging.getLogger("ai_engine.engine")
 
@@ -70,6 +71,69 @@ def error_results(slot: ModelSlot, n: int, status: ModelStatus, reason: str | No
     return [ModelResult(slot.name, slot.role, status, slot.weight, slot.version, slot.sha256, reason=reason)] * n
 
 
+class ResultColumn(Sequence[ModelResult]):
+    """One model's results over a batch, backed by its ``PredictionBatch``: the vote reads
+    ``vote_arrays()``, and a row becomes a ``ModelResult`` only when read (for the record, once the
+    decision is ready), the same one the per-row path builds.
+
+    Args:
+        fed: (n,) bool, the rows that were fed to the model (None: all); ``preds`` has one row per
+            fed row. A row not fed is an error row with the reason NOT_FED.
+    """
+
+    __slots__ = ("model", "role", "weight", "version", "sha256", "latency", "preds", "ok", "_pos", "_bad", "_rows")
+
+    def __init__(self, slot: ModelSlot, preds: PredictionBatch, fed: np.ndarray | None, latency: float) -> None:
+        self.model, self.role, self.weight = slot.name, slot.role, slot.weight
+        self.version, self.sha256, self.latency = slot.version, slot.sha256, latency
+        self.preds = preds
+        valid = preds.valid()
+        self._bad: dict[int, str] = {}
+        for j in np.flatnonzero(~valid).tolist():  # a suspect row: its reason, as the per-row check gives it
+            reason = _invalid(preds[j])
+            if reason is None:
+                valid[j] = True
+            else:
+                self._bad[j] = reason
+        if fed is None:
+            self._pos, self.ok = np.arange(len(preds)), valid
+        else:
+            self._pos, self.ok = np.where(fed, np.cumsum(fed) - 1, -1), np.zeros(len(fed), dtype=bool)
+            self.ok[fed] = valid
+        self._rows: list[ModelResult | None] = [None] * len(self._pos)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        row = self._rows[i]
+        if row is None:
+            j = int(self._pos[i])
+            base = (self.model, self.role)
+            if j < 0:
+                row = ModelResult(*base, ModelStatus.ERROR, self.weight, self.version, self.sha256, None,
+                                  self.latency, NOT_FED)
+            elif j in self._bad:
+                row = ModelResult(*base, ModelStatus.ERROR, self.weight, self.version, self.sha256, None,
+                                  self.latency, f"invalid output: {self._bad[j]}")
+            else:
+                row = ModelResult(*base, ModelStatus.OK, self.weight, self.version, self.sha256, self.preds[j],
+                                  self.latency)
+            self._rows[i] = row
+        return row
+
+    def vote_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(votes (n,) bool, action (n,) CLASS_ORDER index or -1, confidence (n,), 0 where it does
+        not vote): what ``EnsembleManager.decide_many`` reads of each row's ``ModelResult``."""
+        votes = self.ok & (self.role is ModelRole.VOTER)
+        action, conf = np.full(len(votes), -1), np.zeros(len(votes))
+        action[votes] = self.preds.action[self._pos[votes]]
+        conf[votes] = self.preds.confidence[self._pos[votes]]
+        return votes, action, conf
+
+
 def model_rows(slot: ModelSlot, inputs: DecisionInputs) -> tuple[np.ndarray, np.ndarray]:
     """The model's input for every row of the batch, and which rows are finite (only those are fed)."""
     agent = slot.agent
@@ -104,6 +168,9 @@ def run_slot(slot: ModelSlot, inputs: DecisionInputs, forward: Callable | None =
     except Exception as exc:  # a model that raises is excluded for this decision, with its reason
         preds, error = [], f"inference failed: {type(exc).__name__}: {exc}"
     latency = (time.perf_counter() - t0) * 1000.0 / max(n, 1)
+
+    if error is None and isinstance(preds, PredictionBatch):  # arrays: the vote reads them as they are
+        return ResultColumn(slot, preds, None if all_finite else finite, latency)
 
     def scored(p: Prediction) -> ModelResult:
         bad = _invalid(p)

@@ -87,8 +87,8 @@ def store_cutoff(store, symbols: tuple[str, ...], interval: str) -> dict[str, in
 
 
 def store_history(store, cutoff: dict[str, int | None], interval: str) -> list[Candle]:
-    """The last ``BUFFER_BARS`` recorded candles up to each symbol's cutoff, in time order."""
-    from ai_engine.features import BUFFER_BARS
+    """The last ``PRIME_BARS`` recorded candles up to each symbol's cutoff, in time order."""
+    from ai_engine.features import PRIME_BARS
 
     out: list[Candle] = []
     for sym, last in cutoff.items():
@@ -97,7 +97,7 @@ def store_history(store, cutoff: dict[str, int | None], interval: str) -> list[C
         rows = store.connection.execute(
             "SELECT open_time, open, high, low, close, volume, synthetic FROM candles "
             "WHERE symbol=? AND interval=? AND open_time<=? ORDER BY open_time DESC LIMIT ?",
-            (sym, interval, last, BUFFER_BARS)).fetchall()
+            (sym, interval, last, PRIME_BARS)).fetchall()
         out += [Candle(sym, interval, t, o, h, lo, c, v, bool(syn)) for t, o, h, lo, c, v, syn in reversed(rows)]
     out.sort(key=lambda c: (c.open_time, c.symbol))
     return out

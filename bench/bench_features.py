@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ai_engine.data import CandleSeries, load_csv
-from ai_engine.features import BUFFER_BARS, StreamingFeatures, compute_features, update_many
+from ai_engine.features import PRIME_BARS, FeatureBank, StreamingFeatures, compute_features
 
 
 def closing_together(data: Path, count: int, bars: int) -> list[CandleSeries]:
@@ -63,9 +63,9 @@ def main() -> None:
         t = time.perf_counter()
         rows.append(sf.update(c))
         lat[i] = time.perf_counter() - t
-    steady = lat[sf.buffer_bars :] * 1e3
+    steady = lat[PRIME_BARS:] * 1e3
     print(
-        f"StreamingFeatures.update over {n} candles (buffer full): "
+        f"StreamingFeatures.update over {n} candles (after the first {PRIME_BARS}): "
         f"median {np.median(steady):.3f} ms, p99 {np.percentile(steady, 99):.3f} ms"
     )
     batch = compute_features(part)
@@ -77,27 +77,28 @@ def main() -> None:
         f"stream vs batch on {len(idx)} rows: max abs diff {diff.max():.3g}, max rel diff {rel.max():.3g}"
     )
 
-    # Symbols closing a bar together: one update each vs update_many, from the same full buffers.
+    # Symbols closing a bar together: one stream each vs one FeatureBank, primed alike.
     measured = 300
-    market = closing_together(args.data, args.symbols, BUFFER_BARS + measured)
-    steps = [[s.candle(i) for s in market] for i in range(BUFFER_BARS + measured)]
-    each, many = ([StreamingFeatures(s.symbol, s.interval) for s in market] for _ in "12")
-    for step in steps[:BUFFER_BARS]:
-        update_many(each, step)
-        update_many(many, step)
-    lat_each, lat_many, worst = np.empty(measured), np.empty(measured), 0.0
-    for i, step in enumerate(steps[BUFFER_BARS:]):
+    market = closing_together(args.data, args.symbols, PRIME_BARS + measured)
+    steps = [[s.candle(i) for s in market] for i in range(PRIME_BARS + measured)]
+    each = [StreamingFeatures(s.symbol, s.interval) for s in market]
+    bank = FeatureBank(market[0].interval)
+    for f, s in zip(each, market, strict=True):
+        f._bank.extend(s.candle(i) for i in range(PRIME_BARS))
+    bank.extend(c for step in steps[:PRIME_BARS] for c in step)
+    lat_each, lat_bank, worst = np.empty(measured), np.empty(measured), 0.0
+    for i, step in enumerate(steps[PRIME_BARS:]):
         t = time.perf_counter()
         got_each = [f.update(c) for f, c in zip(each, step, strict=True)]
         t1 = time.perf_counter()
-        got_many = update_many(many, step)
-        lat_each[i], lat_many[i] = t1 - t, time.perf_counter() - t1
-        for a, b in zip(got_each, got_many, strict=True):
-            worst = max(worst, float(np.abs(a.tabular - b.tabular).max()))
+        got = bank.update(step)
+        lat_each[i], lat_bank[i] = t1 - t, time.perf_counter() - t1
+        for a, b in zip(got_each, got.tabular, strict=True):
+            worst = max(worst, float(np.abs(a.tabular - b).max()))
     print(
-        f"{args.symbols} symbols per closing time ({measured} times, buffers full): "
-        f"{args.symbols} x update median {1e3 * np.median(lat_each):.2f} ms, "
-        f"update_many median {1e3 * np.median(lat_many):.2f} ms (max abs diff {worst:.3g})"
+        f"{args.symbols} symbols per closing time ({measured} times, primed with {PRIME_BARS} bars): "
+        f"{args.symbols} x StreamingFeatures.update median {1e3 * np.median(lat_each):.2f} ms, "
+        f"FeatureBank.update median {1e3 * np.median(lat_bank):.2f} ms (max abs diff {worst:.3g})"
     )
 
 

@@ -37,8 +37,7 @@ from bench_latency import (  # noqa: E402
 
 from ai_engine.agents.isolated import IsolatedAgent, _from_npy, _npy, _recv, _send  # noqa: E402
 from ai_engine.data import synthetic_market, time_batches  # noqa: E402
-from ai_engine.features.streaming import update_many  # noqa: E402
-from ai_engine.live import CandleProcessor, _window  # noqa: E402
+from ai_engine.live import CandleProcessor  # noqa: E402
 from ai_engine.runtime import open_engine  # noqa: E402
 
 HISTORY = 1100
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     slots = engine.state.slots
     proc = CandleProcessor(engine, "1h")
     proc.prime(c for step in steps[:HISTORY] for c in step)
-    feats = proc._features["S00USDT"]
+    bank = proc.features
     xgb, lgbm, nhits = slots["xgb"], slots["lgbm"], slots["nhits"]
     child = IsolatedAgent(nhits.agent, nhits.path)
     child.wait_started(120)
@@ -71,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         sent = way == "overlap" and previous is not None
         if sent:
             _send(child._proc.stdin, b"X", _npy(np.ascontiguousarray(previous[None, :, nhits.input_index])))
-        row = update_many([feats], [step[0]])[0]
-        tab, win = row.tabular[None, :], _window(row.history, nhits.agent.seq_len_)[None]
+        got = bank.update([step[0]])
+        tab, win = got.tabular, bank.windows(got.slots, nhits.agent.seq_len_)
         xgb.agent.predict(tab[:, xgb.input_index])
         lgbm.agent.predict(tab[:, lgbm.input_index])
         if sent:

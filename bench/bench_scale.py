@@ -48,7 +48,7 @@ from bench_latency import (  # noqa: E402
     time_call,
 )
 
-HISTORY = 1000  # bars primed per symbol: the streaming buffer (BUFFER_BARS) is full, as after a day of 1 m bars
+HISTORY = 1000  # bars primed per symbol (PRIME_BARS, as the service primes), as after a day of 1 m bars
 STORE_BATCHES = 20  # decided batches kept to measure the store and the bus on
 
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+import numpy as np
 
 from ai_engine.exceptions import ConfigError
 from ai_engine.types import INTERVAL_MS, Candle
@@ -21,6 +24,7 @@ __all__ = [
     "Verdict",
     "CandleValidator",
     "check_values",
+    "values_pass",
     "check_open_time",
     "iso_utc",
     "MIN_OPEN_TIME_MS",
@@ -71,6 +75,19 @@ def check_values(o: float, h: float, low: float, c: float, v: float) -> tuple[st
     if v < 0:
         return "negative_volume", f"volume {v} < 0"
     return None
+
+
+def values_pass(ohlcv: np.ndarray) -> np.ndarray:
+    """(n,) bool: the rows of an (n, 5) OHLCV array that ``check_values`` passes, in one pass."""
+    o, h, low, c, v = ohlcv.T
+    with np.errstate(invalid="ignore"):
+        return (
+            np.isfinite(ohlcv).all(axis=1)
+            & (np.minimum(np.minimum(o, h), np.minimum(low, c)) > 0)
+            & (h >= np.maximum(o, c))
+            & (low <= np.minimum(o, c))
+            & (v >= 0)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +180,11 @@ class CandleValidator:
         self.interval = interval
         self._last: dict[tuple[str, str], int] = {}
 
+    def forget(self, symbol: str) -> None:
+        """Drop what is remembered of ``symbol`` (its next candle is checked as a first one)."""
+        for key in [k for k in self._last if k[0] == symbol]:
+            del self._last[key]
+
     def last_open_time(self, symbol: str, interval: str) -> int | None:
         return self._last.get((symbol, interval))
 
@@ -198,3 +220,32 @@ class CandleValidator:
                 gap = Gap(candle.symbol, candle.interval, last, candle.open_time, missing)
                 return Verdict(True, str(gap), "gap")
         return _OK
+
+    def check_many(self, candles: Sequence[Candle]) -> list[Verdict]:
+        """``[check(c) for c in candles]`` for candles of distinct symbols (a closing time),
+        screened in one numpy pass: only a suspect candle goes through ``check`` itself."""
+        keys = [(c.symbol, c.interval) for c in candles]
+        if not self.interval or len(set(keys)) != len(keys) or any(k[1] != self.interval for k in keys):
+            return [self.check(c) for c in candles]
+        try:
+            ohlcv = np.array([(c.open, c.high, c.low, c.close, c.volume) for c in candles], dtype=np.float64)
+            times = np.array([c.open_time for c in candles], dtype=np.int64)
+        except (TypeError, ValueError, OverflowError):
+            return [self.check(c) for c in candles]
+        last = np.array([self._last.get(k, MIN_OPEN_TIME_MS - 1) for k in keys], dtype=np.int64)
+        step = INTERVAL_MS[self.interval]
+        fine = (values_pass(ohlcv.reshape(-1, 5)) & (times >= MIN_OPEN_TIME_MS) & (times < MAX_OPEN_TIME_MS)
+                & (times % step == 0) & (times > last))
+        missing = np.where(last >= MIN_OPEN_TIME_MS, (times - last) // step - 1, 0)
+        out: list[Verdict] = []
+        rows = zip(candles, keys, fine.tolist(), times.tolist(), last.tolist(), missing.tolist(), strict=True)
+        for c, k, ok, t, before, gap in rows:
+            if not ok:
+                out.append(self.check(c))
+            elif gap > 0:
+                out.append(Verdict(True, str(Gap(c.symbol, c.interval, before, t, gap)), "gap"))
+                self._last[k] = t
+            else:
+                out.append(_OK)
+                self._last[k] = t
+        return out

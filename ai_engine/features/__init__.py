@@ -9,11 +9,11 @@ from ai_engine.features.indicators import (
     WARMUP_BARS,
 )
 from ai_engine.features.streaming import (
-    BUFFER_BARS,
-    MIN_BUFFER_BARS,
+    PRIME_BARS,
+    FeatureBank,
     FeatureRow,
+    FeatureStep,
     StreamingFeatures,
-    update_many,
 )
 
 __all__ = [
@@ -22,12 +22,12 @@ __all__ = [
     "FEATURE_NAMES",
     "SEQUENCE_CHANNELS",
     "WARMUP_BARS",
-    "BUFFER_BARS",
-    "MIN_BUFFER_BARS",
+    "PRIME_BARS",
+    "FeatureBank",
     "FeatureFrame",
     "FeatureRow",
+    "FeatureStep",
     "StreamingFeatures",
     "compute_features",
     "sequence_windows",
-    "update_many",
 ]

@@ -5,7 +5,7 @@ serves a 60,000 USD coin and a 0.06 USD coin. Windowed statistics are computed w
 (never as differences of running sums), so a row's value depends only on the bars in its window
 and not on how much history came before it. Recursive indicators (EMA, Wilder RSI/ATR/ADX,
 TRIX) depend on all history; their dependence on bars older than ``n`` shrinks like
-``SLOWEST_DECAY ** n``, which is why streaming keeps a trailing buffer (see ``streaming.py``).
+``SLOWEST_DECAY ** n``, which is how much history streaming is primed with (see ``streaming.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ __all__ = [
     "WARMUP_BARS",
     "SLOWEST_DECAY",
     "compute_arrays",
+    "talib_scale",
 ]
 
 # OHLCV-derived features of the bar itself and its recent returns.
@@ -215,6 +216,13 @@ _RSI, _MACD, _ATR, _ADX, _PLUS_DI, _MINUS_DI, _WILLR, _ROC, _AROONOSC, _TRIX, _E
 )
 
 
+def talib_scale(first_close: np.ndarray) -> np.ndarray:
+    """The power of two that brings a series' first close near 1, by which its prices are scaled
+    before TA-Lib sees them: TA-Lib compares some intermediates with an absolute epsilon (1e-8),
+    which would make tiny prices behave differently, and scaling by a power of two is exact."""
+    return np.ldexp(1.0, -np.frexp(first_close)[1])
+
+
 def _talib(h: np.ndarray, low: np.ndarray, c: np.ndarray, rows: int, tail: int) -> np.ndarray:
     """TA-Lib outputs for the last ``rows`` bars of each symbol ((S, T) inputs): (len(_TALIB), S,
     rows), in _TALIB order; the last, "close", is the close as scaled for TA-Lib.
@@ -224,9 +232,7 @@ def _talib(h: np.ndarray, low: np.ndarray, c: np.ndarray, rows: int, tail: int) 
     everything around the calls is done for all symbols at once.
     """
     out = np.empty((len(_TALIB), len(c), rows))
-    # TA-Lib compares some intermediates with an absolute epsilon (1e-8), which would make tiny
-    # prices behave differently. Scaling by a power of two is exact, so bring prices near 1.
-    scale = np.ldexp(1.0, -np.frexp(c[:, :1])[1])
+    scale = talib_scale(c[:, :1])
     h, low, c = h * scale, low * scale, c * scale
     out[-1] = c[:, -rows:]
     for s, (hi, lo, cl) in enumerate(zip(h, low, c, strict=True)):
@@ -333,7 +339,11 @@ def _rows(
     # Ratios: nd[k] is (numerator, denominator) of _RATIOS[k], body 0, wicks 1-2, %b / CCI /
     # volume z 3-5, OBV 6, fast %K 7, MFI / ultimate 14 8-9, ultimate 7 and 28 10-11.
     nd = np.empty((len(_RATIOS), 2, symbols, ext))
-    win20 = _windows(b[_C : _V + 1], 20, ext)  # close, typical price, log volume, OBV, volume
+    # Only fast %K is needed before the rows asked for (it is smoothed twice over 3 bars); the
+    # other ratios are taken on the rows alone (a neutral 1/1 before them, never read).
+    nd[..., : ext - rows] = 1.0
+    r = slice(ext - rows, ext)
+    win20 = _windows(b[_C : _V + 1], 20, rows)  # close, typical price, log volume, OBV, volume
     sum20 = _sum(win20)
     mean20 = sum20[:3] / 20
     dev20 = win20[:3] - mean20[..., None]
@@ -342,20 +352,18 @@ def _rows(
     spread = _sum(dev20)
     spread /= 20
     np.sqrt(spread[::2], out=spread[::2])
-    np.multiply(spread, _SPREAD_SCALE, out=nd[3:6, 1])
-    np.subtract(b[_C : _LV + 1, :, -ext:], mean20, out=nd[3:6, 0])
-    nd[6] = sum20[3:]
+    nd[3:6, 1, :, r] = spread * _SPREAD_SCALE
+    nd[3:6, 0, :, r] = b[_C : _LV + 1, :, -rows:] - mean20
+    nd[6, :, :, r] = sum20[3:]
     hl14 = _windows(b[_H : _L + 1], 14, ext)
     low14 = np.minimum.reduce(hl14[1], axis=-1)
     np.subtract(b[_C, :, -ext:], low14, out=nd[7, 0])
     np.subtract(np.maximum.reduce(hl14[0], axis=-1), low14, out=nd[7, 1])
     # 14-bar sums of up / down money flow and of buying pressure / true range
-    np.add.reduce(
-        _windows(b[_UP : _TR + 1], 14, ext), axis=-1, out=nd[8:10].reshape(4, symbols, ext)
-    )
-    nd[8, 1] += nd[8, 0]
-    np.add.reduce(_windows(b[_BUY : _TR + 1], 7, ext), axis=-1, out=nd[10])
-    np.add.reduce(_windows(b[_BUY : _TR + 1], 28, ext), axis=-1, out=nd[11])
+    nd[8:10, ..., r] = _sum(_windows(b[_UP : _TR + 1], 14, rows)).reshape(2, 2, symbols, rows)
+    nd[8, 1, :, r] += nd[8, 0, :, r]
+    nd[10, ..., r] = _sum(_windows(b[_BUY : _TR + 1], 7, rows))
+    nd[11, ..., r] = _sum(_windows(b[_BUY : _TR + 1], 28, rows))
     o, h, low, c = b[_O : _C + 1, :, -ext:]
     np.subtract(c, o, out=nd[0, 0])
     np.subtract(h, np.maximum(o, c), out=nd[1, 0])
@@ -385,7 +393,7 @@ def _rows(
     np.divide(
         now[_span("macd", "atr")], now[_R["close"]], out=now[_span("macd_norm", "atr_14_norm")]
     )
-    np.divide(nd[3, 1, :, -rows:], mean20[0, :, -rows:], out=now[_R["bb_width_20"]])  # 4 std / mean
+    np.divide(nd[3, 1, :, -rows:], mean20[0], out=now[_R["bb_width_20"]])  # 4 std / mean
     np.subtract(now[_R["plus_di"]], now[_R["minus_di"]], out=now[_R["di_diff_14"]])
     slope = _sum(_windows(b[_C], 14, rows) * _SLOPE14)
     np.divide(slope, c, out=now[_R["linreg_slope_14_norm"]])

@@ -1,57 +1,128 @@
-"""Streaming features for serving: the batch computation run over a trailing candle buffer.
+"""Streaming features for serving: O(1) work per bar, values equal to the batch features.
 
-Windowed features only see their window, so they match batch values exactly. Recursive ones
-(EMA, Wilder RSI/ATR/ADX, TRIX) forget old bars geometrically: with a buffer of ``n`` bars the
-difference from the batch value is bounded by about ``SLOWEST_DECAY ** (n - WARMUP_BARS)``
-relative, which at the default 1000 bars is ~1e-31, far below float64 precision.
-``MIN_BUFFER_BARS`` is the smallest buffer for which that bound is below 1e-16.
+A :class:`FeatureBank` holds the streaming state of every symbol of one interval in arrays, so the
+symbols that close a bar together are computed in one pass:
 
-Symbols that close a bar together go through :func:`update_many`: one computation for all of
-them (a single update is mostly per-call overhead), the same rows.
+* the TA-Lib indicators advance through TA-Lib's own stream handles (one per symbol and
+  indicator, opened on the symbol's first ``WARMUP_BARS + 1`` bars). Each value a handle gives is
+  bit-identical to the function API over the same bars, which is what batch calls, so a recursive
+  indicator (EMA, Wilder RSI/ATR/ADX, TRIX) carries its whole history in a few numbers instead of
+  being recomputed over a trailing buffer;
+* every other feature reads at most the last ``_CONTEXT + 1`` bars, which the bank keeps for all
+  symbols in one array and hands to the same ``_rows`` that batch runs, for all symbols at once;
+* the sequence rows of the last ``seq_len_max`` bars sit in a mirrored ring (each row written
+  twice), so any window of any symbol is one contiguous slice and a batch of windows one gather.
+
+A stream primed with ``PRIME_BARS`` candles of history equals batch over a longer history to
+within ``SLOWEST_DECAY ** (PRIME_BARS - WARMUP_BARS)`` (~1e-31, below float64 precision): that is
+what a recursive indicator still remembers of where it started. Fed from a series' first bar, a
+stream equals batch over that series exactly.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from talib import stream
 
-from ai_engine.data.validate import check_values, iso_utc
+from ai_engine.data.validate import check_values, iso_utc, values_pass
 from ai_engine.exceptions import ConfigError, DataError
 from ai_engine.features.indicators import (
+    _CONTEXT,
+    _TALIB,
+    FEATURE_NAMES,
     SEQUENCE_CHANNELS,
     SLOWEST_DECAY,
     WARMUP_BARS,
-    compute_arrays,
+    _rows,
+    talib_scale,
 )
 from ai_engine.types import Candle
 
-__all__ = ["BUFFER_BARS", "MIN_BUFFER_BARS", "FeatureRow", "StreamingFeatures", "update_many"]
+__all__ = [
+    "PRIME_BARS",
+    "FeatureBank",
+    "FeatureRow",
+    "FeatureStep",
+    "StreamingFeatures",
+]
 
-BUFFER_BARS: int = 1000
-# Smallest buffer whose recursive-indicator error bound SLOWEST_DECAY ** (n - WARMUP_BARS) < 1e-16.
-MIN_BUFFER_BARS: int = WARMUP_BARS + math.ceil(math.log(1e-16) / math.log(SLOWEST_DECAY))
+# Candles of history a stream is primed with: its recursive indicators then remember their
+# starting point by less than SLOWEST_DECAY ** (PRIME_BARS - WARMUP_BARS) ~ 1e-31 (relative).
+PRIME_BARS: int = 1000
+assert SLOWEST_DECAY ** (PRIME_BARS - WARMUP_BARS) < 1e-30
+
+_OPEN_BARS = WARMUP_BARS + 1  # bars a symbol's handles are opened on (every lookback is shorter)
+_KEEP = _CONTEXT + 1  # bars of each symbol kept for the windowed features
+_ROWS_PER_PASS = 1 << 16
+_NEVER = np.iinfo(np.int64).min  # the last open time of a symbol with no bar yet  # symbol-rows per _rows call when priming (bounds its temporaries)
+
+# The TA-Lib stream handles a symbol holds: (function, inputs, parameters). MACD gives three
+# outputs (macd, signal, histogram) of which the signal is unused.
+_OPENERS = (
+    (stream.RSI, "c", {"timeperiod": 14}),
+    (stream.MACD, "c", {"fastperiod": 12, "slowperiod": 26, "signalperiod": 9}),
+    (stream.ATR, "hlc", {"timeperiod": 14}),
+    (stream.ADX, "hlc", {"timeperiod": 14}),
+    (stream.PLUS_DI, "hlc", {"timeperiod": 14}),
+    (stream.MINUS_DI, "hlc", {"timeperiod": 14}),
+    (stream.WILLR, "hlc", {"timeperiod": 14}),
+    (stream.ROC, "c", {"timeperiod": 10}),
+    (stream.AROONOSC, "hl", {"timeperiod": 14}),
+    (stream.TRIX, "c", {"timeperiod": 15}),
+    (stream.EMA, "c", {"timeperiod": 12}),
+    (stream.EMA, "c", {"timeperiod": 26}),
+)
+assert len(_TALIB) == len(_OPENERS) + 2  # + MACD's histogram and the scaled close
 
 
-class _Ring:
-    """Append-only rows with the last ``cap`` always contiguous (amortised O(1) append)."""
+class _Handles:
+    """One symbol's TA-Lib stream handles (their bound ``update`` methods)."""
 
-    def __init__(self, cap: int, width: int, dtype: type) -> None:
-        self.cap = cap
-        self.buf = np.full((2 * cap, width), np.nan, dtype=dtype)
-        self.end = 0
+    __slots__ = ("u",)
 
-    def append(self, row: np.ndarray) -> None:
-        if self.end == len(self.buf):
-            self.buf[: self.cap - 1] = self.buf[self.end - self.cap + 1 : self.end]
-            self.end = self.cap - 1
-        self.buf[self.end] = row
-        self.end += 1
+    def __init__(self, updates: tuple) -> None:
+        self.u = updates
 
-    def tail(self) -> np.ndarray:
-        return self.buf[max(0, self.end - self.cap) : self.end]
+    @classmethod
+    def open(cls, h: np.ndarray, low: np.ndarray, c: np.ndarray) -> tuple[_Handles, np.ndarray]:
+        """Handles opened on the (scaled) bars, and their outputs for every bar: (13, n) in
+        _TALIB order, as the function API gives them."""
+        inputs = {"c": (c,), "hl": (h, low), "hlc": (h, low, c)}
+        updates, outputs = [], []
+        for fn, kind, params in _OPENERS:
+            handle, out = fn.open_and_fill(*inputs[kind], **params)
+            updates.append(handle.update)
+            outputs.extend((out[0], out[2]) if isinstance(out, tuple) else (out,))
+        return cls(tuple(updates)), np.array(outputs)
+
+    def step(self, h: float, low: float, c: float) -> tuple[float, ...]:
+        """The 13 TA-Lib outputs of the next bar, in _TALIB order (without the close)."""
+        rsi, macd, atr, adx, pdi, mdi, willr, roc, aroon, trix, ema12, ema26 = self.u
+        m, _, hist = macd(c)
+        return (rsi(c), m, hist, atr(h, low, c), adx(h, low, c), pdi(h, low, c), mdi(h, low, c),
+                willr(h, low, c), roc(c), aroon(h, low), trix(c), ema12(c), ema26(c))
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureStep:
+    """What one :meth:`FeatureBank.update` computed.
+
+    Attributes:
+        candles: the candles taken, in input order (refused ones left out).
+        slots: (n,) the bank slots of their symbols.
+        tabular: (n, len(FEATURE_NAMES)) float64, equal to the batch rows of the same bars.
+        ready: (n,) bool, past warm-up with every value finite (the others are warming up).
+        refused: (input index, error) of each candle the bank refused; its symbol is unchanged.
+    """
+
+    candles: list[Candle]
+    slots: np.ndarray
+    tabular: np.ndarray
+    ready: np.ndarray
+    refused: list[tuple[int, DataError]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,37 +162,270 @@ class FeatureRow:
         return window.copy()
 
 
+class FeatureBank:
+    """Streaming features of every symbol of one interval, equal to :func:`compute_features`.
+
+    Args:
+        interval: the only interval this bank accepts.
+        seq_len_max: longest sequence window it can serve.
+    """
+
+    def __init__(self, interval: str, seq_len_max: int = 512) -> None:
+        if seq_len_max < 1:
+            raise ConfigError(f"seq_len_max must be >= 1, got {seq_len_max}")
+        self.interval = interval
+        self.seq_len_max = seq_len_max
+        self._slot: dict[str, int] = {}
+        self._free: list[int] = []
+        self._handles: list[_Handles | None] = []
+        self._cap = 0
+        self._grow(8)
+
+    # -- slots ---------------------------------------------------------------------------------
+    def _grow(self, cap: int) -> None:
+        """Room for ``cap`` symbols, the state of those held kept."""
+        old, self._cap = self._cap, cap
+
+        def grown(name: str, shape: tuple, fill, dtype, axis: int = 0) -> np.ndarray:
+            out = np.full(shape, fill, dtype=dtype)
+            if old:
+                out[(slice(None),) * axis + (slice(0, old),)] = getattr(self, name)
+            return out
+
+        self._bars = grown("_bars", (5, cap, _KEEP), np.nan, np.float64, axis=1)
+        self._seq = grown("_seq", (cap, 2 * self.seq_len_max, len(SEQUENCE_CHANNELS)), np.nan, np.float32)
+        self._seen = grown("_seen", (cap,), 0, np.int64)
+        self._last = grown("_last", (cap,), _NEVER, np.int64)
+        self._scale = grown("_scale", (cap,), np.nan, np.float64)
+        self._handles.extend([None] * (cap - old))
+        self._free.extend(range(cap - 1, old - 1, -1))
+
+    def slot(self, symbol: str) -> int:
+        """The slot of ``symbol``, given one if it has none."""
+        s = self._slot.get(symbol)
+        if s is None:
+            if not self._free:
+                self._grow(2 * self._cap)
+            s = self._slot[symbol] = self._free.pop()
+        return s
+
+    def __contains__(self, symbol: str) -> bool:
+        return symbol in self._slot
+
+    def __len__(self) -> int:
+        return len(self._slot)
+
+    def bars_seen(self, symbol: str) -> int:
+        s = self._slot.get(symbol)
+        return 0 if s is None else int(self._seen[s])
+
+    def forget(self, symbol: str) -> None:
+        """Drop a symbol's state; fed again, it starts afresh."""
+        s = self._slot.pop(symbol, None)
+        if s is None:
+            return
+        self._bars[:, s] = np.nan
+        self._seq[s] = np.nan
+        self._seen[s], self._last[s], self._scale[s] = 0, _NEVER, np.nan
+        self._handles[s] = None
+        self._free.append(s)
+
+    # -- reading -------------------------------------------------------------------------------
+    def windows(self, slots: np.ndarray, seq_len: int) -> np.ndarray:
+        """(len(slots), seq_len, C) float32: the last ``seq_len`` sequence rows of each slot's
+        symbol, NaN where it has fewer rows, a row was warming up, or the window is longer than
+        ``seq_len_max`` (a model with such a window then reports an error for the row)."""
+        if seq_len < 1:
+            raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+        L = self.seq_len_max
+        if seq_len > L:
+            out = np.full((len(slots), seq_len, len(SEQUENCE_CHANNELS)), np.nan, dtype=np.float32)
+            out[:, -L:] = self.windows(slots, L)
+            return out
+        first = (self._seen[slots] - 1) % L + L - seq_len + 1  # the mirror makes it contiguous
+        seq = self._seq
+        starts = np.lib.stride_tricks.as_strided(  # every window of every slot, as a view
+            seq, (len(seq), 2 * L - seq_len + 1, seq_len, seq.shape[2]),
+            (seq.strides[0], seq.strides[1], seq.strides[1], seq.strides[2]), writeable=False)
+        return starts[slots, first]
+
+    def history(self, symbol: str) -> np.ndarray:
+        """The symbol's sequence rows held (the last min(bars seen, seq_len_max)), oldest first."""
+        s = self._slot[symbol]
+        n = int(min(self._seen[s], self.seq_len_max))
+        return self.windows(np.array([s]), n)[0] if n else np.empty((0, len(SEQUENCE_CHANNELS)), np.float32)
+
+    # -- feeding -------------------------------------------------------------------------------
+    def update(self, candles: Sequence[Candle]) -> FeatureStep:
+        """The next closed candle of each of several symbols (each at most once): their rows.
+
+        Refused candles (another interval, not after the symbol's last bar, invalid values) are
+        reported in ``refused`` and leave their symbol unchanged; the others are taken.
+
+        Raises:
+            ValueError: a symbol appears twice (feed a backfilled run with :meth:`extend`).
+        """
+        slots, ohlcv, times = self._slots_and_arrays(candles)
+        if len(np.unique(slots)) != len(slots):
+            raise ValueError("a symbol appears twice in one update; feed a run of bars with extend()")
+        ok, refused = self._screen(candles, ohlcv, times, self._last[slots])
+        if refused:
+            candles = [c for c, k in zip(candles, ok, strict=True) if k]
+            slots, ohlcv, times = slots[ok], ohlcv[ok], times[ok]
+        tab, ready = self._advance(slots, ohlcv[:, None, :], times, rows=1)
+        return FeatureStep(list(candles), slots, tab[:, 0], ready[:, 0], refused)
+
+    def extend(self, candles: Iterable[Candle]) -> tuple[list[Candle], list[DataError]]:
+        """Feed history (candles of any symbols, each symbol's in time order) without computing
+        tabular rows: the state and the last ``seq_len_max`` sequence rows end as if each candle
+        had been given to :meth:`update` in turn, a symbol's run of bars in one pass.
+
+        Returns:
+            (the candles taken, in input order; the errors of the ones refused, in input order).
+        """
+        candles = list(candles)
+        slots, ohlcv, times = self._slots_and_arrays(candles)
+        order = np.argsort(slots, kind="stable")  # each symbol's candles together, in input order
+        starts = np.flatnonzero(np.diff(slots[order], prepend=-1))
+        runs = np.split(order, starts[1:])
+        # the last open time before each candle: its symbol's last, then the latest before it
+        # among its valid candles (one that comes too early does not move it)
+        prev = np.empty(len(candles), dtype=np.int64)
+        fine = self._fine(candles, ohlcv)
+        for run in runs:
+            t = np.where(fine[run], times[run], _NEVER)
+            prev[run] = np.maximum.accumulate(np.concatenate([[self._last[slots[run[0]]]], t[:-1]]))
+        ok, refused = self._screen(candles, ohlcv, times, prev, fine)
+        by_len: dict[int, list[np.ndarray]] = {}
+        for run in runs:
+            run = run[ok[run]]
+            if len(run):
+                by_len.setdefault(len(run), []).append(run)
+        for n, group in by_len.items():
+            rows = min(n, self.seq_len_max)
+            per_pass = max(1, _ROWS_PER_PASS // rows)
+            for i in range(0, len(group), per_pass):
+                index = np.stack(group[i : i + per_pass])  # (S, n) candle indexes
+                self._advance(slots[index[:, 0]], ohlcv[index], times[index[:, -1]], rows=rows)
+        return [c for c, k in zip(candles, ok, strict=True) if k], [e for _, e in refused]
+
+    def _slots_and_arrays(self, candles: Sequence[Candle]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each candle's slot (given one if new), (n, 5) float64 OHLCV and (n,) int64 open time."""
+        n = len(candles)
+        slots = np.fromiter((self.slot(c.symbol) for c in candles), dtype=np.int64, count=n)
+        ohlcv = np.array([(c.open, c.high, c.low, c.close, c.volume) for c in candles], dtype=np.float64)
+        times = np.fromiter((c.open_time for c in candles), dtype=np.int64, count=n)
+        return slots, ohlcv.reshape(n, 5), times
+
+    def _fine(self, candles: Sequence[Candle], ohlcv: np.ndarray) -> np.ndarray:
+        """(n,) bool: the interval is this bank's and the values pass ``check_values``'s rules."""
+        same = np.fromiter((c.interval == self.interval for c in candles), dtype=bool, count=len(candles))
+        return values_pass(ohlcv) & same
+
+    def _screen(
+        self, candles: Sequence[Candle], ohlcv: np.ndarray, times: np.ndarray, prev: np.ndarray,
+        fine: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, list[tuple[int, DataError]]]:
+        """Which candles are taken (fine and after ``prev``, their symbol's last open time), and why
+        each other one is refused, worked out only for those."""
+        ok = (self._fine(candles, ohlcv) if fine is None else fine) & (times > prev)
+        return ok, [(i, self._problem(candles[i], int(prev[i]))) for i in np.flatnonzero(~ok).tolist()]
+
+    def _problem(self, c: Candle, last: int) -> DataError:
+        """Why the bank refuses ``c`` after its symbol's last bar ``last``."""
+        if c.interval != self.interval:
+            return DataError(f"candle {c.symbol} {c.interval} fed to the {self.interval} features")
+        if c.open_time <= last:
+            return DataError(
+                f"{c.symbol} {iso_utc(c.open_time)}: not after the last candle "
+                f"{iso_utc(last)} (duplicate or out of order)"
+            )
+        problem = check_values(c.open, c.high, c.low, c.close, c.volume)
+        return DataError(f"{c.symbol} {iso_utc(c.open_time)}: invalid candle: {problem and problem[1]}")
+
+    def _advance(
+        self, slots: np.ndarray, new: np.ndarray, times: np.ndarray, rows: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Advance ``slots`` by their ``n`` new bars ``new`` ((S, n, 5), each symbol's next bars)
+        and compute the features of the last ``rows`` of them.
+
+        Returns:
+            tabular (S, rows, F) and ready (S, rows).
+        """
+        n_sym, n = new.shape[:2]
+        if n_sym == 0:
+            return np.empty((0, rows, len(FEATURE_NAMES))), np.zeros((0, rows), dtype=bool)
+        fresh = self._seen[slots] == 0
+        if fresh.any():
+            self._scale[slots[fresh]] = talib_scale(new[fresh, 0, 3])
+        scale = self._scale[slots]
+        ta = np.full((len(_TALIB), n_sym, rows), np.nan)
+        scaled = new[..., 1:4] * scale[:, None, None]  # high, low, close as TA-Lib sees them
+        ta[-1] = scaled[:, -rows:, 2]
+        seen = self._seen[slots]
+        handles = [self._handles[s] for s in slots.tolist()]
+        if n == 1 and None not in handles:  # a closing time of running symbols: one C call each
+            values = [h.step(*bar) for h, bar in zip(handles, scaled[:, 0].tolist(), strict=True)]
+            ta[:-1, :, 0] = np.array(values).T
+        else:
+            for k in range(n_sym):
+                self._talib(int(slots[k]), int(seen[k]), scaled[k], ta[:-1, k])
+        # the windowed features: the kept bars before the new ones, then the new ones
+        bars = np.concatenate([self._bars[:, slots, 1:], new.transpose(2, 0, 1)], axis=2)  # (5, S, _CONTEXT + n)
+        end = bars.shape[2]
+        tab = np.empty((n_sym, rows, len(FEATURE_NAMES)))
+        seq = np.empty((n_sym, rows, len(SEQUENCE_CHANNELS)), dtype=np.float32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            _rows(list(bars), end - rows, end, ta, tab, seq)
+        index = seen[:, None] + (n - rows) + np.arange(rows)  # each row's bar index in its symbol
+        ready = (index >= WARMUP_BARS) & np.isfinite(tab).all(axis=2) & np.isfinite(seq).all(axis=2)
+        seq[~ready] = np.nan  # windows may span valid rows only, as in batch valid_windows
+        L = self.seq_len_max
+        pos = index % L
+        self._seq[slots[:, None], pos] = seq
+        self._seq[slots[:, None], pos + L] = seq
+        self._bars[:, slots] = bars[:, :, -_KEEP:]
+        self._seen[slots] += n
+        self._last[slots] = times
+        return tab, ready
+
+    def _talib(self, s: int, seen: int, scaled: np.ndarray, out: np.ndarray) -> None:
+        """Advance slot ``s`` (``seen`` bars before these) by the scaled (n, 3) high/low/close and
+        write the TA-Lib outputs of the last ``out.shape[1]`` bars into ``out`` (13, rows)."""
+        n, rows = len(scaled), out.shape[1]
+        handles = self._handles[s]
+        if handles is None:  # fewer than _OPEN_BARS bars seen before, all of them still kept
+            if seen + n < _OPEN_BARS:
+                return
+            kept = (self._bars[1:4, s, _KEEP - seen :] * self._scale[s]).T
+            self._handles[s], filled = _Handles.open(*np.ascontiguousarray(np.concatenate([kept, scaled]).T))
+            out[:] = filled[:, -rows:]
+            return
+        step, first_out = handles.step, n - rows
+        for i, (h, lo, c) in enumerate(scaled.tolist()):
+            values = step(h, lo, c)
+            if i >= first_out:
+                out[:, i - first_out] = values
+
+
 class StreamingFeatures:
-    """Per-symbol incremental features, equal to :func:`compute_features` on the same candles.
+    """One symbol's streaming features (a :class:`FeatureBank` of one), for callers that feed a
+    candle at a time.
 
     Args:
         symbol, interval: the only candles this instance accepts.
-        buffer_bars: trailing candles kept and recomputed on each update (>= MIN_BUFFER_BARS).
         seq_len_max: longest sequence window a FeatureRow can serve.
     """
 
-    def __init__(
-        self, symbol: str, interval: str, buffer_bars: int = BUFFER_BARS, seq_len_max: int = 512
-    ) -> None:
-        if buffer_bars < MIN_BUFFER_BARS:
-            raise ConfigError(
-                f"buffer_bars {buffer_bars} is too short for streaming features to equal batch values; "
-                f"use at least {MIN_BUFFER_BARS}"
-            )
-        if seq_len_max < 1:
-            raise ConfigError(f"seq_len_max must be >= 1, got {seq_len_max}")
+    def __init__(self, symbol: str, interval: str, seq_len_max: int = 512) -> None:
         self.symbol = symbol
         self.interval = interval
-        self.buffer_bars = buffer_bars
+        self._bank = FeatureBank(interval, seq_len_max)
         self.seq_len_max = seq_len_max
-        self._ohlcv = _Ring(buffer_bars, 5, np.float64)
-        self._seq = _Ring(seq_len_max, len(SEQUENCE_CHANNELS), np.float32)
-        self._last_open_time: int | None = None
-        self._seen = 0
 
     @property
     def bars_seen(self) -> int:
-        return self._seen
+        return self._bank.bars_seen(self.symbol)
 
     def update(self, candle: Candle) -> FeatureRow | None:
         """Append the next closed candle; return its features, or None while warming up.
@@ -129,85 +433,18 @@ class StreamingFeatures:
         Raises:
             DataError: the candle is for another symbol/interval, not after the last one, or invalid.
         """
-        self._append(candle)
-        bars = self._ohlcv.tail()
-        tab, seq = compute_arrays(*bars.T, start=len(bars) - 1)
-        return self._row(candle.open_time, tab[-1], seq[-1], _finite(tab, seq))
-
-    def _append(self, candle: Candle) -> None:
-        """Validate ``candle`` and buffer it (the instance is unchanged when it raises DataError)."""
         if (candle.symbol, candle.interval) != (self.symbol, self.interval):
             raise DataError(
                 f"candle {candle.symbol} {candle.interval} fed to the features of {self.symbol} {self.interval}"
             )
-        if self._last_open_time is not None and candle.open_time <= self._last_open_time:
-            raise DataError(
-                f"{self.symbol} {iso_utc(candle.open_time)}: not after the last candle "
-                f"{iso_utc(self._last_open_time)} (duplicate or out of order)"
-            )
-        row = (candle.open, candle.high, candle.low, candle.close, candle.volume)
-        problem = check_values(*row)
-        if problem is not None:
-            raise DataError(
-                f"{self.symbol} {iso_utc(candle.open_time)}: invalid candle: {problem[1]}"
-            )
-        self._ohlcv.append(np.array(row))
-        self._last_open_time = candle.open_time
-        self._seen += 1
-
-    def _row(
-        self, open_time: int, tab: np.ndarray, seq: np.ndarray, finite: bool
-    ) -> FeatureRow | None:
-        """The FeatureRow of the newest bar from its computed values, or None while warming up."""
-        if self._seen <= WARMUP_BARS or not finite:
-            self._seq.append(np.nan)  # windows may span valid rows only, as in batch valid_windows
+        step = self._bank.update([candle])
+        if step.refused:
+            raise step.refused[0][1]
+        if not step.ready[0]:
             return None
-        self._seq.append(seq)
-        history = self._seq.tail().copy()
-        history.setflags(write=False)
-        tabular = tab.copy()
+        tabular = step.tabular[0].copy()
         tabular.setflags(write=False)
-        return FeatureRow(self.symbol, open_time, tabular, history)
+        history = self._bank.history(self.symbol)
+        history.setflags(write=False)
+        return FeatureRow(self.symbol, candle.open_time, tabular, history)
 
-
-def _finite(tab: np.ndarray, seq: np.ndarray) -> np.ndarray:
-    """Whether the last row of each (..., T, F) tabular / sequence pair is all finite."""
-    return np.isfinite(tab[..., -1, :]).all(axis=-1) & np.isfinite(seq[..., -1, :]).all(axis=-1)
-
-
-def update_many(
-    features: Sequence[StreamingFeatures], candles: Sequence[Candle]
-) -> list[FeatureRow | DataError | None]:
-    """``features[i].update(candles[i])`` for each i (e.g. the symbols closing a bar together), with
-    the buffers of equal length computed in one pass of :func:`compute_arrays`.
-
-    Per-call overhead dominates a single update, so one pass over S symbols costs far less than S
-    updates; the rows are the same.
-
-    Returns:
-        For each pair, what ``update`` returns, or the DataError it would raise: that instance is
-        left unchanged and the others are updated.
-
-    Raises:
-        ValueError: ``features`` and ``candles`` differ in length, or an instance appears twice.
-    """
-    if len(features) != len(candles):
-        raise ValueError(f"{len(features)} feature states for {len(candles)} candles")
-    if len({id(f) for f in features}) != len(features):
-        raise ValueError("a StreamingFeatures instance appears twice; give it one candle per call")
-    out: list[FeatureRow | DataError | None] = [None] * len(features)
-    by_length: dict[int, list[int]] = {}
-    for i, (f, candle) in enumerate(zip(features, candles, strict=True)):
-        try:
-            f._append(candle)
-        except DataError as exc:
-            out[i] = exc
-            continue
-        by_length.setdefault(len(f._ohlcv.tail()), []).append(i)
-    for n, group in by_length.items():
-        bars = np.stack([features[i]._ohlcv.tail() for i in group])  # (S, n, 5)
-        tab, seq = compute_arrays(*bars.transpose(2, 0, 1), start=n - 1)
-        finite = _finite(tab, seq)
-        for k, i in enumerate(group):
-            out[i] = features[i]._row(candles[i].open_time, tab[k, -1], seq[k, -1], finite[k])
-    return out

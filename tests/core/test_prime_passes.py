@@ -42,8 +42,11 @@ def test_prime_in_passes_equals_a_candle_at_a_time(monkeypatch):
                 continue
             want.append(c)
     assert taken == len(want) == len(history) - 2 and proc.engine.store.candles == want
+    bank = proc.features
     for s, f in feats.items():
-        got = proc._features[s]
-        assert got.bars_seen == f.bars_seen
-        np.testing.assert_array_equal(got._ohlcv.tail(), f._ohlcv.tail())
-        np.testing.assert_array_equal(got._seq.tail(), f._seq.tail())
+        assert bank.bars_seen(s) == f.bars_seen
+        np.testing.assert_array_equal(bank.history(s)[-f.seq_len_max:], f._bank.history(s))
+    nxt = synthetic_market(list(feats), interval="1h", n_bars=121, seed=3)
+    step = bank.update([nxt[s].candle(120) for s in feats])  # the same state: the same next rows
+    for k, (s, f) in enumerate(feats.items()):
+        np.testing.assert_array_equal(step.tabular[k], f.update(nxt[s].candle(120)).tabular)
