@@ -190,6 +190,20 @@ def _windows(x: np.ndarray, w: int, rows: int) -> np.ndarray:
     return np.ndarray(x.shape[:-1] + (rows, w), x.dtype, x, offset, x.strides[:-1] + (step, step))
 
 
+def _extreme(fn: np.ufunc, x: np.ndarray, w: int, rows: int) -> np.ndarray:
+    """``fn`` (np.maximum or np.minimum) over each of the last ``rows`` trailing windows of ``w``
+    values along the last axis, folded from shifted slices in log2(w) passes: a max or a min does
+    not depend on the order it is taken in, so this equals the window reduction exactly (NaN
+    included), at a fraction of its cost for short windows."""
+    y, span = x[..., x.shape[-1] - rows - w + 1 :], 1
+    while 2 * span <= w:
+        y = fn(y[..., :-span], y[..., span:])  # windows of 2 * span
+        span *= 2
+    if span < w:
+        y = fn(y[..., : y.shape[-1] - (w - span)], y[..., w - span :])
+    return y
+
+
 def _sum(win: np.ndarray) -> np.ndarray:
     """Sum over the last axis (numpy's pairwise summation, as every window sum here)."""
     return np.add.reduce(win, axis=-1)
@@ -315,21 +329,29 @@ def _rows(
     for k, x in zip((_O, _H, _L, _C, _V), bars, strict=True):
         b[k, :, pad:] = x[:, end + pad - m : end]
     c, v, tp = b[_C], b[_V], b[_TP]
-    logs = np.log(b[_O : _C + 1])
+    # Each derived series over the last columns its windows read, no more (a streaming row's
+    # cost is these passes): log close for ret_24 and the 24-bar volatility, 28-bar sums of buying
+    # pressure and true range, 20-bar windows of typical price, log volume and OBV.
+    logs = np.empty((4, symbols, m))
+    np.log(b[_O : _C + 1, :, -rows:], out=logs[..., -rows:])
+    np.log(b[_C, :, -rows - 24 : -rows], out=logs[_C, :, -rows - 24 : -rows])
     logc = logs[_C]
-    np.subtract(logc[:, 1:], logc[:, :-1], out=b[_RET, :, 1:])
-    np.log1p(v, out=b[_LV])
-    np.add(b[_H], b[_L], out=tp)
-    tp += c
-    tp /= 3.0
-    np.multiply(np.sign(b[_RET, :, 1:]), v[:, 1:], out=b[_SV, :, 1:])
-    np.greater(tp[:, 1:], tp[:, :-1], out=b[_UP, :, 1:])
-    np.less(tp[:, 1:], tp[:, :-1], out=b[_DOWN, :, 1:])
-    b[_UP : _DOWN + 1, :, 1:] *= (tp * v)[:, 1:]  # money flow of rising / falling bars, else 0
-    c_prev = c[:, :-1]
-    true_low = np.fmin(b[_L, :, 1:], c_prev)
-    np.subtract(c[:, 1:], true_low, out=b[_BUY, :, 1:])
-    np.subtract(np.fmax(b[_H, :, 1:], c_prev), true_low, out=b[_TR, :, 1:])
+    np.subtract(logc[:, -rows - 23 :], logc[:, -rows - 24 : -1], out=b[_RET, :, -rows - 23 :])
+    t20 = slice(m - rows - 19, m)
+    np.log1p(v[:, t20], out=b[_LV, :, t20])
+    np.add(b[_H, :, t20], b[_L, :, t20], out=tp[:, t20])
+    tp[:, t20] += c[:, t20]
+    tp[:, t20] /= 3.0
+    np.multiply(np.sign(b[_RET, :, t20]), v[:, t20], out=b[_SV, :, t20])
+    t14, p14 = slice(m - rows - 13, m), slice(m - rows - 14, m - 1)
+    np.greater(tp[:, t14], tp[:, p14], out=b[_UP, :, t14])
+    np.less(tp[:, t14], tp[:, p14], out=b[_DOWN, :, t14])
+    b[_UP : _DOWN + 1, :, t14] *= tp[:, t14] * v[:, t14]  # money flow of rising / falling bars, else 0
+    t28, p28 = slice(m - rows - 27, m), slice(m - rows - 28, m - 1)
+    c_prev = c[:, p28]
+    true_low = np.fmin(b[_L, :, t28], c_prev)
+    np.subtract(c[:, t28], true_low, out=b[_BUY, :, t28])
+    np.subtract(np.fmax(b[_H, :, t28], c_prev), true_low, out=b[_TR, :, t28])
     if pad:  # the first bar has no direction
         b[_UP : _TR + 1, :, : pad + 1] = np.nan
 
@@ -340,8 +362,7 @@ def _rows(
     # volume z 3-5, OBV 6, fast %K 7, MFI / ultimate 14 8-9, ultimate 7 and 28 10-11.
     nd = np.empty((len(_RATIOS), 2, symbols, ext))
     # Only fast %K is needed before the rows asked for (it is smoothed twice over 3 bars); the
-    # other ratios are taken on the rows alone (a neutral 1/1 before them, never read).
-    nd[..., : ext - rows] = 1.0
+    # other ratios are taken on the rows alone.
     r = slice(ext - rows, ext)
     win20 = _windows(b[_C : _V + 1], 20, rows)  # close, typical price, log volume, OBV, volume
     sum20 = _sum(win20)
@@ -355,10 +376,9 @@ def _rows(
     nd[3:6, 1, :, r] = spread * _SPREAD_SCALE
     nd[3:6, 0, :, r] = b[_C : _LV + 1, :, -rows:] - mean20
     nd[6, :, :, r] = sum20[3:]
-    hl14 = _windows(b[_H : _L + 1], 14, ext)
-    low14 = np.minimum.reduce(hl14[1], axis=-1)
+    low14 = _extreme(np.minimum, b[_L], 14, ext)
     np.subtract(b[_C, :, -ext:], low14, out=nd[7, 0])
-    np.subtract(np.maximum.reduce(hl14[0], axis=-1), low14, out=nd[7, 1])
+    np.subtract(_extreme(np.maximum, b[_H], 14, ext), low14, out=nd[7, 1])
     # 14-bar sums of up / down money flow and of buying pressure / true range
     nd[8:10, ..., r] = _sum(_windows(b[_UP : _TR + 1], 14, rows)).reshape(2, 2, symbols, rows)
     nd[8, 1, :, r] += nd[8, 0, :, r]
@@ -370,13 +390,16 @@ def _rows(
     np.subtract(np.minimum(o, c), low, out=nd[2, 0])
     np.subtract(h, low, out=nd[0, 1])
     nd[1:3, 1] = nd[0, 1]
-    _ratio(nd[:, 0], nd[:, 1], _WHEN_ZERO, w[_RATIO_ROWS])
-    w[_R["bb_pctb_20"]] += 0.5
-    w[_span("fast_k", "mfi_14")] *= 100.0
+    _ratio(nd[..., r][:, 0], nd[..., r][:, 1], _WHEN_ZERO, w[_RATIO_ROWS, :, r])
+    fast_k = _R["fast_k"]
+    _ratio(nd[7, 0], nd[7, 1], _WHEN_ZERO[7], w[fast_k])
+    w[_R["bb_pctb_20"], :, r] += 0.5
+    w[fast_k] *= 100.0
+    w[_R["mfi_14"], :, r] *= 100.0
     np.divide(_sum(_windows(w[_R["fast_k"]], 3, rows + 2)), 3, out=w[_R["stoch_k"], :, 2:])
     np.divide(_sum(_windows(w[_R["stoch_k"]], 3, rows)), 3, out=now[_R["stoch_d"]])
-    ult = np.add.reduce(w[_span("ult_14", "ult_28")] * _ULT_WEIGHTS, axis=0)  # (a + b) + c
-    np.multiply(100.0 / 7.0, ult, out=w[_R["ultosc"]])
+    ult = np.add.reduce(w[_span("ult_14", "ult_28"), :, r] * _ULT_WEIGHTS, axis=0)  # (a + b) + c
+    np.multiply(100.0 / 7.0, ult, out=now[_R["ultosc"]])
 
     c, logc = c[:, -rows:], logc[:, -rows:]
     np.subtract(logs[..., -rows:], logs[_C, :, -rows - 1 : -1], out=now[_span("open_ret", "ret_1")])
@@ -384,9 +407,8 @@ def _rows(
     np.subtract(logc, logs[_C, :, -rows - 24 : -24], out=now[_R["ret_24"]])
     np.subtract(b[_LV, :, -rows:], b[_LV, :, -rows - 1 : -1], out=now[_R["vol_chg_1"]])
     np.divide(h[:, -rows:], low[:, -rows:], out=now[_R["hl_range"]])
-    hl24 = _windows(b[_H : _L + 1], 24, rows)
-    np.maximum.reduce(hl24[0], axis=-1, out=now[_R["high_24"]])
-    np.minimum.reduce(hl24[1], axis=-1, out=now[_R["low_24"]])
+    now[_R["high_24"]] = _extreme(np.maximum, b[_H], 24, rows)
+    now[_R["low_24"]] = _extreme(np.minimum, b[_L], 24, rows)
     extremes = now[_span("hl_range", "low_24")]
     np.log(extremes, out=extremes)
     np.subtract(logc, extremes[1:], out=now[_span("dist_high_24", "dist_low_24")])
