@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from ai_engine.data.validate import CandleValidator, iso_utc
+from ai_engine.data.validate import OK_VERDICT, CandleValidator, iso_utc
 from ai_engine.engine import DecisionEngine, DecisionInputs
 from ai_engine.exceptions import TransientError
 from ai_engine.features.streaming import FeatureBank
@@ -78,15 +78,19 @@ class CandleProcessor:
         """Decide on candles that closed together (one per symbol). Rejected candles are logged
         with symbol and time and never reach a model."""
         arrived_at = time.perf_counter() if arrived_at is None else arrived_at
-        accepted = []
-        for c, verdict in zip(candles, self._verdicts(candles), strict=True):
-            if not verdict.accept:
-                self.quarantined[verdict.kind] += 1
-                log.warning("rejected candle %s %s: %s", c.symbol, iso_utc(c.open_time), verdict.reason)
-                continue
-            if verdict.reason:
-                log.warning("%s %s: %s", c.symbol, iso_utc(c.open_time), verdict.reason)
-            accepted.append(c)
+        verdicts = self._verdicts(candles)
+        if all(v is OK_VERDICT for v in verdicts):  # the usual closing time: every candle passed as it is
+            accepted = list(candles)
+        else:
+            accepted = []
+            for c, verdict in zip(candles, verdicts, strict=True):
+                if not verdict.accept:
+                    self.quarantined[verdict.kind] += 1
+                    log.warning("rejected candle %s %s: %s", c.symbol, iso_utc(c.open_time), verdict.reason)
+                    continue
+                if verdict.reason:
+                    log.warning("%s %s: %s", c.symbol, iso_utc(c.open_time), verdict.reason)
+                accepted.append(c)
         taken, tabular, windows, decide = self._features_of(accepted)
         self.warmup += int(len(decide) - decide.sum())
         rows = np.flatnonzero(decide)

@@ -22,6 +22,7 @@ __all__ = [
     "Gap",
     "ValidationReport",
     "Verdict",
+    "OK_VERDICT",
     "CandleValidator",
     "check_values",
     "values_pass",
@@ -156,7 +157,7 @@ class Verdict:
         return self.accept and self.reason is not None
 
 
-_OK = Verdict(True)
+_OK = OK_VERDICT = Verdict(True)  # the one verdict of a candle that passed with nothing to say
 
 
 def _reject(kind: str, message: str) -> Verdict:

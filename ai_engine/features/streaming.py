@@ -266,7 +266,9 @@ class FeatureBank:
             ValueError: a symbol appears twice (feed a backfilled run with :meth:`extend`).
         """
         slots, ohlcv, times = self._slots_and_arrays(candles)
-        if len(np.unique(slots)) != len(slots):
+        once = np.zeros(self._cap, dtype=bool)
+        once[slots] = True
+        if np.count_nonzero(once) != len(slots):
             raise ValueError("a symbol appears twice in one update; feed a run of bars with extend()")
         ok, refused = self._screen(candles, ohlcv, times, self._last[slots])
         if refused:

@@ -152,3 +152,35 @@ def test_a_file_in_newest_first_order_is_refused_with_the_fix(tmp_path):
         load_csv(path)
     path.write_text(HEADER + "\n".join(rows[::-1][:48] + [rows[0], rows[1]]) + "\n")  # one stray row: quarantined
     assert len(load_csv(path)) == 49
+
+
+def test_check_many_gives_each_candle_the_verdict_check_gives():
+    """A closing time screened in one pass: the same verdicts and the same memory as ``check`` one
+    candle at a time, whatever is wrong with a candle (each kind below), gaps included."""
+    h = 3_600_000
+    t0 = 1_700_000_000_000 - 1_700_000_000_000 % h
+    symbols = [f"S{i}" for i in range(9)]
+    first = [Candle(s, "1h", t0, 10.0, 11.0, 9.0, 10.5, 1.0) for s in symbols]
+    nxt = [
+        Candle("S0", "1h", t0 + h, 10.0, 11.0, 9.0, 10.5, 1.0),  # fine
+        Candle("S1", "1h", t0 + 4 * h, 10.0, 11.0, 9.0, 10.5, 1.0),  # a gap of 3 bars
+        Candle("S2", "1h", t0, 10.0, 11.0, 9.0, 10.5, 1.0),  # duplicate
+        Candle("S3", "1h", t0 - h, 10.0, 11.0, 9.0, 10.5, 1.0),  # out of order
+        Candle("S4", "1h", t0 + h, 10.0, 9.5, 9.0, 10.5, 1.0),  # high below the body
+        Candle("S5", "1h", t0 + h, 10.0, 11.0, 9.0, float("nan"), 1.0),  # not finite
+        Candle("S6", "1h", t0 + h + 1, 10.0, 11.0, 9.0, 10.5, 1.0),  # off the grid
+        Candle("S7", "1h", t0 + h, 10.0, 11.0, 9.0, 10.5, -1.0),  # negative volume
+        Candle("NEW", "1h", t0 + h, 10.0, 11.0, 9.0, 10.5, 1.0),  # a symbol seen first
+    ]
+    one, many = CandleValidator("1h"), CandleValidator("1h")
+    for c in first:
+        one.check(c)
+    many.check_many(first)
+    want = [one.check(c) for c in nxt]
+    assert many.check_many(nxt) == want
+    assert [v.kind for v in want] == [None, "gap", "duplicate", "out_of_order", "high_below_body",
+                                      "non_finite", "misaligned", "negative_volume", None]
+    for s in [*symbols, "NEW"]:
+        assert many.last_open_time(s, "1h") == one.last_open_time(s, "1h")
+    many.forget("S0")
+    assert many.last_open_time("S0", "1h") is None and many.check_many([nxt[0]])[0].accept
