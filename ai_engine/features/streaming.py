@@ -286,6 +286,8 @@ class FeatureBank:
             (the candles taken, in input order; the errors of the ones refused, in input order).
         """
         candles = list(candles)
+        if not candles:
+            return [], []
         slots, ohlcv, times = self._slots_and_arrays(candles)
         order = np.argsort(slots, kind="stable")  # each symbol's candles together, in input order
         starts = np.flatnonzero(np.diff(slots[order], prepend=-1))

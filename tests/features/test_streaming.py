@@ -191,6 +191,7 @@ def test_extend_equals_update_one_candle_at_a_time():
 def test_forget_starts_a_symbol_afresh():
     market = synthetic_market(["AAA", "BBB"], n_bars=120, seed=6)
     bank = FeatureBank("1h", seq_len_max=16)
+    assert bank.extend([]) == ([], [])  # nothing to prime (a lease instance with no history yet)
     bank.extend(c for step in time_batches(market) for c in step)
     bank.forget("AAA")
     assert "AAA" not in bank and bank.bars_seen("AAA") == 0 and bank.bars_seen("BBB") == 120
