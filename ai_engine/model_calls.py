@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ai_engine.agents.base import PredictionBatch
-from ai_engine.cpu_affinity import set_cpus, unpin_current_thread
+from ai_engine.cpu_affinity import ALL_CPUS, set_cpus, unpin_current_thread
 from ai_engine.enums import Action, ModelRole, ModelStatus
 from ai_engine.model_slots import DISPLAY_NAMES, ModelSlot
 from ai_engine.types import ModelResult, Prediction
@@ -33,10 +33,11 @@ from ai_engine.types import ModelResult, Prediction
 if TYPE_CHECKING:
     from ai_engine.engine import DecisionInputs
 
-__all__ = ["SHADOW_QUEUE", "ModelRunner", "ResultColumn", "VoterPool", "error_results", "model_rows", "run_slot"]
+__all__ = ["LANE_ROWS", "SHADOW_QUEUE", "ModelRunner", "ResultColumn", "VoterPool", "error_results", "model_rows", "run_slot"]
 
 log = logging.getLogger("ai_engine.engine")
 
+LANE_ROWS = 128  # rows from which the sequence voters run beside the tabular ones (VoterPool.lanes)
 SHADOW_QUEUE = 64  # shadow calls that may wait behind a slow one before further rows are skipped
 NOT_FED = "non-finite input (window not yet full of valid history, or bad features); row not fed to the model"
 
@@ -237,8 +238,8 @@ class _VoterJob:
     """One batch's voters, run in order. The caller reads what is done when it stops waiting;
     once it has (``abandoned``), the worker starts no further model of the job."""
 
-    def __init__(self, slots: Sequence[ModelSlot], inputs: DecisionInputs) -> None:
-        self.slots, self.inputs = slots, inputs
+    def __init__(self, slots: Sequence[ModelSlot], inputs: DecisionInputs, cpus: frozenset[int] = frozenset()) -> None:
+        self.slots, self.inputs, self.cpus = slots, inputs, cpus  # cpus: where it runs (empty: as it is)
         self.results: dict[str, list[ModelResult]] = {}
         self.running: str | None = None  # the model whose call is in progress
         self.since = 0.0  # when that call started
@@ -283,6 +284,8 @@ class _VoterWorker:
     def _work(self) -> None:
         self.native_id = threading.get_native_id()
         while (job := self._jobs.get()) is not None:
+            if job.cpus:  # one system call: a worker may serve either lane
+                set_cpus(0, job.cpus)
             job.run()
 
     @property
@@ -311,6 +314,7 @@ class VoterPool:
     def __init__(self) -> None:
         self._workers: list[_VoterWorker] = []
         self._hung: dict[tuple[str, str | None], _VoterJob] = {}  # (model, sha256) → the job stuck in it
+        self._cpus: frozenset[int] = frozenset()  # the decision's CPUs (set_cpus); empty: not pinned
 
     def _idle_worker(self) -> _VoterWorker:
         for w in self._workers:
@@ -321,10 +325,27 @@ class VoterPool:
         return w
 
     def set_cpus(self, cpus: frozenset[int]) -> None:
-        """Run the workers on ``cpus`` (those started later inherit it from the deciding thread)."""
+        """Run the workers on ``cpus`` (those started later inherit it from the deciding thread);
+        a second lane runs on the other CPUs (``lanes``)."""
+        self._cpus = cpus
         for w in self._workers:
             if w.native_id is not None:
                 set_cpus(w.native_id, cpus)
+
+    def lanes(self, slots: Sequence[ModelSlot], rows: int) -> list[tuple[list[ModelSlot], frozenset[int]]]:
+        """The voters split into lanes that run at once, each with the CPUs it runs on.
+
+        One lane (in turn, on the decision's CPU) below ``LANE_ROWS`` rows or with one CPU: there
+        a forward is mostly Python and threads take turns on the interpreter lock. From
+        ``LANE_ROWS`` rows the forwards are long C calls that release it, so the sequence voters
+        (the longest forwards) run beside the tabular ones, on the CPUs the decision does not use.
+        """
+        others = ALL_CPUS - self._cpus if self._cpus else ALL_CPUS
+        seq = [s for s in slots if s.agent.input_kind == "sequence"]
+        tab = [s for s in slots if s.agent.input_kind != "sequence"]
+        if rows < LANE_ROWS or len(ALL_CPUS) < 2 or not seq or not tab:
+            return [(list(slots), self._cpus)]
+        return [(tab, self._cpus), (seq, others if others else self._cpus)]
 
     def running_ms(self, slot: ModelSlot) -> float | None:
         """How long this model's timed-out call has been running; None when it has none."""
@@ -346,9 +367,21 @@ class VoterPool:
             else:
                 reasons[slot.name] = (f"skipped: a call that timed out after {timeout_ms:g} ms is still running "
                                       f"({busy:.0f} ms)")
-        while todo:
-            job = _VoterJob(todo, inputs)
+        started = []
+        for lane, cpus in self.lanes(todo, len(inputs.candles)):  # every lane starts before any is waited on
+            job = _VoterJob(lane, inputs, cpus)
             self._idle_worker().submit(job)
+            started.append(job)
+        for job in started:
+            self._finish(job, inputs, deadline, timeout_ms, results, reasons)
+        return results, reasons
+
+    def _finish(self, job: _VoterJob, inputs: DecisionInputs, deadline: float, timeout_ms: float,
+                results: dict[str, list[ModelResult]], reasons: dict[str, str]) -> None:
+        """Wait for a lane until the deadline; a model still running then is timed out, set aside
+        with its worker, and the lane's models after it go on on another worker."""
+        todo = list(job.slots)
+        while todo:
             with contextlib.suppress(FutureTimeout):  # what is done by then is read below
                 job.done.result(timeout=max(0.0, deadline - time.perf_counter()))
             with job.lock:
@@ -359,13 +392,15 @@ class VoterPool:
             if running is None:  # finished, or out of time between two calls: the rest did not start
                 for s in left:
                     reasons[s.name] = f"timed out after {timeout_ms:g} ms (not started in time)"
-                break
+                return
             reasons[running] = f"timed out after {timeout_ms:g} ms"
             hung = next(s for s in todo if s.name == running)
             self._hung[(hung.name, hung.sha256)] = job
             log.error("[%s] timed out after %g ms; excluded from this decision", DISPLAY_NAMES[running], timeout_ms)
             todo, deadline = left, time.perf_counter() + timeout_ms / 1000.0
-        return results, reasons
+            if todo:
+                job = _VoterJob(todo, inputs, job.cpus)
+                self._idle_worker().submit(job)
 
     def pending(self) -> list[Future]:
         """The jobs still running (a hung call's, until it returns)."""
