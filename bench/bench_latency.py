@@ -136,7 +136,7 @@ def run_symbols(models: dict[str, Path], n_symbols: int, batches: int, decision_
         p.prime(c for step in steps[:history] for c in step)
     lat = {"on": [], "off": []}
     wall = {"on": [], "off": []}
-    late = 0
+    late, late_at = 0, []
     fwd = {m: [] for m in MODELS}
     slots = engines["on"].state.slots
     fns = {m: bare_forward(slots[m].agent) for m in MODELS}
@@ -158,7 +158,10 @@ def run_symbols(models: dict[str, Path], n_symbols: int, batches: int, decision_
             wall[k].append((time.perf_counter() - t0) * 1000.0)
             lat[k].extend(r.decision_latency_ms for r in recs[:1])  # one arrival per batch
             if k == "on":
-                late += sum(r.decision.results[-1].status.value == "late" for r in recs)
+                late_here = sum(r.decision.results[-1].status.value == "late" for r in recs)
+                late += late_here
+                if late_here:
+                    late_at.append(i)
         inputs = seen[-1]  # the same rows through the bare forwards, side by side with the engine
         for m in MODELS:
             fwd[m].append(time_call(fns[m], forward_inputs(slots[m], inputs.tabular, inputs.windows)))
@@ -178,6 +181,7 @@ def run_symbols(models: dict[str, Path], n_symbols: int, batches: int, decision_
         "voters_forward_sum_ms": voters_sum,
         "forward_warm_ms": warm,
         "shadow_late_rows": late,
+        "shadow_late_closing_times": late_at,
         "rows": batches * n_symbols,
         "pace_ms": pace_ms,
         "paced_intervals_overrun": overran,
@@ -229,7 +233,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"     bare forwards (ms) {', '.join(f'{m} {v:.3f}' for m, v in r['forward_ms'].items())}; "
               f"voters' sum {r['voters_forward_sum_ms']:.3f} ms; p50 latency / sum = {r['p50_ratio_to_voters_forward']:.3f}"
               f"; load {r['load_before']} -> {r['load_after']}")
+        at = r["shadow_late_closing_times"]
         print(f"     shadow entries late: {r['shadow_late_rows']} of {r['rows']} rows"
+              + (f" (closing time{'s' if len(at) > 1 else ''} {', '.join(map(str, at[:10]))}"
+                 f"{' ...' if len(at) > 10 else ''}, counted from 0)" if at else "")
               + (f"; paced {args.pace_ms:g} ms, {r['paced_intervals_overrun']} interval(s) overrun" if args.pace_ms else ""))
         print(f"     same forwards in a tight loop (warm caches, ms) "
               f"{', '.join(f'{m} {v:.3f}' for m, v in r['forward_warm_ms'].items())}")
