@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from ai_engine.config import Settings
@@ -9,7 +10,20 @@ from ai_engine.engine import DecisionEngine
 from ai_engine.governor import FileGovernorBackend, Governor, GovernorBackend
 from ai_engine.telemetry.sqlite import TelemetryStore
 
-__all__ = ["governor_backend", "open_engine", "setup_logging"]
+__all__ = ["governor_backend", "open_engine", "settle_heap", "setup_logging"]
+
+
+def settle_heap() -> None:
+    """Collect, then move everything alive (models, history, feature state) out of the garbage
+    collector's reach; objects made later are collected as usual.
+
+    Why: these live as long as the service, and a full collection scans them all. At 400 symbols
+    such a collection held every thread for up to 168 ms (``bench_latency`` with a gc callback,
+    10 in 60 closing times), long enough for a shadow result to miss its deadline and for a
+    decision to take 26 ms instead of 14. Called once the history is primed.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def setup_logging(level: str = "INFO") -> None:

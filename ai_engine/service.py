@@ -620,7 +620,7 @@ class Service:
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT (or the end of the file source with ``exit_at_end``)."""
         from ai_engine.live import CandleProcessor
-        from ai_engine.runtime import open_engine
+        from ai_engine.runtime import open_engine, settle_heap
 
         self._write_pid()
         health = None
@@ -648,6 +648,7 @@ class Service:
                                          self.settings.symbols, self.settings.interval, self.settings.lease_ttl_ms)
                     self.engine.store.fence = self.leases.commit
                 primed = self.processor.prime(source.history() if self.leases is None else ())
+                settle_heap()
                 log.info("primed features with %d history candles; resuming after %s", primed,
                          {s: time.strftime("%Y-%m-%d %H:%M", time.gmtime(t / 1000)) if t is not None else "-"
                           for s, t in source.cutoff.items()})

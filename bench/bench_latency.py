@@ -108,7 +108,7 @@ def run_symbols(models: dict[str, Path], n_symbols: int, batches: int, decision_
                 pace_ms: float = 0.0) -> dict:
     from ai_engine.data import synthetic_market, time_batches
     from ai_engine.live import CandleProcessor
-    from ai_engine.runtime import open_engine
+    from ai_engine.runtime import open_engine, settle_heap
 
     symbols = [f"S{i:02d}USDT" for i in range(n_symbols)]
     history = 1100
@@ -134,6 +134,7 @@ def run_symbols(models: dict[str, Path], n_symbols: int, batches: int, decision_
     engines["on"].decide = lambda inputs: (seen.append(inputs), decide(inputs))[1]
     for p in procs.values():
         p.prime(c for step in steps[:history] for c in step)
+    settle_heap()  # as the service does once primed
     lat = {"on": [], "off": []}
     wall = {"on": [], "off": []}
     late, late_at = 0, []

@@ -105,7 +105,7 @@ def run_one(models: dict[str, Path], n_symbols: int, batches: int, redis_url: st
     """One symbol count, in this process (the parent starts a fresh one per count)."""
     from ai_engine.data import synthetic_market, time_batches
     from ai_engine.live import CandleProcessor
-    from ai_engine.runtime import open_engine
+    from ai_engine.runtime import open_engine, settle_heap
 
     rss_start = rss_mib()
     symbols = [f"S{i:04d}USDT" for i in range(n_symbols)]
@@ -119,6 +119,7 @@ def run_one(models: dict[str, Path], n_symbols: int, batches: int, redis_url: st
     t0 = time.perf_counter()
     proc.prime(c for step in steps[:HISTORY] for c in step)
     prime_s = time.perf_counter() - t0
+    settle_heap()  # as the service does once primed
     rss_primed = rss_mib()
     sections = {"features": [], "voters": [], "vote_governor": []}
     marks: dict[str, float] = {}
