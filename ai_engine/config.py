@@ -128,6 +128,9 @@ KEYS: dict[str, Key] = {
     "SHADOW_ISOLATION": Key(str, "process", "where shadow models run: process (a child process each) or thread"),
     "AI_ENGINE_DECISION_CPU": Key(str, "auto", "CPU the live decision thread and its voter worker share (auto: the "
                                   "highest this process may use; off: not pinned; or a CPU number)"),
+    "AI_ENGINE_VOTER_LANES": Key(int, 2, "voter lanes from 128 rows: 2 runs the sequence voters beside the tabular "
+                                 "ones, on the CPUs the decision does not use; 1 keeps every voter on the decision's",
+                                 1, 2),
     "FLATLINE_WINDOW": Key(int, 200, "recent outputs examined by the flat-line detector", 10, None),
     "FLATLINE_MIN_STD": Key(float, 0.005, "confidence std below which a model is flagged flat", 0.0, 1.0),
     # promotion and rollback by policy (lifecycle/policy.py); durations are hours of market time
@@ -222,6 +225,7 @@ class Settings:
     model_timeout_ms: float
     shadow_isolation: str
     decision_cpu: int | None  # None: not pinned
+    voter_lanes: int  # 1 or 2 (model_calls.VoterPool.lanes)
     flatline_window: int
     flatline_min_std: float
     models: dict[str, ModelConfig]
@@ -740,6 +744,7 @@ def load_settings(
         model_timeout_ms=get("MODEL_TIMEOUT_MS"),
         shadow_isolation=isolation,
         decision_cpu=cpu,
+        voter_lanes=get("AI_ENGINE_VOTER_LANES"),
         flatline_window=get("FLATLINE_WINDOW"),
         flatline_min_std=get("FLATLINE_MIN_STD"),
         policy=_parse_policy(get),

@@ -333,7 +333,7 @@ class DecisionEngine:
             if name not in shadows and name not in voters:
                 per_model[name] = run_slot(slot, inputs)  # disabled/inactive: a reason per row, no work
         results, reasons = self._voters.run(list(voters.values()), inputs, t0 + settings.model_timeout_ms / 1000.0,
-                                            settings.model_timeout_ms)
+                                            settings.model_timeout_ms, settings.voter_lanes)
         for name, slot in voters.items():
             per_model[name] = results.get(name) or error_results(slot, n, ModelStatus.ERROR, reasons[name])
         # the rule over the whole batch at once (at 400 symbols a call per row was ~3 ms); the

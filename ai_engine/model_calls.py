@@ -332,8 +332,10 @@ class VoterPool:
             if w.native_id is not None:
                 set_cpus(w.native_id, cpus)
 
-    def lanes(self, slots: Sequence[ModelSlot], rows: int) -> list[tuple[list[ModelSlot], frozenset[int]]]:
-        """The voters split into lanes that run at once, each with the CPUs it runs on.
+    def lanes(self, slots: Sequence[ModelSlot], rows: int,
+              most: int = 2) -> list[tuple[list[ModelSlot], frozenset[int]]]:
+        """The voters split into at most ``most`` lanes (``AI_ENGINE_VOTER_LANES``) that run at
+        once, each with the CPUs it runs on.
 
         One lane (in turn, on the decision's CPU) below ``LANE_ROWS`` rows or with one CPU: there
         a forward is mostly Python and threads take turns on the interpreter lock. From
@@ -343,7 +345,7 @@ class VoterPool:
         others = ALL_CPUS - self._cpus if self._cpus else ALL_CPUS
         seq = [s for s in slots if s.agent.input_kind == "sequence"]
         tab = [s for s in slots if s.agent.input_kind != "sequence"]
-        if rows < LANE_ROWS or len(ALL_CPUS) < 2 or not seq or not tab:
+        if most < 2 or rows < LANE_ROWS or len(ALL_CPUS) < 2 or not seq or not tab:
             return [(list(slots), self._cpus)]
         return [(tab, self._cpus), (seq, others if others else self._cpus)]
 
@@ -353,7 +355,7 @@ class VoterPool:
         return job.running_ms(slot.name) if job is not None else None
 
     def run(self, slots: Sequence[ModelSlot], inputs: DecisionInputs, deadline: float,
-            timeout_ms: float) -> tuple[dict[str, list[ModelResult]], dict[str, str]]:
+            timeout_ms: float, lanes: int = 2) -> tuple[dict[str, list[ModelResult]], dict[str, str]]:
         """Each voter's results, or why it has none: ``(results, reasons)`` by model name."""
         for key in [k for k, job in self._hung.items() if job.running != k[0]]:
             del self._hung[key]  # that call has returned
@@ -368,7 +370,7 @@ class VoterPool:
                 reasons[slot.name] = (f"skipped: a call that timed out after {timeout_ms:g} ms is still running "
                                       f"({busy:.0f} ms)")
         started = []
-        for lane, cpus in self.lanes(todo, len(inputs.candles)):  # every lane starts before any is waited on
+        for lane, cpus in self.lanes(todo, len(inputs.candles), lanes):  # every lane starts before any is waited on
             job = _VoterJob(lane, inputs, cpus)
             self._idle_worker().submit(job)
             started.append(job)

@@ -149,3 +149,10 @@ def test_decision_cpu_is_auto_off_or_a_cpu_this_process_may_use():
             cpu(bad)
     with pytest.raises(ConfigError, match=r"AI_ENGINE_DECISION_CPU='4096' is not valid: this process may use CPUs"):
         cpu("4096")
+
+
+@pytest.mark.parametrize("value", ["0", "3", "two", ""])
+def test_voter_lanes_other_than_1_or_2_are_refused_naming_the_key(tmp_path, value):
+    with pytest.raises(ConfigError, match="AI_ENGINE_VOTER_LANES"):
+        load_settings(_env(tmp_path, f"AI_ENGINE_VOTER_LANES={value}\n"), environ={})
+    assert load_settings(_env(tmp_path, "AI_ENGINE_VOTER_LANES=1\n"), environ={}).voter_lanes == 1

@@ -47,8 +47,8 @@ def batch(engine, series, n: int) -> DecisionInputs:
                           sequence_windows(frame.sequence, rows, seq))
 
 
-def decide_watched(tmp_path, models, series, n: int, wait_s: float):
-    settings, _ = make_settings(tmp_path, models, PATCHTST_ROLE="disabled", MODEL_TIMEOUT_MS="60000")
+def decide_watched(tmp_path, models, series, n: int, wait_s: float, **env: str):
+    settings, _ = make_settings(tmp_path, models, PATCHTST_ROLE="disabled", MODEL_TIMEOUT_MS="60000", **env)
     engine = open_engine(settings)
     inside = threading.Event()
     watched = {}
@@ -99,9 +99,11 @@ def test_from_lane_rows_the_sequence_voter_runs_beside_the_tabular_ones(tmp_path
     assert watched_alone["nhits"].thread == watched_alone["xgb"].thread
 
 
-@pytest.mark.parametrize("rows", [1, model_calls.LANE_ROWS - 1])
-def test_below_lane_rows_the_voters_run_in_turn(tmp_path, synthetic_models, synthetic_series, rows):
-    got, watched = decide_watched(tmp_path, synthetic_models, synthetic_series["ETHUSDT"], rows, wait_s=0.2)
+@pytest.mark.parametrize(("rows", "env"), [(1, {}), (model_calls.LANE_ROWS - 1, {}),
+                                           (model_calls.LANE_ROWS + 2, {"AI_ENGINE_VOTER_LANES": "1"})])
+def test_below_lane_rows_or_with_one_lane_the_voters_run_in_turn(tmp_path, synthetic_models, synthetic_series,
+                                                                 rows, env):
+    got, watched = decide_watched(tmp_path, synthetic_models, synthetic_series["ETHUSDT"], rows, wait_s=0.2, **env)
     assert len(got["records"]) == rows
     assert watched["xgb"].saw_sequence_inside is False and watched["lgbm"].saw_sequence_inside is False
     assert watched["nhits"].thread == watched["xgb"].thread
