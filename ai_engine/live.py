@@ -24,6 +24,7 @@ __all__ = ["CandleProcessor"]
 
 log = logging.getLogger("ai_engine.live")
 
+SCREEN_CANDLES = 16  # candles from which a closing time is validated in one numpy pass
 PRIME_CHUNK = 8192  # history candles validated, then computed together (bounds the lists held at once)
 
 
@@ -112,8 +113,9 @@ class CandleProcessor:
         return records
 
     def _verdicts(self, candles: Sequence[Candle]) -> list:
-        """The validator's verdict on each candle; a symbol twice (a backfilled run) one at a time."""
-        if len({c.symbol for c in candles}) == len(candles):
+        """The validator's verdict on each candle: a closing time of many symbols in one pass, a
+        few candles (numpy's per-call cost would dominate) or a backfilled run one at a time."""
+        if len(candles) >= SCREEN_CANDLES and len({c.symbol for c in candles}) == len(candles):
             return self.validator.check_many(candles)
         return [self.validator.check(c) for c in candles]
 
