@@ -28,7 +28,7 @@ from ai_engine.agents.base import PredictionBatch
 from ai_engine.cpu_affinity import ALL_CPUS, set_cpus, unpin_current_thread
 from ai_engine.enums import Action, ModelRole, ModelStatus
 from ai_engine.model_slots import DISPLAY_NAMES, ModelSlot
-from ai_engine.types import ModelResult, Prediction
+from ai_engine.types import LazyRows, ModelResult, Prediction
 
 if TYPE_CHECKING:
     from ai_engine.engine import DecisionInputs
@@ -75,7 +75,7 @@ def error_results(slot: ModelSlot, n: int, status: ModelStatus, reason: str | No
     return [ModelResult(slot.name, slot.role, status, slot.weight, slot.version, slot.sha256, reason=reason)] * n
 
 
-class ResultColumn(Sequence[ModelResult]):
+class ResultColumn(LazyRows):
     """One model's results over a batch, backed by its ``PredictionBatch``: the vote reads
     ``vote_arrays()``, and a row becomes a ``ModelResult`` only when read (for the record, once the
     decision is ready), the same one the per-row path builds.
@@ -85,7 +85,7 @@ class ResultColumn(Sequence[ModelResult]):
             fed row. A row not fed is an error row with the reason NOT_FED.
     """
 
-    __slots__ = ("model", "role", "weight", "version", "sha256", "latency", "preds", "ok", "_pos", "_bad", "_rows")
+    __slots__ = ("model", "role", "weight", "version", "sha256", "latency", "preds", "ok", "_pos", "_bad")
 
     def __init__(self, slot: ModelSlot, preds: PredictionBatch, fed: np.ndarray | None, latency: float) -> None:
         self.model, self.role, self.weight = slot.name, slot.role, slot.weight
@@ -104,29 +104,19 @@ class ResultColumn(Sequence[ModelResult]):
         else:
             self._pos, self.ok = np.where(fed, np.cumsum(fed) - 1, -1), np.zeros(len(fed), dtype=bool)
             self.ok[fed] = valid
-        self._rows: list[ModelResult | None] = [None] * len(self._pos)
+        super().__init__(len(self._pos))
 
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        row = self._rows[i]
-        if row is None:
-            j = int(self._pos[i])
-            base = (self.model, self.role)
-            if j < 0:
-                row = ModelResult(*base, ModelStatus.ERROR, self.weight, self.version, self.sha256, None,
-                                  self.latency, NOT_FED)
-            elif j in self._bad:
-                row = ModelResult(*base, ModelStatus.ERROR, self.weight, self.version, self.sha256, None,
-                                  self.latency, f"invalid output: {self._bad[j]}")
-            else:
-                row = ModelResult(*base, ModelStatus.OK, self.weight, self.version, self.sha256, self.preds[j],
-                                  self.latency)
-            self._rows[i] = row
-        return row
+    def _build(self, i: int) -> ModelResult:
+        j = int(self._pos[i])
+        ident = (self.model, self.role)
+        if j < 0:
+            return ModelResult(*ident, ModelStatus.ERROR, self.weight, self.version, self.sha256, None,
+                               self.latency, NOT_FED)
+        if j in self._bad:
+            return ModelResult(*ident, ModelStatus.ERROR, self.weight, self.version, self.sha256, None,
+                               self.latency, f"invalid output: {self._bad[j]}")
+        return ModelResult(*ident, ModelStatus.OK, self.weight, self.version, self.sha256, self.preds[j],
+                           self.latency)
 
     def vote_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(votes (n,) bool, action (n,) CLASS_ORDER index or -1, confidence (n,), 0 where it does

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ai_engine.enums import CLASS_ORDER, Action, ModelRole, ModelStatus
@@ -18,6 +19,7 @@ __all__ = [
     "event_id_for",
     "INTERVAL_MS",
     "LATE_JOINED",
+    "LazyRows",
 ]
 
 # Reason stored with a (shadow) result that arrived after its decision was published and was
@@ -48,6 +50,31 @@ _SELL, _HOLD, _BUY = (a.value for a in CLASS_ORDER)
 def event_id_for(kind: str, symbol: str, interval: str, open_time: int) -> str:
     """Deterministic event id: the same candle always yields the same id, so replays never duplicate."""
     return str(uuid.uuid5(_EVENT_NAMESPACE, f"{kind}|{symbol}|{interval}|{open_time}"))
+
+
+class LazyRows(Sequence):
+    """A batch's rows as a read-only sequence whose row objects are built on first read (by
+    ``_build(i)``) and kept: the engine decides on the arrays behind them, and the objects are
+    made for the record, after the decision is ready."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, n: int) -> None:
+        self._rows: list = [None] * n
+
+    def _build(self, i: int):
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        row = self._rows[i]
+        if row is None:
+            row = self._rows[i] = self._build(range(len(self._rows))[i])
+        return row
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ from ai_engine.exceptions import (
     NotFittedError,
 )
 from ai_engine.training.calibration import fit_calibration, softmax
-from ai_engine.types import Prediction
+from ai_engine.types import LazyRows, Prediction
 
 __all__ = ["BaseAgent", "Param", "PredictionBatch", "BALANCE_MODES", "balance_weights", "check_feature_names",
            "predictions_from_logits", "version_for"]
@@ -65,7 +65,7 @@ def balance_weights(y: np.ndarray) -> np.ndarray:
     return per_class[y]
 
 
-class PredictionBatch(Sequence[Prediction]):
+class PredictionBatch(LazyRows):
     """A model's predictions over a batch, as arrays: what ``BaseAgent.predict`` returns.
 
     The engine votes on the arrays (``action``, ``confidence``, ``valid``); a row becomes a
@@ -74,26 +74,18 @@ class PredictionBatch(Sequence[Prediction]):
     1,200 objects first cost more than the forwards.
     """
 
-    __slots__ = ("probs", "logits", "action", "confidence", "_rows")
+    __slots__ = ("probs", "logits", "action", "confidence")
 
     def __init__(self, probs: np.ndarray, logits: np.ndarray | None = None) -> None:
         self.probs = np.asarray(probs, dtype=np.float64).reshape(-1, 3)
+        super().__init__(len(self.probs))
         self.logits = logits  # the model's own (n, 3) logits, or None: the log-odds of the class
         self.action = self.probs.argmax(axis=1)  # CLASS_ORDER index, the first of equal maxima
         self.confidence = self.probs[np.arange(len(self.probs)), self.action]
-        self._rows: list[Prediction | None] = [None] * len(self.probs)
 
-    def __len__(self) -> int:
-        return len(self.probs)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        row = self._rows[i]
-        if row is None:
-            logits = None if self.logits is None else self.logits[i].tolist()
-            row = self._rows[i] = Prediction.from_probs(self.probs[i].tolist(), logits)
-        return row
+    def _build(self, i: int) -> Prediction:
+        logits = None if self.logits is None else self.logits[i].tolist()
+        return Prediction.from_probs(self.probs[i].tolist(), logits)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)

@@ -359,14 +359,13 @@ class FeatureBank:
         n_sym, n = new.shape[:2]
         if n_sym == 0:
             return np.empty((0, rows, len(FEATURE_NAMES))), np.zeros((0, rows), dtype=bool)
-        fresh = self._seen[slots] == 0
+        seen = self._seen[slots]
+        fresh = seen == 0
         if fresh.any():
             self._scale[slots[fresh]] = talib_scale(new[fresh, 0, 3])
-        scale = self._scale[slots]
         ta = np.full((len(_TALIB), n_sym, rows), np.nan)
-        scaled = new[..., 1:4] * scale[:, None, None]  # high, low, close as TA-Lib sees them
+        scaled = new[..., 1:4] * self._scale[slots][:, None, None]  # high, low, close as TA-Lib sees them
         ta[-1] = scaled[:, -rows:, 2]
-        seen = self._seen[slots]
         handles = [self._handles[s] for s in slots.tolist()]
         if n == 1 and None not in handles:  # a closing time of running symbols: one C call each
             values = [h.step(*bar) for h, bar in zip(handles, scaled[:, 0].tolist(), strict=True)]

@@ -10,6 +10,7 @@ import pytest
 from ai_engine import model_calls
 from ai_engine.agents.base import PredictionBatch
 from ai_engine.engine import DecisionInputs
+from ai_engine.enums import ModelRole
 from ai_engine.ensemble_manager import EnsembleManager
 from ai_engine.features import compute_features
 from ai_engine.model_slots import load_slots
@@ -61,3 +62,11 @@ def test_result_column_equals_the_per_row_results(tmp_path, synthetic_models, sy
     x, y = vote.decide_many([column], len(rows)), vote.decide_many([per_row], len(rows))
     for name in ("action", "confidence", "consensus_count", "total_models", "actionable", "scores"):
         np.testing.assert_array_equal(getattr(x, name), getattr(y, name))
+    assert y.total_models.sum() == 37  # every good row voted
+
+    slot.role = ModelRole.SHADOW  # the same arrays from a shadow: recorded, never a vote
+    monkeypatch.setattr(model_calls, "COLUMN_ROWS", 1)
+    shadow = model_calls.run_slot(slot, inputs)
+    assert isinstance(shadow, model_calls.ResultColumn) and not shadow.vote_arrays()[0].any()
+    assert vote.decide_many([shadow], len(rows)).total_models.sum() == 0
+    assert sum(r.status.value == "ok" and r.shadow for r in shadow) == 37
