@@ -7,6 +7,7 @@ candles); the symbols of a closing time are validated and computed together.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from ai_engine.data.validate import OK_VERDICT, CandleValidator, iso_utc
+from ai_engine.data.validate import OK_VERDICT, CandleValidator, candle_arrays, iso_utc
 from ai_engine.engine import DecisionEngine, DecisionInputs
 from ai_engine.exceptions import TransientError
 from ai_engine.features.streaming import FeatureBank
@@ -79,10 +80,17 @@ class CandleProcessor:
         """Decide on candles that closed together (one per symbol). Rejected candles are logged
         with symbol and time and never reach a model."""
         arrived_at = time.perf_counter() if arrived_at is None else arrived_at
-        verdicts = self._verdicts(candles)
+        arrays = None
+        if len(candles) >= SCREEN_CANDLES and len({c.symbol for c in candles}) == len(candles):
+            with contextlib.suppress(TypeError, ValueError, OverflowError):  # check() names the bad field
+                arrays = candle_arrays(candles)
+            verdicts = self.validator.check_many(candles, arrays)
+        else:  # a few candles (numpy's per-call cost would dominate) or a backfilled run
+            verdicts = [self.validator.check(c) for c in candles]
         if all(v is OK_VERDICT for v in verdicts):  # the usual closing time: every candle passed as it is
             accepted = list(candles)
         else:
+            arrays = None
             accepted = []
             for c, verdict in zip(candles, verdicts, strict=True):
                 if not verdict.accept:
@@ -92,7 +100,7 @@ class CandleProcessor:
                 if verdict.reason:
                     log.warning("%s %s: %s", c.symbol, iso_utc(c.open_time), verdict.reason)
                 accepted.append(c)
-        taken, tabular, windows, decide = self._features_of(accepted)
+        taken, tabular, windows, decide = self._features_of(accepted, arrays)
         self.warmup += int(len(decide) - decide.sum())
         rows = np.flatnonzero(decide)
         records: list[DecisionRecord] = []
@@ -112,17 +120,12 @@ class CandleProcessor:
                 log.error("candles not recorded yet: %s", exc)
         return records
 
-    def _verdicts(self, candles: Sequence[Candle]) -> list:
-        """The validator's verdict on each candle: a closing time of many symbols in one pass, a
-        few candles (numpy's per-call cost would dominate) or a backfilled run one at a time."""
-        if len(candles) >= SCREEN_CANDLES and len({c.symbol for c in candles}) == len(candles):
-            return self.validator.check_many(candles)
-        return [self.validator.check(c) for c in candles]
-
-    def _features_of(self, candles: list[Candle]) -> tuple[list[Candle], np.ndarray, np.ndarray | None, np.ndarray]:
-        """The bank's rows for the accepted candles: (candles taken, tabular, windows or None,
-        which rows can be decided). A backfilled run (a symbol more than once) is fed in passes,
-        each symbol once per pass, each pass's windows cut before the next."""
+    def _features_of(self, candles: list[Candle], arrays: tuple[np.ndarray, np.ndarray] | None = None,
+                     ) -> tuple[list[Candle], np.ndarray, np.ndarray | None, np.ndarray]:
+        """The bank's rows for the accepted candles (``arrays``: theirs, when built for a closing
+        time): (candles taken, tabular, windows or None, which rows can be decided). A backfilled
+        run (a symbol more than once) is fed in passes, each symbol once per pass, each pass's
+        windows cut before the next."""
         seq, need = self.engine.state.seq_len, self.engine.state.decide_len
         passes: list[list[Candle]] = []
         seen: dict[str, int] = {}
@@ -133,7 +136,7 @@ class CandleProcessor:
             passes[k].append(c)
         parts = []
         for p in passes or [[]]:
-            step = self.features.update(p)
+            step = self.features.update(p, arrays if len(passes) == 1 else None)
             for _, err in step.refused:  # the validator should have caught it; never feed it to a model
                 self.quarantined["invalid"] += 1
                 log.warning("rejected candle: %s", err)

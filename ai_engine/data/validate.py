@@ -19,6 +19,7 @@ from ai_engine.exceptions import ConfigError
 from ai_engine.types import INTERVAL_MS, Candle
 
 __all__ = [
+    "candle_arrays",
     "Gap",
     "ValidationReport",
     "Verdict",
@@ -164,6 +165,18 @@ def _reject(kind: str, message: str) -> Verdict:
     return Verdict(False, f"{kind}: {message}", kind)
 
 
+def candle_arrays(candles: Sequence[Candle]) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 5) float64 OHLCV and (n,) int64 open times of candles, built once per closing time for
+    the validator and the features.
+
+    Raises:
+        TypeError, ValueError, OverflowError: a field that is not a number.
+    """
+    n = len(candles)
+    ohlcv = np.array([(c.open, c.high, c.low, c.close, c.volume) for c in candles], dtype=np.float64)
+    return ohlcv.reshape(n, 5), np.fromiter((c.open_time for c in candles), dtype=np.int64, count=n)
+
+
 class CandleValidator:
     """Streaming form of the CSV rules, with per-(symbol, interval) memory of the last accepted bar.
 
@@ -222,17 +235,20 @@ class CandleValidator:
                 return Verdict(True, str(gap), "gap")
         return _OK
 
-    def check_many(self, candles: Sequence[Candle]) -> list[Verdict]:
+    def check_many(self, candles: Sequence[Candle],
+                   arrays: tuple[np.ndarray, np.ndarray] | None = None) -> list[Verdict]:
         """``[check(c) for c in candles]`` for candles of distinct symbols (a closing time),
-        screened in one numpy pass: only a suspect candle goes through ``check`` itself."""
+        screened in one numpy pass: only a suspect candle goes through ``check`` itself.
+        ``arrays``: their :func:`candle_arrays`, when the caller has them."""
         keys = [(c.symbol, c.interval) for c in candles]
         if not self.interval or len(set(keys)) != len(keys) or any(k[1] != self.interval for k in keys):
             return [self.check(c) for c in candles]
-        try:
-            ohlcv = np.array([(c.open, c.high, c.low, c.close, c.volume) for c in candles], dtype=np.float64)
-            times = np.array([c.open_time for c in candles], dtype=np.int64)
-        except (TypeError, ValueError, OverflowError):
-            return [self.check(c) for c in candles]
+        if arrays is None:
+            try:
+                arrays = candle_arrays(candles)
+            except (TypeError, ValueError, OverflowError):
+                return [self.check(c) for c in candles]
+        ohlcv, times = arrays
         last = np.array([self._last.get(k, MIN_OPEN_TIME_MS - 1) for k in keys], dtype=np.int64)
         step = INTERVAL_MS[self.interval]
         fine = (values_pass(ohlcv.reshape(-1, 5)) & (times >= MIN_OPEN_TIME_MS) & (times < MAX_OPEN_TIME_MS)

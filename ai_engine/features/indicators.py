@@ -11,7 +11,8 @@ TRIX) depend on all history; their dependence on bars older than ``n`` shrinks l
 from __future__ import annotations
 
 import numpy as np
-import talib
+
+from ai_engine.features.recursive import OUTPUTS, SEED_BARS, advance, seed
 
 __all__ = [
     "CANDLE_FEATURES",
@@ -36,7 +37,8 @@ CANDLE_FEATURES: tuple[str, ...] = (
     "vol_chg_1",  # log1p(v) - log1p(v[-1])
 )
 
-# Technical indicators (TA-Lib where its result is per-window or recursive, numpy windows otherwise).
+# Technical indicators, as TA-Lib defines them (the recursive ones stepped in recursive.py, all
+# symbols at once; the windowed ones as numpy window reductions).
 INDICATOR_FEATURES: tuple[str, ...] = (
     "rsi_14",  # Wilder RSI, 0..100
     "macd_norm",  # MACD(12, 26) / close
@@ -98,23 +100,10 @@ _BLOCK = 2048
 _O, _H, _L, _C, _TP, _LV, _SV, _V, _UP, _DOWN, _BUY, _TR, _RET = range(13)
 
 # _rows computes features into a scratch stack, ordered so that neighbours are computed in one
-# call, then gathers FEATURE_NAMES and SEQUENCE_CHANNELS from it by name.
-_TALIB = (  # "close" is the close as TA-Lib saw it (scaled), to normalise MACD and ATR
-    "rsi_14",
-    "macd",
-    "macd_hist",
-    "atr",
-    "adx_14",
-    "plus_di",
-    "minus_di",
-    "willr_14",
-    "roc_10",
-    "aroonosc_14",
-    "trix_15",
-    "ema_12",
-    "ema_26",
-    "close",
-)
+# call, then gathers FEATURE_NAMES and SEQUENCE_CHANNELS from it by name. It is handed the
+# recursive indicators' outputs and the close they were computed on (scaled, to normalise MACD
+# and ATR); the windowed ones it computes itself.
+_RECURSIVE = (*OUTPUTS, "close")
 _RATIOS = (  # taken in one pass (%b, fast %K and MFI are finished in place), and their value
     # where the denominator is 0: a flat window is neutral, not undefined
     ("body_ratio", 0.0),
@@ -131,7 +120,10 @@ _RATIOS = (  # taken in one pass (%b, fast %K and MFI are finished in place), an
     ("ult_28", 0.5),
 )
 _SCRATCH = (
-    *_TALIB,
+    *_RECURSIVE,
+    "willr_14",
+    "roc_10",
+    "aroonosc_14",
     *(name for name, _ in _RATIOS),
     "open_ret",
     "high_ret",
@@ -162,7 +154,7 @@ _SCRATCH = (
 _R = {name: k for k, name in enumerate(_SCRATCH)}
 _TAKE_TABULAR = np.array([_R[name] for name in FEATURE_NAMES])
 _TAKE_SEQUENCE = np.array([_R["ret_1" if n == "close_ret" else n] for n in SEQUENCE_CHANNELS])
-_RATIO_ROWS = slice(len(_TALIB), len(_TALIB) + len(_RATIOS))
+_RATIO_ROWS = slice(_R[_RATIOS[0][0]], _R[_RATIOS[0][0]] + len(_RATIOS))
 _WHEN_ZERO = np.array([value for _, value in _RATIOS])[:, None, None]
 # Factors of the %b, CCI and volume-z denominators (close std, typical-price mean deviation,
 # log-volume std), and the ultimate oscillator's weights of its 14, 7 and 28-bar ratios.
@@ -217,19 +209,6 @@ def _ratio(num: np.ndarray, den: np.ndarray, when_zero: np.ndarray, out: np.ndar
         np.copyto(out, np.where(np.isnan(num), np.nan, when_zero), where=flat)
 
 
-def _unwrapped(name: str):
-    """TA-Lib's own function. With pandas or polars installed, ``talib`` wraps each one in Python
-    that checks every argument for a Series: at 400 symbols (4,800 calls per closing time) the
-    wrapper took as long as the indicators. Inside is the same C call on the same arrays."""
-    fn = getattr(talib, name)
-    return getattr(fn, "__wrapped__", fn)
-
-
-_RSI, _MACD, _ATR, _ADX, _PLUS_DI, _MINUS_DI, _WILLR, _ROC, _AROONOSC, _TRIX, _EMA = map(
-    _unwrapped, ("RSI", "MACD", "ATR", "ADX", "PLUS_DI", "MINUS_DI", "WILLR", "ROC", "AROONOSC", "TRIX", "EMA")
-)
-
-
 def talib_scale(first_close: np.ndarray) -> np.ndarray:
     """The power of two that brings a series' first close near 1, by which its prices are scaled
     before TA-Lib sees them: TA-Lib compares some intermediates with an absolute epsilon (1e-8),
@@ -237,39 +216,18 @@ def talib_scale(first_close: np.ndarray) -> np.ndarray:
     return np.ldexp(1.0, -np.frexp(first_close)[1])
 
 
-def _talib(h: np.ndarray, low: np.ndarray, c: np.ndarray, rows: int, tail: int) -> np.ndarray:
-    """TA-Lib outputs for the last ``rows`` bars of each symbol ((S, T) inputs): (len(_TALIB), S,
-    rows), in _TALIB order; the last, "close", is the close as scaled for TA-Lib.
-
-    The recursive indicators read the whole history; WILLR, ROC and AROONOSC are windowed and read
-    only the last ``tail`` bars. TA-Lib takes one series per call, hence the loop over symbols;
-    everything around the calls is done for all symbols at once.
-    """
-    out = np.empty((len(_TALIB), len(c), rows))
+def _recursive(h: np.ndarray, low: np.ndarray, c: np.ndarray, rows: int) -> np.ndarray:
+    """The recursive indicators of the last ``rows`` bars of each symbol ((S, T) inputs, every bar
+    stepped, all symbols at once): (len(_RECURSIVE), S, rows), NaN where a bar is inside the seed;
+    the last row is the close as scaled for them."""
+    n_sym, n = c.shape
+    out = np.full((len(_RECURSIVE), n_sym, rows), np.nan)
     scale = talib_scale(c[:, :1])
     h, low, c = h * scale, low * scale, c * scale
     out[-1] = c[:, -rows:]
-    for s, (hi, lo, cl) in enumerate(zip(h, low, c, strict=True)):
-        macd, _, hist = _MACD(cl, 12, 26, 9)
-        ht, lt, ct = hi[-tail:], lo[-tail:], cl[-tail:]
-        out[:-1, s] = [
-            x[-rows:]
-            for x in (
-                _RSI(cl, 14),
-                macd,
-                hist,
-                _ATR(hi, lo, cl, 14),
-                _ADX(hi, lo, cl, 14),
-                _PLUS_DI(hi, lo, cl, 14),
-                _MINUS_DI(hi, lo, cl, 14),
-                _WILLR(ht, lt, ct, 14),
-                _ROC(ct, 10),
-                _AROONOSC(ht, lt, 14),
-                _TRIX(cl, 15),
-                _EMA(cl, 12),
-                _EMA(cl, 26),
-            )
-        ]
+    if n > SEED_BARS:
+        keep = min(rows, n - SEED_BARS)
+        out[:-1, :, rows - keep :] = advance(seed(h, low, c), h[:, SEED_BARS:], low[:, SEED_BARS:], c[:, SEED_BARS:], keep)
     return out
 
 
@@ -295,13 +253,36 @@ def compute_arrays(
     rows = n - start
     tabular = np.empty((len(c), rows, len(FEATURE_NAMES)))
     sequence = np.empty((len(c), rows, len(SEQUENCE_CHANNELS)), dtype=np.float32)
-    ta = _talib(h, low, c, rows, rows + _CONTEXT)
+    ta = _recursive(h, low, c, rows)
     with np.errstate(divide="ignore", invalid="ignore"):
         for first in range(start, n, _BLOCK):
             end = min(first + _BLOCK, n)
             part = slice(first - start, end - start)
             _rows(bars, first, end, ta[..., part], tabular[:, part], sequence[:, part])
     return tabular.reshape(*shape[:-1], rows, -1), sequence.reshape(*shape[:-1], rows, -1)
+
+
+def _windowed(b: np.ndarray, high14: np.ndarray, range14: np.ndarray, rows: int, now: np.ndarray) -> None:
+    """Williams %R(14), ROC(10) and the Aroon oscillator(14) of the rows, as TA-Lib computes them
+    (bit-identical to its functions: max, min and these ratios round the same whatever the
+    order), 0 where TA-Lib gives 0 on a zero denominator."""
+    c = b[_C, :, -rows:]
+    willr, roc = now[_R["willr_14"]], now[_R["roc_10"]]
+    np.divide(high14 - c, range14, out=willr)
+    willr *= -100.0
+    np.copyto(willr, 0.0, where=range14 == 0)
+    past = b[_C, :, -rows - 10 : -10]
+    np.divide(c, past, out=roc)
+    roc -= 1.0
+    roc *= 100.0
+    np.copyto(roc, 0.0, where=past == 0)
+    # bars since the highest high and the lowest low of the last 15, the latest on a tie
+    highs, lows = _windows(b[_H], 15, rows)[..., ::-1], _windows(b[_L], 15, rows)[..., ::-1]
+    aroon = now[_R["aroonosc_14"]]
+    np.multiply(100.0 / 14, lows.argmin(axis=-1) - highs.argmax(axis=-1), out=aroon)
+    # NaN (bars before the history) only ever lead a series: a window holds one iff its first bar is
+    first = slice(b.shape[-1] - rows - 14, b.shape[-1] - 14)
+    np.copyto(aroon, np.nan, where=np.isnan(b[_H, :, first]) | np.isnan(b[_L, :, first]))
 
 
 def _rows(
@@ -357,7 +338,7 @@ def _rows(
 
     w = np.empty((len(_SCRATCH), symbols, ext))
     now = w[..., -rows:]  # the rows asked for
-    now[: len(_TALIB)] = ta
+    now[: len(_RECURSIVE)] = ta
     # Ratios: nd[k] is (numerator, denominator) of _RATIOS[k], body 0, wicks 1-2, %b / CCI /
     # volume z 3-5, OBV 6, fast %K 7, MFI / ultimate 14 8-9, ultimate 7 and 28 10-11.
     nd = np.empty((len(_RATIOS), 2, symbols, ext))
@@ -376,9 +357,10 @@ def _rows(
     nd[3:6, 1, :, r] = spread * _SPREAD_SCALE
     nd[3:6, 0, :, r] = b[_C : _LV + 1, :, -rows:] - mean20
     nd[6, :, :, r] = sum20[3:]
-    low14 = _extreme(np.minimum, b[_L], 14, ext)
+    low14, high14 = _extreme(np.minimum, b[_L], 14, ext), _extreme(np.maximum, b[_H], 14, ext)
     np.subtract(b[_C, :, -ext:], low14, out=nd[7, 0])
-    np.subtract(_extreme(np.maximum, b[_H], 14, ext), low14, out=nd[7, 1])
+    np.subtract(high14, low14, out=nd[7, 1])
+    _windowed(b, high14[:, -rows:], nd[7, 1, :, -rows:], rows, now)
     # 14-bar sums of up / down money flow and of buying pressure / true range
     nd[8:10, ..., r] = _sum(_windows(b[_UP : _TR + 1], 14, rows)).reshape(2, 2, symbols, rows)
     nd[8, 1, :, r] += nd[8, 0, :, r]

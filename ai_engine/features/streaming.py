@@ -3,11 +3,10 @@
 A :class:`FeatureBank` holds the streaming state of every symbol of one interval in arrays, so the
 symbols that close a bar together are computed in one pass:
 
-* the TA-Lib indicators advance through TA-Lib's own stream handles (one per symbol and
-  indicator, opened on the symbol's first ``WARMUP_BARS + 1`` bars). Each value a handle gives is
-  bit-identical to the function API over the same bars, which is what batch calls, so a recursive
-  indicator (EMA, Wilder RSI/ATR/ADX, TRIX) carries its whole history in a few numbers instead of
-  being recomputed over a trailing buffer;
+* the recursive indicators (EMA, Wilder RSI/ATR/ADX, TRIX, MACD) carry their whole history in a
+  few numbers per symbol, one row per quantity with a column per slot (``recursive.py``), and
+  advance every symbol of a closing time in one pass of numpy operations, the same ``step`` that
+  batch runs over its bars;
 * every other feature reads at most the last ``_CONTEXT + 1`` bars, which the bank keeps for all
   symbols in one array and hands to the same ``_rows`` that batch runs, for all symbols at once;
 * the sequence rows of the last ``seq_len_max`` bars sit in a mirrored ring (each row written
@@ -25,13 +24,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from talib import stream
 
-from ai_engine.data.validate import check_values, iso_utc, values_pass
+from ai_engine.data.validate import candle_arrays, check_values, iso_utc, values_pass
 from ai_engine.exceptions import ConfigError, DataError
 from ai_engine.features.indicators import (
     _CONTEXT,
-    _TALIB,
+    _RECURSIVE,
     FEATURE_NAMES,
     SEQUENCE_CHANNELS,
     SLOWEST_DECAY,
@@ -39,6 +37,7 @@ from ai_engine.features.indicators import (
     _rows,
     talib_scale,
 )
+from ai_engine.features.recursive import FIELDS, OUTPUTS, SEED_BARS, advance, seed
 from ai_engine.types import Candle
 
 __all__ = [
@@ -54,56 +53,10 @@ __all__ = [
 PRIME_BARS: int = 1000
 assert SLOWEST_DECAY ** (PRIME_BARS - WARMUP_BARS) < 1e-30
 
-_OPEN_BARS = WARMUP_BARS + 1  # bars a symbol's handles are opened on (every lookback is shorter)
 _KEEP = _CONTEXT + 1  # bars of each symbol kept for the windowed features
-_ROWS_PER_PASS = 1 << 16
-_NEVER = np.iinfo(np.int64).min  # the last open time of a symbol with no bar yet  # symbol-rows per _rows call when priming (bounds its temporaries)
-
-# The TA-Lib stream handles a symbol holds: (function, inputs, parameters). MACD gives three
-# outputs (macd, signal, histogram) of which the signal is unused.
-_OPENERS = (
-    (stream.RSI, "c", {"timeperiod": 14}),
-    (stream.MACD, "c", {"fastperiod": 12, "slowperiod": 26, "signalperiod": 9}),
-    (stream.ATR, "hlc", {"timeperiod": 14}),
-    (stream.ADX, "hlc", {"timeperiod": 14}),
-    (stream.PLUS_DI, "hlc", {"timeperiod": 14}),
-    (stream.MINUS_DI, "hlc", {"timeperiod": 14}),
-    (stream.WILLR, "hlc", {"timeperiod": 14}),
-    (stream.ROC, "c", {"timeperiod": 10}),
-    (stream.AROONOSC, "hl", {"timeperiod": 14}),
-    (stream.TRIX, "c", {"timeperiod": 15}),
-    (stream.EMA, "c", {"timeperiod": 12}),
-    (stream.EMA, "c", {"timeperiod": 26}),
-)
-assert len(_TALIB) == len(_OPENERS) + 2  # + MACD's histogram and the scaled close
-
-
-class _Handles:
-    """One symbol's TA-Lib stream handles (their bound ``update`` methods)."""
-
-    __slots__ = ("u",)
-
-    def __init__(self, updates: tuple) -> None:
-        self.u = updates
-
-    @classmethod
-    def open(cls, h: np.ndarray, low: np.ndarray, c: np.ndarray) -> tuple[_Handles, np.ndarray]:
-        """Handles opened on the (scaled) bars, and their outputs for every bar: (13, n) in
-        _TALIB order, as the function API gives them."""
-        inputs = {"c": (c,), "hl": (h, low), "hlc": (h, low, c)}
-        updates, outputs = [], []
-        for fn, kind, params in _OPENERS:
-            handle, out = fn.open_and_fill(*inputs[kind], **params)
-            updates.append(handle.update)
-            outputs.extend((out[0], out[2]) if isinstance(out, tuple) else (out,))
-        return cls(tuple(updates)), np.array(outputs)
-
-    def step(self, h: float, low: float, c: float) -> tuple[float, ...]:
-        """The 13 TA-Lib outputs of the next bar, in _TALIB order (without the close)."""
-        rsi, macd, atr, adx, pdi, mdi, willr, roc, aroon, trix, ema12, ema26 = self.u
-        m, _, hist = macd(c)
-        return (rsi(c), m, hist, atr(h, low, c), adx(h, low, c), pdi(h, low, c), mdi(h, low, c),
-                willr(h, low, c), roc(c), aroon(h, low), trix(c), ema12(c), ema26(c))
+assert _KEEP >= SEED_BARS  # a symbol's recursive state is seeded on bars still kept
+_ROWS_PER_PASS = 1 << 16  # symbol-rows per _rows call when priming (bounds its temporaries)
+_NEVER = np.iinfo(np.int64).min  # the last open time of a symbol with no bar yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +130,6 @@ class FeatureBank:
         self.seq_len_max = seq_len_max
         self._slot: dict[str, int] = {}
         self._free: list[int] = []
-        self._handles: list[_Handles | None] = []
         self._cap = 0
         self._grow(8)
 
@@ -197,7 +149,8 @@ class FeatureBank:
         self._seen = grown("_seen", (cap,), 0, np.int64)
         self._last = grown("_last", (cap,), _NEVER, np.int64)
         self._scale = grown("_scale", (cap,), np.nan, np.float64)
-        self._handles.extend([None] * (cap - old))
+        self._state = grown("_state", (len(FIELDS), cap), np.nan, np.float64, axis=1)  # recursive.FIELDS
+        self._seeded = grown("_seeded", (cap,), False, bool)
         self._free.extend(range(cap - 1, old - 1, -1))
 
     def slot(self, symbol: str) -> int:
@@ -227,7 +180,7 @@ class FeatureBank:
         self._bars[:, s] = np.nan
         self._seq[s] = np.nan
         self._seen[s], self._last[s], self._scale[s] = 0, _NEVER, np.nan
-        self._handles[s] = None
+        self._state[:, s], self._seeded[s] = np.nan, False
         self._free.append(s)
 
     # -- reading -------------------------------------------------------------------------------
@@ -256,8 +209,9 @@ class FeatureBank:
         return self.windows(np.array([s]), n)[0] if n else np.empty((0, len(SEQUENCE_CHANNELS)), np.float32)
 
     # -- feeding -------------------------------------------------------------------------------
-    def update(self, candles: Sequence[Candle]) -> FeatureStep:
+    def update(self, candles: Sequence[Candle], arrays: tuple[np.ndarray, np.ndarray] | None = None) -> FeatureStep:
         """The next closed candle of each of several symbols (each at most once): their rows.
+        ``arrays``: the candles' :func:`candle_arrays`, when the caller has them.
 
         Refused candles (another interval, not after the symbol's last bar, invalid values) are
         reported in ``refused`` and leave their symbol unchanged; the others are taken.
@@ -265,7 +219,7 @@ class FeatureBank:
         Raises:
             ValueError: a symbol appears twice (feed a backfilled run with :meth:`extend`).
         """
-        slots, ohlcv, times = self._slots_and_arrays(candles)
+        slots, ohlcv, times = self._slots_and_arrays(candles, arrays)
         once = np.zeros(self._cap, dtype=bool)
         once[slots] = True
         if np.count_nonzero(once) != len(slots):
@@ -313,13 +267,18 @@ class FeatureBank:
                 self._advance(slots[index[:, 0]], ohlcv[index], times[index[:, -1]], rows=rows)
         return [c for c, k in zip(candles, ok, strict=True) if k], [e for _, e in refused]
 
-    def _slots_and_arrays(self, candles: Sequence[Candle]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _slots_and_arrays(
+        self, candles: Sequence[Candle], arrays: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each candle's slot (given one if new), (n, 5) float64 OHLCV and (n,) int64 open time."""
         n = len(candles)
-        slots = np.fromiter((self.slot(c.symbol) for c in candles), dtype=np.int64, count=n)
-        ohlcv = np.array([(c.open, c.high, c.low, c.close, c.volume) for c in candles], dtype=np.float64)
-        times = np.fromiter((c.open_time for c in candles), dtype=np.int64, count=n)
-        return slots, ohlcv.reshape(n, 5), times
+        symbols = [c.symbol for c in candles]
+        try:  # every symbol held: one C-level pass over the dict
+            slots = np.fromiter(map(self._slot.__getitem__, symbols), dtype=np.int64, count=n)
+        except KeyError:
+            slots = np.fromiter(map(self.slot, symbols), dtype=np.int64, count=n)
+        ohlcv, times = candle_arrays(candles) if arrays is None else arrays
+        return slots, ohlcv, times
 
     def _fine(self, candles: Sequence[Candle], ohlcv: np.ndarray) -> np.ndarray:
         """(n,) bool: the interval is this bank's and the values pass ``check_values``'s rules."""
@@ -363,16 +322,10 @@ class FeatureBank:
         fresh = seen == 0
         if fresh.any():
             self._scale[slots[fresh]] = talib_scale(new[fresh, 0, 3])
-        ta = np.full((len(_TALIB), n_sym, rows), np.nan)
-        scaled = new[..., 1:4] * self._scale[slots][:, None, None]  # high, low, close as TA-Lib sees them
+        ta = np.empty((len(_RECURSIVE), n_sym, rows))
+        scaled = new[..., 1:4] * self._scale[slots][:, None, None]  # high, low, close as the indicators see them
         ta[-1] = scaled[:, -rows:, 2]
-        handles = [self._handles[s] for s in slots.tolist()]
-        if n == 1 and None not in handles:  # a closing time of running symbols: one C call each
-            values = [h.step(*bar) for h, bar in zip(handles, scaled[:, 0].tolist(), strict=True)]
-            ta[:-1, :, 0] = np.array(values).T
-        else:
-            for k in range(n_sym):
-                self._talib(int(slots[k]), int(seen[k]), scaled[k], ta[:-1, k])
+        ta[:-1] = self._recursive(slots, seen, scaled.transpose(2, 0, 1), rows)
         # the windowed features: the kept bars before the new ones, then the new ones
         bars = np.concatenate([self._bars[:, slots, 1:], new.transpose(2, 0, 1)], axis=2)  # (5, S, _CONTEXT + n)
         end = bars.shape[2]
@@ -392,23 +345,35 @@ class FeatureBank:
         self._last[slots] = times
         return tab, ready
 
-    def _talib(self, s: int, seen: int, scaled: np.ndarray, out: np.ndarray) -> None:
-        """Advance slot ``s`` (``seen`` bars before these) by the scaled (n, 3) high/low/close and
-        write the TA-Lib outputs of the last ``out.shape[1]`` bars into ``out`` (13, rows)."""
-        n, rows = len(scaled), out.shape[1]
-        handles = self._handles[s]
-        if handles is None:  # fewer than _OPEN_BARS bars seen before, all of them still kept
-            if seen + n < _OPEN_BARS:
-                return
-            kept = (self._bars[1:4, s, _KEEP - seen :] * self._scale[s]).T
-            self._handles[s], filled = _Handles.open(*np.ascontiguousarray(np.concatenate([kept, scaled]).T))
-            out[:] = filled[:, -rows:]
-            return
-        step, first_out = handles.step, n - rows
-        for i, (h, lo, c) in enumerate(scaled.tolist()):
-            values = step(h, lo, c)
-            if i >= first_out:
-                out[:, i - first_out] = values
+    def _recursive(self, slots: np.ndarray, seen: np.ndarray, scaled: np.ndarray, rows: int) -> np.ndarray:
+        """Advance the recursive state of ``slots`` (``seen`` bars before these) by their scaled
+        (3, S, n) high/low/close; their outputs for the last ``rows`` bars: (len(OUTPUTS), S, rows),
+        NaN inside the seed. Seeded symbols step together (a closing time: one pass); a symbol
+        not yet seeded is seeded on its first SEED_BARS bars (all still kept) with the others that
+        have seen as many, then steps on."""
+        n = scaled.shape[2]
+        out = np.full((len(OUTPUTS), len(slots), rows), np.nan)
+        seeded = self._seeded[slots]
+        groups = [np.flatnonzero(seeded)] + [np.flatnonzero(~seeded & (seen == k)) for k in np.unique(seen[~seeded])]
+        for idx in groups:
+            if not len(idx):
+                continue
+            s, (h, low, c) = slots[idx], scaled[:, idx]
+            if self._seeded[s[0]]:
+                state = self._state[:, s]
+            else:
+                k = int(seen[idx[0]])
+                if k + n < SEED_BARS:
+                    continue
+                kept = self._bars[1:4, s, _KEEP - k :] * self._scale[s][:, None]
+                h, low, c = (np.concatenate([old, x], axis=1) for old, x in zip(kept, (h, low, c), strict=True))
+                state = seed(h, low, c)
+                h, low, c = h[:, SEED_BARS:], low[:, SEED_BARS:], c[:, SEED_BARS:]
+            keep = min(rows, c.shape[1])
+            if c.shape[1]:
+                out[:, idx, rows - keep :] = advance(state, h, low, c, keep)
+            self._state[:, s], self._seeded[s] = state, True
+        return out
 
 
 class StreamingFeatures:

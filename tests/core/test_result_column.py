@@ -10,8 +10,8 @@ import pytest
 from ai_engine import model_calls
 from ai_engine.agents.base import PredictionBatch
 from ai_engine.engine import DecisionInputs
-from ai_engine.enums import ModelRole
 from ai_engine.ensemble_manager import EnsembleManager
+from ai_engine.enums import ModelRole
 from ai_engine.features import compute_features
 from ai_engine.model_slots import load_slots
 from tests.core.conftest import make_settings

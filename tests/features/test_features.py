@@ -185,26 +185,3 @@ def test_many_symbols_at_once_equal_one_at_a_time():
 def test_start_must_name_a_row(market):
     with pytest.raises(ValueError, match=r"start must be in \[0, 1500\), got 1500"):
         compute_arrays(*ohlcv(market), start=1500)
-
-
-def test_talib_is_called_without_its_series_wrapper(candles_dir):
-    """The indicators call TA-Lib's own functions (no pandas/polars check per call): the same
-    outputs, bit for bit, as the wrapped ones, on real prices."""
-    import talib
-
-    from ai_engine.features import indicators
-
-    c = load_csv(candles_dir / "DOGEUSDT-1h.csv").slice(0, 1200)
-    h, low, cl = c.high * 16.0, c.low * 16.0, c.close * 16.0
-    for raw, name, args in [
-        (indicators._RSI, "RSI", (cl, 14)), (indicators._MACD, "MACD", (cl, 12, 26, 9)),
-        (indicators._ATR, "ATR", (h, low, cl, 14)), (indicators._ADX, "ADX", (h, low, cl, 14)),
-        (indicators._PLUS_DI, "PLUS_DI", (h, low, cl, 14)), (indicators._MINUS_DI, "MINUS_DI", (h, low, cl, 14)),
-        (indicators._WILLR, "WILLR", (h, low, cl, 14)), (indicators._ROC, "ROC", (cl, 10)),
-        (indicators._AROONOSC, "AROONOSC", (h, low, 14)), (indicators._TRIX, "TRIX", (cl, 15)),
-        (indicators._EMA, "EMA", (cl, 26)),
-    ]:
-        got, want = raw(*args), getattr(talib, name)(*args)
-        for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,),
-                        strict=True):
-            np.testing.assert_array_equal(g, w)
