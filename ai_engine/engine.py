@@ -34,6 +34,7 @@ from ai_engine.cpu_affinity import ALL_CPUS, set_cpus, unpin_current_thread
 from ai_engine.ensemble_manager import EnsembleManager
 from ai_engine.enums import ModelRole, ModelStatus
 from ai_engine.exceptions import TransientError
+from ai_engine.features.streaming import DeferredArray
 from ai_engine.governor import Governor
 from ai_engine.model_calls import (
     SHADOW_QUEUE,
@@ -67,7 +68,9 @@ class DecisionInputs:
 
     Attributes:
         candles: the n candles being decided (one per row).
-        tabular: (n, F) features in ``FEATURE_NAMES`` order.
+        tabular: (n, F) features in ``FEATURE_NAMES`` order; in serving a
+            ``features.DeferredArray`` of them, computed by the first model that reads it (the
+            tabular voters' lane) while the sequence voters already run.
         windows: (n, L, C) float32 sequence windows in ``SEQUENCE_CHANNELS`` order, L ≥ every
             sequence model's ``seq_len_``; ``None`` when no sequence model is loaded.
         arrived_at: ``time.perf_counter()`` when the candles arrived; None in replay, where the
@@ -75,7 +78,7 @@ class DecisionInputs:
     """
 
     candles: Sequence[Candle]
-    tabular: np.ndarray
+    tabular: np.ndarray | DeferredArray
     windows: np.ndarray | None
     arrived_at: float | None = None
 

@@ -18,7 +18,7 @@ import numpy as np
 from ai_engine.data.validate import OK_VERDICT, CandleValidator, candle_arrays, iso_utc
 from ai_engine.engine import DecisionEngine, DecisionInputs
 from ai_engine.exceptions import TransientError
-from ai_engine.features.streaming import FeatureBank
+from ai_engine.features.streaming import DeferredArray, FeatureBank
 from ai_engine.types import Candle, DecisionRecord
 
 __all__ = ["CandleProcessor"]
@@ -107,7 +107,7 @@ class CandleProcessor:
         if len(rows):
             inputs = DecisionInputs(
                 candles=[taken[i] for i in rows.tolist()],
-                tabular=tabular[rows],
+                tabular=tabular.take(rows) if isinstance(tabular, DeferredArray) else tabular[rows],
                 windows=windows[rows] if windows is not None else None,
                 arrived_at=arrived_at,
             )
@@ -136,7 +136,8 @@ class CandleProcessor:
             passes[k].append(c)
         parts = []
         for p in passes or [[]]:
-            step = self.features.update(p, arrays if len(passes) == 1 else None)
+            one = len(passes) == 1  # a closing time: its tabular rows computed in the tabular voters' lane
+            step = self.features.update(p, arrays if one else None, defer_tabular=one)
             for _, err in step.refused:  # the validator should have caught it; never feed it to a model
                 self.quarantined["invalid"] += 1
                 log.warning("rejected candle: %s", err)

@@ -12,7 +12,8 @@ the run; the load average is printed beside them. Asserts nothing. With --pace-m
 live (each closing time's two engines run inside one interval; an interval that their work overran is counted and
 the next one starts at once), instead of back to back.
 
-    python bench/bench_latency.py [--batches 300 | --batches 4000,1500] [--symbols 1,30] [--json out.json]
+    python bench/bench_latency.py [--batches 300 | --batches 4000,1500] [--symbols 1,30] [--pace-ms 1600] [--busy 1]
+                                  [--json out.json]
                                   [--decision-cpu auto|off|N] [--pace-ms 0]
 """
 
@@ -22,6 +23,7 @@ import argparse
 import json
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -219,12 +221,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
     ap.add_argument("--decision-cpu", default="auto", help="AI_ENGINE_DECISION_CPU of both engines (off: not pinned)")
     ap.add_argument("--pace-ms", type=float, default=0.0, help="closing times this far apart, as live (0: back to back)")
+    ap.add_argument("--busy", type=int, default=0, help="busy-loop processes running beside the whole run (issue 20: "
+                                                        "the figures with another CPU-bound process)")
     args = ap.parse_args(argv)
     logging.disable(logging.WARNING)
     models, _ = ensure_models(args.models)
     results = []
-    for n, b in symbol_batches(ap, args.symbols, args.batches):
-        r = run_symbols(models, n, b, args.decision_cpu, args.pace_ms)
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        pairs = [(n, b, run_symbols(models, n, b, args.decision_cpu, args.pace_ms))
+                 for n, b in symbol_batches(ap, args.symbols, args.batches)]
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    for n, _b, r in pairs:
+        r["busy"] = args.busy
         results.append(r)
         print(f"{n:>3} symbol(s): decision latency p50/p99 shadow on {r['latency_on_p50_ms']:.3f}/"
               f"{r['latency_on_p99_ms']:.3f} ms, off {r['latency_off_p50_ms']:.3f}/{r['latency_off_p99_ms']:.3f} ms "
@@ -238,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"     shadow entries late: {r['shadow_late_rows']} of {r['rows']} rows"
               + (f" (closing time{'s' if len(at) > 1 else ''} {', '.join(map(str, at[:10]))}"
                  f"{' ...' if len(at) > 10 else ''}, counted from 0)" if at else "")
-              + (f"; paced {args.pace_ms:g} ms, {r['paced_intervals_overrun']} interval(s) overrun" if args.pace_ms else ""))
+              + (f"; paced {args.pace_ms:g} ms, {r['paced_intervals_overrun']} interval(s) overrun" if args.pace_ms else "")
+              + (f"; beside {args.busy} busy-loop process(es)" if args.busy else ""))
         print(f"     same forwards in a tight loop (warm caches, ms) "
               f"{', '.join(f'{m} {v:.3f}' for m, v in r['forward_warm_ms'].items())}")
     if args.json:

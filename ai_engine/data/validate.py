@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 
 import numpy as np
 
@@ -249,11 +250,14 @@ class CandleValidator:
             except (TypeError, ValueError, OverflowError):
                 return [self.check(c) for c in candles]
         ohlcv, times = arrays
-        last = np.array([self._last.get(k, MIN_OPEN_TIME_MS - 1) for k in keys], dtype=np.int64)
+        last = np.fromiter(map(self._last.get, keys, repeat(MIN_OPEN_TIME_MS - 1)), dtype=np.int64, count=len(keys))
         step = INTERVAL_MS[self.interval]
         fine = (values_pass(ohlcv.reshape(-1, 5)) & (times >= MIN_OPEN_TIME_MS) & (times < MAX_OPEN_TIME_MS)
                 & (times % step == 0) & (times > last))
         missing = np.where(last >= MIN_OPEN_TIME_MS, (times - last) // step - 1, 0)
+        if fine.all() and not missing.any():  # the usual closing time: every candle as expected
+            self._last.update(zip(keys, times.tolist(), strict=True))
+            return [_OK] * len(keys)
         out: list[Verdict] = []
         rows = zip(candles, keys, fine.tolist(), times.tolist(), last.tolist(), missing.tolist(), strict=True)
         for c, k, ok, t, before, gap in rows:

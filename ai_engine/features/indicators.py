@@ -10,6 +10,8 @@ TRIX) depend on all history; their dependence on bars older than ``n`` shrinks l
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ai_engine.features.recursive import OUTPUTS, SEED_BARS, advance, seed
@@ -150,6 +152,7 @@ _SCRATCH = (
     "sma_ratio_50",
     "rvol_24",
     "rsi_14_centered",
+    "sma_20",  # the close's 20-bar mean (%b and the band width)
 )
 _R = {name: k for k, name in enumerate(_SCRATCH)}
 _TAKE_TABULAR = np.array([_R[name] for name in FEATURE_NAMES])
@@ -285,6 +288,18 @@ def _windowed(b: np.ndarray, high14: np.ndarray, range14: np.ndarray, rows: int,
     np.copyto(aroon, np.nan, where=np.isnan(b[_H, :, first]) | np.isnan(b[_L, :, first]))
 
 
+@dataclass(slots=True)
+class _Scratch:
+    """What the sequence phase of :func:`_rows` leaves for its tabular phase."""
+
+    b: np.ndarray  # (13, S, m) bars and derived series
+    logs: np.ndarray  # (4, S, m) log open/high/low/close over the columns they are read
+    w: np.ndarray  # (len(_SCRATCH), S, ext) scratch rows
+    nd: np.ndarray  # (len(_RATIOS), 2, S, ext) ratio numerators and denominators
+    rows: int
+    pad: int
+
+
 def _rows(
     bars: list[np.ndarray],
     first: int,
@@ -294,8 +309,14 @@ def _rows(
     sequence: np.ndarray,
 ) -> None:
     """Fill rows ``first..end-1`` of ``tabular`` and ``sequence`` ((S, rows, columns)), given the
-    TA-Lib outputs ``ta`` of those rows and all ``bars`` (open, high, low, close, volume: (S, T)),
-    of which it reads bars ``first - _CONTEXT`` to ``end - 1``.
+    recursive indicators' outputs ``ta`` of those rows and all ``bars`` (open, high, low, close,
+    volume: (S, T)), of which it reads bars ``first - _CONTEXT`` to ``end - 1``."""
+    _tabular_rows(_sequence_rows(bars, first, end, ta, sequence), tabular)
+
+
+def _sequence_rows(bars: list[np.ndarray], first: int, end: int, ta: np.ndarray, sequence: np.ndarray) -> _Scratch:
+    """The sequence channels of the rows (``_rows``'s first phase): serving hands them to the
+    sequence models before the tabular phase runs, which continues from the returned scratch.
 
     Per-call overhead, not arithmetic, is the cost of a streaming row, hence window reductions and
     ratios taken together, and results written in place.
@@ -309,17 +330,52 @@ def _rows(
     b[..., : pad + 1] = np.nan
     for k, x in zip((_O, _H, _L, _C, _V), bars, strict=True):
         b[k, :, pad:] = x[:, end + pad - m : end]
-    c, v, tp = b[_C], b[_V], b[_TP]
+    c, v = b[_C], b[_V]
     # Each derived series over the last columns its windows read, no more (a streaming row's
-    # cost is these passes): log close for ret_24 and the 24-bar volatility, 28-bar sums of buying
-    # pressure and true range, 20-bar windows of typical price, log volume and OBV.
+    # cost is these passes): log close for ret_24 and the 24-bar volatility, log volume for its
+    # 20-bar window.
     logs = np.empty((4, symbols, m))
     np.log(b[_O : _C + 1, :, -rows:], out=logs[..., -rows:])
     np.log(b[_C, :, -rows - 24 : -rows], out=logs[_C, :, -rows - 24 : -rows])
+    t20 = slice(m - rows - 19, m)
+    np.log1p(v[:, t20], out=b[_LV, :, t20])
+    w = np.empty((len(_SCRATCH), symbols, ext))
+    now = w[..., -rows:]  # the rows asked for
+    now[: len(_RECURSIVE)] = ta
+    nd = np.empty((len(_RATIOS), 2, symbols, ext))
+    r = slice(ext - rows, ext)
+    # %b: the close's place in its 20-bar mean +- 2 std
+    win = _windows(c, 20, rows)
+    mean = _sum(win) / 20
+    dev = win - mean[..., None]
+    np.multiply(dev, dev, out=dev)
+    std = _sum(dev)
+    std /= 20
+    np.sqrt(std, out=std)
+    np.multiply(std, _SPREAD_SCALE[0], out=nd[3, 1, :, r])
+    np.subtract(c[:, -rows:], mean, out=nd[3, 0, :, r])
+    pctb = _R["bb_pctb_20"]
+    _ratio(nd[3, 0, :, r], nd[3, 1, :, r], _WHEN_ZERO[3], w[pctb, :, r])
+    w[pctb, :, r] += 0.5
+    np.subtract(logs[..., -rows:], logs[_C, :, -rows - 1 : -1], out=now[_span("open_ret", "ret_1")])
+    np.subtract(b[_LV, :, -rows:], b[_LV, :, -rows - 1 : -1], out=now[_R["vol_chg_1"]])
+    np.divide(now[_R["atr"]], now[_R["close"]], out=now[_R["atr_14_norm"]])
+    np.divide(now[_R["rsi_14"]] - 50.0, 50.0, out=now[_R["rsi_14_centered"]])
+    w[_R["sma_20"], :, r] = mean
+    sequence[...] = now[_TAKE_SEQUENCE].transpose(1, 2, 0)
+    return _Scratch(b, logs, w, nd, rows, pad)
+
+
+def _tabular_rows(x: _Scratch, tabular: np.ndarray) -> None:
+    """The tabular features of the rows (``_rows``'s second phase), from its first phase's scratch."""
+    b, logs, w, nd, rows, pad = x.b, x.logs, x.w, x.nd, x.rows, x.pad
+    symbols, m, ext = b.shape[1], b.shape[2], w.shape[2]
+    c, v, tp = b[_C], b[_V], b[_TP]
+    now = w[..., -rows:]
+    r = slice(ext - rows, ext)
     logc = logs[_C]
     np.subtract(logc[:, -rows - 23 :], logc[:, -rows - 24 : -1], out=b[_RET, :, -rows - 23 :])
     t20 = slice(m - rows - 19, m)
-    np.log1p(v[:, t20], out=b[_LV, :, t20])
     np.add(b[_H, :, t20], b[_L, :, t20], out=tp[:, t20])
     tp[:, t20] += c[:, t20]
     tp[:, t20] /= 3.0
@@ -336,27 +392,22 @@ def _rows(
     if pad:  # the first bar has no direction
         b[_UP : _TR + 1, :, : pad + 1] = np.nan
 
-    w = np.empty((len(_SCRATCH), symbols, ext))
-    now = w[..., -rows:]  # the rows asked for
-    now[: len(_RECURSIVE)] = ta
-    # Ratios: nd[k] is (numerator, denominator) of _RATIOS[k], body 0, wicks 1-2, %b / CCI /
-    # volume z 3-5, OBV 6, fast %K 7, MFI / ultimate 14 8-9, ultimate 7 and 28 10-11.
-    nd = np.empty((len(_RATIOS), 2, symbols, ext))
-    # Only fast %K is needed before the rows asked for (it is smoothed twice over 3 bars); the
-    # other ratios are taken on the rows alone.
-    r = slice(ext - rows, ext)
-    win20 = _windows(b[_C : _V + 1], 20, rows)  # close, typical price, log volume, OBV, volume
+    # Ratios: nd[k] is (numerator, denominator) of _RATIOS[k], body 0, wicks 1-2, %b 3 (the
+    # first phase's), CCI / volume z 4-5, OBV 6, fast %K 7, MFI / ultimate 14 8-9, ultimate 7 and
+    # 28 10-11. Only fast %K is needed before the rows asked for (it is smoothed twice over 3
+    # bars); the other ratios are taken on the rows alone.
+    win20 = _windows(b[_TP : _V + 1], 20, rows)  # typical price, log volume, OBV, volume
     sum20 = _sum(win20)
-    mean20 = sum20[:3] / 20
-    dev20 = win20[:3] - mean20[..., None]
-    np.abs(dev20[1], out=dev20[1])  # mean absolute deviation of typical price, std of the others
-    np.multiply(dev20[::2], dev20[::2], out=dev20[::2])
+    mean20 = sum20[:2] / 20
+    dev20 = win20[:2] - mean20[..., None]
+    np.abs(dev20[0], out=dev20[0])  # mean absolute deviation of typical price, std of log volume
+    np.multiply(dev20[1], dev20[1], out=dev20[1])
     spread = _sum(dev20)
     spread /= 20
-    np.sqrt(spread[::2], out=spread[::2])
-    nd[3:6, 1, :, r] = spread * _SPREAD_SCALE
-    nd[3:6, 0, :, r] = b[_C : _LV + 1, :, -rows:] - mean20
-    nd[6, :, :, r] = sum20[3:]
+    np.sqrt(spread[1], out=spread[1])
+    nd[4:6, 1, :, r] = spread * _SPREAD_SCALE[1:]
+    nd[4:6, 0, :, r] = b[_TP : _LV + 1, :, -rows:] - mean20
+    nd[6, :, :, r] = sum20[2:]
     low14, high14 = _extreme(np.minimum, b[_L], 14, ext), _extreme(np.maximum, b[_H], 14, ext)
     np.subtract(b[_C, :, -ext:], low14, out=nd[7, 0])
     np.subtract(high14, low14, out=nd[7, 1])
@@ -372,10 +423,11 @@ def _rows(
     np.subtract(np.minimum(o, c), low, out=nd[2, 0])
     np.subtract(h, low, out=nd[0, 1])
     nd[1:3, 1] = nd[0, 1]
-    _ratio(nd[..., r][:, 0], nd[..., r][:, 1], _WHEN_ZERO, w[_RATIO_ROWS, :, r])
+    first = _RATIO_ROWS.start
+    for k in (slice(0, 3), slice(4, len(_RATIOS))):  # all but %b
+        _ratio(nd[k, 0, :, r], nd[k, 1, :, r], _WHEN_ZERO[k], w[first + k.start : first + k.stop, :, r])
     fast_k = _R["fast_k"]
     _ratio(nd[7, 0], nd[7, 1], _WHEN_ZERO[7], w[fast_k])
-    w[_R["bb_pctb_20"], :, r] += 0.5
     w[fast_k] *= 100.0
     w[_R["mfi_14"], :, r] *= 100.0
     np.divide(_sum(_windows(w[_R["fast_k"]], 3, rows + 2)), 3, out=w[_R["stoch_k"], :, 2:])
@@ -384,20 +436,16 @@ def _rows(
     np.multiply(100.0 / 7.0, ult, out=now[_R["ultosc"]])
 
     c, logc = c[:, -rows:], logc[:, -rows:]
-    np.subtract(logs[..., -rows:], logs[_C, :, -rows - 1 : -1], out=now[_span("open_ret", "ret_1")])
     np.subtract(logc, logs[_C, :, -rows - 4 : -4], out=now[_R["ret_4"]])
     np.subtract(logc, logs[_C, :, -rows - 24 : -24], out=now[_R["ret_24"]])
-    np.subtract(b[_LV, :, -rows:], b[_LV, :, -rows - 1 : -1], out=now[_R["vol_chg_1"]])
     np.divide(h[:, -rows:], low[:, -rows:], out=now[_R["hl_range"]])
     now[_R["high_24"]] = _extreme(np.maximum, b[_H], 24, rows)
     now[_R["low_24"]] = _extreme(np.minimum, b[_L], 24, rows)
     extremes = now[_span("hl_range", "low_24")]
     np.log(extremes, out=extremes)
     np.subtract(logc, extremes[1:], out=now[_span("dist_high_24", "dist_low_24")])
-    np.divide(
-        now[_span("macd", "atr")], now[_R["close"]], out=now[_span("macd_norm", "atr_14_norm")]
-    )
-    np.divide(nd[3, 1, :, -rows:], mean20[0], out=now[_R["bb_width_20"]])  # 4 std / mean
+    np.divide(now[_span("macd", "macd_hist")], now[_R["close"]], out=now[_span("macd_norm", "macd_hist_norm")])
+    np.divide(nd[3, 1, :, -rows:], now[_R["sma_20"]], out=now[_R["bb_width_20"]])  # 4 std / mean
     np.subtract(now[_R["plus_di"]], now[_R["minus_di"]], out=now[_R["di_diff_14"]])
     slope = _sum(_windows(b[_C], 14, rows) * _SLOPE14)
     np.divide(slope, c, out=now[_R["linreg_slope_14_norm"]])
@@ -407,7 +455,4 @@ def _rows(
     ret24 = _windows(b[_RET], 24, rows)
     dev24 = ret24 - (_sum(ret24) / 24)[..., None]
     np.sqrt(_sum(dev24 * dev24) / 24, out=now[_R["rvol_24"]])
-    np.divide(now[_R["rsi_14"]] - 50.0, 50.0, out=now[_R["rsi_14_centered"]])
-
     tabular[...] = now[_TAKE_TABULAR].transpose(1, 2, 0)
-    sequence[...] = now[_TAKE_SEQUENCE].transpose(1, 2, 0)

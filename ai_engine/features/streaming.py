@@ -20,7 +20,8 @@ stream equals batch over that series exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +35,8 @@ from ai_engine.features.indicators import (
     SEQUENCE_CHANNELS,
     SLOWEST_DECAY,
     WARMUP_BARS,
-    _rows,
+    _sequence_rows,
+    _tabular_rows,
     talib_scale,
 )
 from ai_engine.features.recursive import FIELDS, OUTPUTS, SEED_BARS, advance, seed
@@ -42,6 +44,7 @@ from ai_engine.types import Candle
 
 __all__ = [
     "PRIME_BARS",
+    "DeferredArray",
     "FeatureBank",
     "FeatureRow",
     "FeatureStep",
@@ -59,6 +62,36 @@ _ROWS_PER_PASS = 1 << 16  # symbol-rows per _rows call when priming (bounds its 
 _NEVER = np.iinfo(np.int64).min  # the last open time of a symbol with no bar yet
 
 
+class DeferredArray:
+    """An array computed on first read, by whichever thread reads it first, and kept.
+
+    Serving defers a closing time's tabular features this way: the sequence voters start on the
+    windows at once, on their own CPU, while the tabular voters' lane computes the rows it needs
+    before its first forward (docs/performance.md).
+    """
+
+    __slots__ = ("_fn", "_lock", "_value")
+
+    def __init__(self, fn: Callable[[], np.ndarray]) -> None:
+        self._fn, self._lock, self._value = fn, threading.Lock(), None
+
+    def get(self) -> np.ndarray:
+        with self._lock:
+            if self._value is None:
+                self._value, self._fn = self._fn(), None  # what it was computed from goes with fn
+            return self._value
+
+    def take(self, rows: np.ndarray) -> DeferredArray:
+        """The rows ``rows``, still deferred."""
+        return DeferredArray(lambda: self.get()[rows])
+
+    def __getitem__(self, key) -> np.ndarray:
+        return self.get()[key]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return np.asarray(self.get(), dtype=dtype)
+
+
 @dataclass(frozen=True, slots=True)
 class FeatureStep:
     """What one :meth:`FeatureBank.update` computed.
@@ -66,14 +99,17 @@ class FeatureStep:
     Attributes:
         candles: the candles taken, in input order (refused ones left out).
         slots: (n,) the bank slots of their symbols.
-        tabular: (n, len(FEATURE_NAMES)) float64, equal to the batch rows of the same bars.
-        ready: (n,) bool, past warm-up with every value finite (the others are warming up).
+        tabular: (n, len(FEATURE_NAMES)) float64, equal to the batch rows of the same bars; a
+            :class:`DeferredArray` of them when asked for (``update(defer_tabular=True)``).
+        ready: (n,) bool, past warm-up with every value finite (the others are warming up); when
+            the tabular rows are deferred, every sequence value (a tabular row that is not finite
+            then is never fed to a model: ``model_calls.model_rows``).
         refused: (input index, error) of each candle the bank refused; its symbol is unchanged.
     """
 
     candles: list[Candle]
     slots: np.ndarray
-    tabular: np.ndarray
+    tabular: np.ndarray | DeferredArray
     ready: np.ndarray
     refused: list[tuple[int, DataError]]
 
@@ -209,9 +245,11 @@ class FeatureBank:
         return self.windows(np.array([s]), n)[0] if n else np.empty((0, len(SEQUENCE_CHANNELS)), np.float32)
 
     # -- feeding -------------------------------------------------------------------------------
-    def update(self, candles: Sequence[Candle], arrays: tuple[np.ndarray, np.ndarray] | None = None) -> FeatureStep:
+    def update(self, candles: Sequence[Candle], arrays: tuple[np.ndarray, np.ndarray] | None = None,
+               defer_tabular: bool = False) -> FeatureStep:
         """The next closed candle of each of several symbols (each at most once): their rows.
-        ``arrays``: the candles' :func:`candle_arrays`, when the caller has them.
+        ``arrays``: the candles' :func:`candle_arrays`, when the caller has them;
+        ``defer_tabular``: the tabular rows as a :class:`DeferredArray`, computed on first read.
 
         Refused candles (another interval, not after the symbol's last bar, invalid values) are
         reported in ``refused`` and leave their symbol unchanged; the others are taken.
@@ -228,8 +266,9 @@ class FeatureBank:
         if refused:
             candles = [c for c, k in zip(candles, ok, strict=True) if k]
             slots, ohlcv, times = slots[ok], ohlcv[ok], times[ok]
-        tab, ready = self._advance(slots, ohlcv[:, None, :], times, rows=1)
-        return FeatureStep(list(candles), slots, tab[:, 0], ready[:, 0], refused)
+        tab, ready = self._advance(slots, ohlcv[:, None, :], times, rows=1, defer=defer_tabular)
+        tab = tab.take(np.s_[:, 0]) if defer_tabular else tab[:, 0]
+        return FeatureStep(list(candles), slots, tab, ready[:, 0], refused)
 
     def extend(self, candles: Iterable[Candle]) -> tuple[list[Candle], list[DataError]]:
         """Feed history (candles of any symbols, each symbol's in time order) without computing
@@ -307,10 +346,11 @@ class FeatureBank:
         return DataError(f"{c.symbol} {iso_utc(c.open_time)}: invalid candle: {problem and problem[1]}")
 
     def _advance(
-        self, slots: np.ndarray, new: np.ndarray, times: np.ndarray, rows: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self, slots: np.ndarray, new: np.ndarray, times: np.ndarray, rows: int, defer: bool = False
+    ) -> tuple[np.ndarray | DeferredArray, np.ndarray]:
         """Advance ``slots`` by their ``n`` new bars ``new`` ((S, n, 5), each symbol's next bars)
-        and compute the features of the last ``rows`` of them.
+        and compute the features of the last ``rows`` of them (the tabular ones on first read
+        when ``defer``: the state has moved on by then, they read only their own scratch).
 
         Returns:
             tabular (S, rows, F) and ready (S, rows).
@@ -329,12 +369,23 @@ class FeatureBank:
         # the windowed features: the kept bars before the new ones, then the new ones
         bars = np.concatenate([self._bars[:, slots, 1:], new.transpose(2, 0, 1)], axis=2)  # (5, S, _CONTEXT + n)
         end = bars.shape[2]
-        tab = np.empty((n_sym, rows, len(FEATURE_NAMES)))
         seq = np.empty((n_sym, rows, len(SEQUENCE_CHANNELS)), dtype=np.float32)
         with np.errstate(divide="ignore", invalid="ignore"):
-            _rows(list(bars), end - rows, end, ta, tab, seq)
+            scratch = _sequence_rows(list(bars), end - rows, end, ta, seq)
+
+        def tabular() -> np.ndarray:
+            out = np.empty((n_sym, rows, len(FEATURE_NAMES)))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                _tabular_rows(scratch, out)
+            return out
+
         index = seen[:, None] + (n - rows) + np.arange(rows)  # each row's bar index in its symbol
-        ready = (index >= WARMUP_BARS) & np.isfinite(tab).all(axis=2) & np.isfinite(seq).all(axis=2)
+        ready = (index >= WARMUP_BARS) & np.isfinite(seq).all(axis=2)
+        if defer:
+            tab = DeferredArray(tabular)
+        else:
+            tab = tabular()
+            ready &= np.isfinite(tab).all(axis=2)
         seq[~ready] = np.nan  # windows may span valid rows only, as in batch valid_windows
         L = self.seq_len_max
         pos = index % L

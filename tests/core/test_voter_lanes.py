@@ -13,7 +13,7 @@ import pytest
 from ai_engine import model_calls
 from ai_engine.cpu_affinity import ALL_CPUS
 from ai_engine.engine import DecisionInputs
-from ai_engine.features import compute_features, sequence_windows
+from ai_engine.features import DeferredArray, compute_features, sequence_windows
 from ai_engine.runtime import open_engine
 from tests.core.conftest import make_settings
 from tests.helpers import AgentWrapper
@@ -39,15 +39,23 @@ class Watched(AgentWrapper):
         return self._agent.predict(X)
 
 
-def batch(engine, series, n: int) -> DecisionInputs:
+def batch(engine, series, n: int, computed_in: list | None = None) -> DecisionInputs:
+    """The last n decidable rows; with ``computed_in``, their tabular rows deferred as serving
+    defers them, noting the thread that computes them."""
     frame = compute_features(series)
     seq = engine.state.seq_len
     rows = np.flatnonzero(frame.valid_windows(seq))[-n:]
-    return DecisionInputs([series.candle(int(i)) for i in rows], np.asarray(frame.tabular[rows]),
-                          sequence_windows(frame.sequence, rows, seq))
+    tabular = np.asarray(frame.tabular[rows])
+    if computed_in is not None:
+        def compute() -> np.ndarray:
+            computed_in.append(threading.get_native_id())
+            return tabular
+
+        tabular = DeferredArray(compute)
+    return DecisionInputs([series.candle(int(i)) for i in rows], tabular, sequence_windows(frame.sequence, rows, seq))
 
 
-def decide_watched(tmp_path, models, series, n: int, wait_s: float, **env: str):
+def decide_watched(tmp_path, models, series, n: int, wait_s: float, computed_in: list | None = None, **env: str):
     settings, _ = make_settings(tmp_path, models, PATCHTST_ROLE="disabled", MODEL_TIMEOUT_MS="60000", **env)
     engine = open_engine(settings)
     inside = threading.Event()
@@ -59,7 +67,7 @@ def decide_watched(tmp_path, models, series, n: int, wait_s: float, **env: str):
 
     def live() -> None:  # the service's deciding thread (pytest's own must stay unpinned)
         engine.pin_decisions()
-        got["records"] = engine.decide(batch(engine, series, n))
+        got["records"] = engine.decide(batch(engine, series, n, computed_in))
         got["decider"] = os.sched_getaffinity(0)
 
     worker = threading.Thread(target=live)
@@ -107,3 +115,34 @@ def test_below_lane_rows_or_with_one_lane_the_voters_run_in_turn(tmp_path, synth
     assert len(got["records"]) == rows
     assert watched["xgb"].saw_sequence_inside is False and watched["lgbm"].saw_sequence_inside is False
     assert watched["nhits"].thread == watched["xgb"].thread
+
+
+def test_deferred_tabular_rows_are_computed_in_the_tabular_lane(tmp_path, synthetic_models, synthetic_series):
+    """Serving's deferred tabular rows: computed once, by the tabular voters' lane (the sequence
+    voter already runs beside it), and the decisions are those of rows computed at once."""
+    series = synthetic_series["BTCUSDT"]
+    n = model_calls.LANE_ROWS + 2
+    computed_in: list[int] = []
+    got, watched = decide_watched(tmp_path / "deferred", synthetic_models, series, n, wait_s=20, computed_in=computed_in)
+    assert computed_in == [watched["xgb"].thread] and watched["xgb"].thread != watched["nhits"].thread
+    assert watched["xgb"].saw_sequence_inside
+    plain, _ = decide_watched(tmp_path / "plain", synthetic_models, series, n, wait_s=20)
+    assert summary(got["records"]) == summary(plain["records"])
+
+
+def test_a_deferred_tabular_row_that_is_not_finite_is_never_fed(tmp_path, synthetic_models, synthetic_series):
+    """A deferred tabular row is checked when it is read, not before dispatch: one that turns out
+    not finite is not fed to the tabular voters (NOT_FED), so they cast no vote on it."""
+    settings, _ = make_settings(tmp_path, synthetic_models, PATCHTST_ROLE="disabled")
+    engine = open_engine(settings)
+    inputs = batch(engine, synthetic_series["ETHUSDT"], 3)
+    broken = np.array(inputs.tabular)
+    broken[1, 0] = np.nan
+    records = engine.decide(DecisionInputs(inputs.candles, DeferredArray(lambda: broken), inputs.windows))
+    engine.close()
+    results = {r.model: r for r in records[1].decision.results}
+    for name in ("xgb", "lgbm"):
+        assert results[name].status.value == "error" and results[name].reason == model_calls.NOT_FED
+    assert results["nhits"].prediction is not None
+    assert records[1].decision.consensus_count <= 1
+    assert all(r.status.value == "ok" for r in records[0].decision.results if r.model in ("xgb", "lgbm"))

@@ -201,3 +201,23 @@ def test_forget_starts_a_symbol_afresh():
         b = fresh.update([market["AAA"].candle(i)])
         np.testing.assert_array_equal(a.tabular, b.tabular)
         np.testing.assert_array_equal(bank.history("AAA"), fresh.history("AAA"))
+
+
+def test_deferred_tabular_rows_equal_eager_ones_after_the_bank_moved_on():
+    """Serving defers a closing time's tabular rows to the tabular voters' lane: read later, even
+    after the next closing time was fed, they equal the rows computed at once, bit for bit, and are
+    computed only once."""
+    symbols = [f"S{i:02d}" for i in range(20)]
+    steps = list(time_batches(synthetic_market(symbols, n_bars=PRIME_BARS + 5, seed=9)))
+    eager, lazy = FeatureBank("1h", seq_len_max=64), FeatureBank("1h", seq_len_max=64)
+    for bank in (eager, lazy):
+        bank.extend(c for step in steps[:PRIME_BARS] for c in step)
+    for k in range(PRIME_BARS, PRIME_BARS + 4, 2):
+        want = [eager.update(steps[k]), eager.update(steps[k + 1])]
+        got = [lazy.update(steps[k], defer_tabular=True), lazy.update(steps[k + 1], defer_tabular=True)]
+        for g, w in zip(got, want, strict=True):  # the first read after the second update
+            value = g.tabular.get()
+            assert g.tabular.get() is value
+            np.testing.assert_array_equal(value, w.tabular)
+            np.testing.assert_array_equal(g.ready, w.ready)
+        np.testing.assert_array_equal(lazy.windows(got[1].slots, 64), eager.windows(want[1].slots, 64))
