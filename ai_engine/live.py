@@ -104,13 +104,16 @@ class CandleProcessor:
         self.warmup += int(len(decide) - decide.sum())
         rows = np.flatnonzero(decide)
         records: list[DecisionRecord] = []
-        if len(rows):
+        if len(rows) == len(taken):  # every candle past warm-up (the usual case): the arrays as they are
+            inputs = DecisionInputs(taken, tabular, windows, arrived_at)
+        else:
             inputs = DecisionInputs(
                 candles=[taken[i] for i in rows.tolist()],
                 tabular=tabular.take(rows) if isinstance(tabular, DeferredArray) else tabular[rows],
                 windows=windows[rows] if windows is not None else None,
                 arrived_at=arrived_at,
             )
+        if len(rows):
             records = self.engine.decide(inputs)  # records the decided candles with their decisions
         undecided = [taken[i] for i in np.flatnonzero(~decide).tolist()]
         if undecided:  # warm-up candles: recorded after the decision, off its critical path

@@ -134,7 +134,9 @@ def model_rows(slot: ModelSlot, inputs: DecisionInputs) -> tuple[np.ndarray, np.
     if agent.input_kind == "tabular":
         X = inputs.tabular[:, slot.input_index]
         return X, np.isfinite(X).all(axis=1)
-    X = inputs.windows[:, -agent.seq_len_ :, :][:, :, slot.input_index]
+    X = inputs.windows[:, -agent.seq_len_ :, :]
+    if not slot.input_whole:  # a model of fewer channels (at 400 rows the gather of all was ~0.2 ms)
+        X = X[:, :, slot.input_index]
     return X, np.isfinite(X).all(axis=(1, 2))
 
 

@@ -45,6 +45,7 @@ class ModelSlot:
     agent: object | None = None
     reason: str | None = None
     input_index: object | None = field(default=None, repr=False)  # column indices into the feature frame
+    input_whole: bool = field(default=False, repr=False)  # input_index is every column, in order
     kind: str = ""
 
     def __post_init__(self) -> None:
@@ -103,6 +104,7 @@ def _bind_inputs(slot: ModelSlot) -> None:
             f"({len(wanted)} expected, {len(provided)} provided)"
         )
     slot.input_index = [provided.index(n) for n in wanted]
+    slot.input_whole = slot.input_index == list(range(len(provided)))
 
 
 def load_slot(settings: Settings, name: str, *, strict: bool = False) -> ModelSlot:

@@ -40,7 +40,7 @@ _F = {name: k for k, name in enumerate(FIELDS)}
 
 
 def _zero(x: np.ndarray) -> np.ndarray:
-    return (x > -_EPS) & (x < _EPS)
+    return np.abs(x) < _EPS  # TA_IS_ZERO: -eps < x < eps
 
 
 def _true_range(h: np.ndarray, low: np.ndarray, prev_close: np.ndarray) -> np.ndarray:
@@ -52,39 +52,37 @@ def _seq_sum(x: np.ndarray) -> np.ndarray:
     return np.cumsum(x, axis=-1)[..., -1]
 
 
-def _dm(st: np.ndarray, h: np.ndarray, low: np.ndarray, wilder: bool) -> None:
-    """Directional movement and true range of one bar into ``pdm``/``mdm``/``tr``: summed during
-    the seed, Wilder-smoothed after it; the previous high/low/close move on."""
+def _dm(st: np.ndarray, h: np.ndarray, low: np.ndarray, tr: np.ndarray, wilder: bool) -> None:
+    """Directional movement of one bar, and its true range ``tr``, into ``pdm``/``mdm``/``tr``:
+    summed during the seed, Wilder-smoothed after it; the previous high and low move on."""
     diff_p, diff_m = h - st[_F["high"]], st[_F["low"]] - low
     minus = (diff_m > 0) & (diff_p < diff_m)
-    plus = ~minus & (diff_p > 0) & (diff_p > diff_m)
-    pdm, mdm, tr = st[_F["pdm"]], st[_F["mdm"]], st[_F["tr"]]
+    plus = (diff_p > 0) & (diff_p > diff_m) & ~minus
+    sums = st[_F["pdm"] : _F["tr"] + 1]
     if wilder:
-        pdm -= pdm / 14
-        mdm -= mdm / 14
-        tr -= tr / 14
-    np.add(mdm, diff_m, out=mdm, where=minus)
-    np.add(pdm, diff_p, out=pdm, where=plus)
-    tr += _true_range(h, low, st[_F["close"]])
+        sums -= sums / 14
+    np.add(sums[1], diff_m, out=sums[1], where=minus)
+    np.add(sums[0], diff_p, out=sums[0], where=plus)
+    sums[2] += tr
     st[_F["high"]], st[_F["low"]] = h, low
 
 
-def _di(st: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(+DI, -DI, whether true range is non-zero) from the Wilder sums."""
+def _di(st: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(+DI and -DI (2, S), whether true range is non-zero), from the Wilder sums."""
     tr = st[_F["tr"]]
     live = ~_zero(tr)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pdi = np.where(live, 100.0 * (st[_F["pdm"]] / tr), 0.0)
-        mdi = np.where(live, 100.0 * (st[_F["mdm"]] / tr), 0.0)
-    return pdi, mdi, live
+    di = 100.0 * (st[_F["pdm"] : _F["mdm"] + 1] / tr)
+    np.copyto(di, 0.0, where=~live)
+    return di, live
 
 
-def _dx(pdi: np.ndarray, mdi: np.ndarray, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(DX, whether it is defined)."""
+def _smooth_adx(st: np.ndarray, di: np.ndarray, live: np.ndarray) -> None:
+    """The DX of the DIs into the ADX (Wilder's smoothing), where it is defined."""
+    pdi, mdi = di
     total = mdi + pdi
-    ok = live & ~_zero(total)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return 100.0 * (np.abs(mdi - pdi) / total), ok
+    dx = 100.0 * (np.abs(mdi - pdi) / total)
+    adx = st[_F["adx"]]
+    np.copyto(adx, ((adx * 13) + dx) / 14, where=live & ~_zero(total))
 
 
 def _ema(prev: np.ndarray, x: np.ndarray, k: float) -> np.ndarray:
@@ -95,6 +93,11 @@ def seed(h: np.ndarray, low: np.ndarray, c: np.ndarray) -> np.ndarray:
     """The state after the first ``SEED_BARS`` bars of S series ((S, >= SEED_BARS) scaled high,
     low, close from each series' first bar): each indicator seeded as TA-Lib seeds it, then
     smoothed to the last of those bars."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero divisor's row is set apart
+        return _seed(h, low, c)
+
+
+def _seed(h: np.ndarray, low: np.ndarray, c: np.ndarray) -> np.ndarray:
     n_sym, n = c.shape
     if n < SEED_BARS:
         raise ValueError(f"a state is seeded on {SEED_BARS} bars, got {n}")
@@ -132,17 +135,18 @@ def seed(h: np.ndarray, low: np.ndarray, c: np.ndarray) -> np.ndarray:
     st[_F["close"]], st[_F["high"]], st[_F["low"]] = c[:, 0], h[:, 0], low[:, 0]
     dx_sum = np.zeros(n_sym)
     for t in range(1, SEED_BARS):
-        _dm(st, h[:, t], low[:, t], wilder=t >= 14)
-        st[_F["close"]] = c[:, t]
+        _dm(st, h[:, t], low[:, t], tr[:, t - 1], wilder=t >= 14)
         if t < 14:
             continue
-        dx, ok = _dx(*_di(st))
+        di, live = _di(st)
         if t <= 27:
-            np.add(dx_sum, dx, out=dx_sum, where=ok)
+            pdi, mdi = di
+            total = mdi + pdi
+            np.add(dx_sum, 100.0 * (np.abs(mdi - pdi) / total), out=dx_sum, where=live & ~_zero(total))
             if t == 27:
                 st[_F["adx"]] = dx_sum / 14
         else:
-            _smooth_adx(st, dx, ok)
+            _smooth_adx(st, di, live)
     # TRIX: three EMAs, each seeded on the first 15 values of the one before
     e1 = [_seq_sum(c[:, :15]) / 15]
     for t in range(15, SEED_BARS):
@@ -168,38 +172,33 @@ def advance(st: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, keep:
     (len(OUTPUTS), S, keep)."""
     n = c.shape[1]
     out = np.empty((len(OUTPUTS), len(c), keep))
-    for t in range(n):
-        o = step(st, h[:, t], low[:, t], c[:, t])
-        if t >= n - keep:
-            out[..., t - n + keep] = o
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero divisor's row is set apart
+        for t in range(n):
+            o = step(st, h[:, t], low[:, t], c[:, t])
+            if t >= n - keep:
+                out[..., t - n + keep] = o
     return out
 
 
 def _rsi(st: np.ndarray, prev: np.ndarray, c: np.ndarray) -> np.ndarray:
     d = c - prev
-    gain, loss = st[_F["gain"]], st[_F["loss"]]
-    loss *= 13
-    gain *= 13
+    gl = st[_F["gain"] : _F["loss"] + 1]
+    gl *= 13
     down = d < 0
-    np.subtract(loss, d, out=loss, where=down)
-    np.add(gain, d, out=gain, where=~down)
-    loss *= _R14
-    gain *= _R14
-    total = gain + loss
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(_zero(total), 0.0, 100.0 * (gain / total))
-
-
-def _smooth_adx(st: np.ndarray, dx: np.ndarray, ok: np.ndarray) -> None:
-    adx = st[_F["adx"]]
-    np.copyto(adx, ((adx * 13) + dx) / 14, where=ok)
+    np.subtract(gl[1], d, out=gl[1], where=down)
+    np.add(gl[0], d, out=gl[0], where=~down)
+    gl *= _R14
+    total = gl[0] + gl[1]
+    rsi = 100.0 * (gl[0] / total)
+    np.copyto(rsi, 0.0, where=_zero(total))
+    return rsi
 
 
 def step(st: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Advance ``st`` ((len(FIELDS), S), in place) by one bar of each series ((S,) scaled high,
-    low, close) and return the recursive outputs (10, S): RSI, MACD, MACD histogram, ATR, ADX, +DI,
-    -DI, TRIX, EMA12, EMA26."""
-    out = np.empty((10, len(c)))
+    low, close) and return the recursive outputs (len(OUTPUTS), S). Divisions by zero are the
+    caller's to silence (``advance``): their rows are replaced as TA-Lib replaces them."""
+    out = np.empty((len(OUTPUTS), len(c)))
     prev = st[_F["close"]].copy()
     out[0] = _rsi(st, prev, c)
     fast, slow = _ema(st[_F["fast"]], c, _K12), _ema(st[_F["slow"]], c, _K26)
@@ -207,24 +206,25 @@ def step(st: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray) -> np.nd
     signal = _ema(st[_F["signal"]], line, _K9)
     st[_F["fast"]], st[_F["slow"]], st[_F["signal"]] = fast, slow, signal
     out[1], out[2] = line, line - signal
+    tr = _true_range(h, low, prev)
     atr = st[_F["atr"]]
     atr *= 13
-    atr += _true_range(h, low, prev)
+    atr += tr
     atr /= 14
     out[3] = atr
-    _dm(st, h, low, wilder=True)
-    pdi, mdi, live = _di(st)
-    _smooth_adx(st, *_dx(pdi, mdi, live))
-    out[4], out[5], out[6] = st[_F["adx"]], pdi, mdi
+    _dm(st, h, low, tr, wilder=True)
+    di, live = _di(st)
+    _smooth_adx(st, di, live)
+    out[4], out[5:7] = st[_F["adx"]], di
     e1 = _ema(st[_F["e1"]], c, _K15)
     e2 = _ema(st[_F["e2"]], e1, _K15)
     e3_prev = st[_F["e3"]]
     e3 = _ema(e3_prev, e2, _K15)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out[7] = np.where(e3_prev != 0.0, ((e3 / e3_prev) - 1.0) * 100.0, 0.0)
+    trix = ((e3 / e3_prev) - 1.0) * 100.0
+    np.copyto(trix, 0.0, where=e3_prev == 0.0)
+    out[7] = trix
     st[_F["e1"]], st[_F["e2"]], st[_F["e3"]] = e1, e2, e3
     ema12 = st[_F["ema12"]] = _ema(st[_F["ema12"]], c, _K12)
     out[8], out[9] = ema12, slow
     st[_F["close"]] = c
     return out
-

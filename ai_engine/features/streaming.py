@@ -405,7 +405,10 @@ class FeatureBank:
         n = scaled.shape[2]
         out = np.full((len(OUTPUTS), len(slots), rows), np.nan)
         seeded = self._seeded[slots]
-        groups = [np.flatnonzero(seeded)] + [np.flatnonzero(~seeded & (seen == k)) for k in np.unique(seen[~seeded])]
+        if seeded.all():  # a closing time of running symbols: one group
+            groups = [np.arange(len(slots))]
+        else:
+            groups = [np.flatnonzero(seeded)] + [np.flatnonzero(~seeded & (seen == k)) for k in np.unique(seen[~seeded])]
         for idx in groups:
             if not len(idx):
                 continue
