@@ -95,10 +95,15 @@ def latency_rows(lat: list[dict] | None) -> list[str]:
                      f"{r['latency_off_p50_ms']:.3f} / {r['latency_off_p99_ms']:.3f} ms | | |")
         lines.append(f"| decision latency p50 / p99, {n} symbol(s), shadow **on** | "
                      f"{r['latency_on_p50_ms']:.3f} / {r['latency_on_p99_ms']:.3f} ms | | |")
-        lines.append(f"| p99 shadow on / off, {n} symbol(s) | {r['p99_ratio_on_off']:.3f} | ≤ 1.05 | "
-                     f"{_ok(r['p99_ratio_on_off'], 1.05)} |")
+        if n < 100:
+            lines.append(f"| p99 shadow on / off, {n} symbol(s) | {r['p99_ratio_on_off']:.3f} | ≤ 1.05 | "
+                         f"{_ok(r['p99_ratio_on_off'], 1.05)} |")
+        else:  # issue 20 sets its target with closing times paced as live (the paced rows)
+            lines.append(f"| p99 shadow on / off, {n} symbols back to back ({r['shadow_late_rows']} of {r['rows']} "
+                         f"shadow entries late) | {r['p99_ratio_on_off']:.3f} | (reported; target paced, below) | |")
         lines.append(f"| voters' bare forwards (xgb+lgbm+nhits), batch {n} | {r['voters_forward_sum_ms']:.3f} ms | | |")
-        target = f"≤ 1.25 | {_ok(r['p50_ratio_to_voters_forward'], 1.25)}" if n == 1 else "(target set for 1 symbol) |"
+        target = (f"≤ 1.25 | {_ok(r['p50_ratio_to_voters_forward'], 1.25)}" if n == 1 else
+                  "(target set for 1 symbol) |" if n < 100 else "(issue 20's: the bench_scale row, below) |")
         lines.append(f"| p50 latency (shadow off) / voters' forwards, {n} symbol(s) | "
                      f"{r['p50_ratio_to_voters_forward']:.2f} | {target} |")
         lines.append(f"| process() incl. shadow hold + SQLite + sinks p50/p99, {n} symbol(s), on / off | "
@@ -310,9 +315,10 @@ def main(argv: list[str] | None = None) -> int:
         return ["--json", str(tmp / JSON_FILES[name])]
 
     plan = {
-        "latency": (["bench/bench_latency.py", "--batches", "60" if q else "4000,1500", *js("latency")],
-                    1800, "1 and 30 symbols, shadow on/off alternating in one process; a p99 of 1500 decisions "
-                    "moved ±0.08 between runs, of 4000 less"),
+        "latency": (["bench/bench_latency.py", *(["--batches", "60"] if q else ["--symbols", "1,30,400", "--batches",
+                                                                               "4000,1500,300"]), *js("latency")],
+                    1800, "1, 30 and 400 symbols back to back, shadow on/off alternating in one process; a p99 of "
+                    "1500 decisions moved ±0.08 between runs, of 4000 less"),
         "paced": (["bench/bench_latency.py", "--symbols", "30" if q else "400", "--batches", "10" if q else "300",
                    "--pace-ms", "800", *js("paced")], 1800,
                   "issue 20: shadow on / off at 400 symbols, closing times paced 0.8 s apart (longer than both "
