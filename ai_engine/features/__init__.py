@@ -10,6 +10,7 @@ from ai_engine.features.indicators import (
 )
 from ai_engine.features.streaming import (
     PRIME_BARS,
+    DeferredArray,
     FeatureBank,
     FeatureRow,
     FeatureStep,
@@ -23,6 +24,7 @@ __all__ = [
     "SEQUENCE_CHANNELS",
     "WARMUP_BARS",
     "PRIME_BARS",
+    "DeferredArray",
     "FeatureBank",
     "FeatureFrame",
     "FeatureRow",

@@ -45,11 +45,12 @@ def batch(engine, series, n: int, computed_in: list | None = None) -> DecisionIn
     frame = compute_features(series)
     seq = engine.state.seq_len
     rows = np.flatnonzero(frame.valid_windows(seq))[-n:]
-    tabular = np.asarray(frame.tabular[rows])
+    rows_tabular = np.asarray(frame.tabular[rows])
+    tabular = rows_tabular
     if computed_in is not None:
         def compute() -> np.ndarray:
             computed_in.append(threading.get_native_id())
-            return tabular
+            return rows_tabular
 
         tabular = DeferredArray(compute)
     return DecisionInputs([series.candle(int(i)) for i in rows], tabular, sequence_windows(frame.sequence, rows, seq))
@@ -146,3 +147,4 @@ def test_a_deferred_tabular_row_that_is_not_finite_is_never_fed(tmp_path, synthe
     assert results["nhits"].prediction is not None
     assert records[1].decision.consensus_count <= 1
     assert all(r.status.value == "ok" for r in records[0].decision.results if r.model in ("xgb", "lgbm"))
+
