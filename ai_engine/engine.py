@@ -26,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,7 +35,6 @@ from ai_engine.cpu_affinity import ALL_CPUS, set_cpus, unpin_current_thread
 from ai_engine.ensemble_manager import EnsembleManager
 from ai_engine.enums import ModelRole, ModelStatus
 from ai_engine.exceptions import TransientError
-from ai_engine.features.streaming import DeferredArray
 from ai_engine.governor import Governor
 from ai_engine.model_calls import (
     SHADOW_QUEUE,
@@ -56,6 +56,9 @@ from ai_engine.sampling import sample_mask
 from ai_engine.telemetry.shadow_log import ShadowLogger, log_intent
 from ai_engine.telemetry.sqlite import TelemetryStore
 from ai_engine.types import LATE_JOINED, Candle, DecisionRecord, ModelResult, event_id_for
+
+if TYPE_CHECKING:
+    from ai_engine.features.streaming import DeferredArray
 
 __all__ = ["DecisionInputs", "DecisionEngine", "EngineState", "pin_inference_threads"]
 

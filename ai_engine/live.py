@@ -81,7 +81,7 @@ class CandleProcessor:
         with symbol and time and never reach a model."""
         arrived_at = time.perf_counter() if arrived_at is None else arrived_at
         arrays = None
-        if len(candles) >= SCREEN_CANDLES and len({c.symbol for c in candles}) == len(candles):
+        if len(candles) >= SCREEN_CANDLES:  # check_many itself checks a backfilled run one candle at a time
             with contextlib.suppress(TypeError, ValueError, OverflowError):  # check() names the bad field
                 arrays = candle_arrays(candles)
             verdicts = self.validator.check_many(candles, arrays)

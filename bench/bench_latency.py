@@ -229,13 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
     try:
-        pairs = [(n, b, run_symbols(models, n, b, args.decision_cpu, args.pace_ms))
-                 for n, b in symbol_batches(ap, args.symbols, args.batches)]
+        runs = [run_symbols(models, n, b, args.decision_cpu, args.pace_ms)
+                for n, b in symbol_batches(ap, args.symbols, args.batches)]
     finally:
         for h in hogs:
             h.kill()
             h.wait()
-    for n, _b, r in pairs:
+    for r in runs:
+        n = r["symbols"]
         r["busy"] = args.busy
         results.append(r)
         print(f"{n:>3} symbol(s): decision latency p50/p99 shadow on {r['latency_on_p50_ms']:.3f}/"

@@ -24,7 +24,7 @@ __all__ = [
     "WARMUP_BARS",
     "SLOWEST_DECAY",
     "compute_arrays",
-    "talib_scale",
+    "price_scale",
 ]
 
 # OHLCV-derived features of the bar itself and its recent returns.
@@ -212,10 +212,11 @@ def _ratio(num: np.ndarray, den: np.ndarray, when_zero: np.ndarray, out: np.ndar
         np.copyto(out, np.where(np.isnan(num), np.nan, when_zero), where=flat)
 
 
-def talib_scale(first_close: np.ndarray) -> np.ndarray:
+def price_scale(first_close: np.ndarray) -> np.ndarray:
     """The power of two that brings a series' first close near 1, by which its prices are scaled
-    before TA-Lib sees them: TA-Lib compares some intermediates with an absolute epsilon (1e-8),
-    which would make tiny prices behave differently, and scaling by a power of two is exact."""
+    before the recursive indicators see them: they compare some intermediates with TA-Lib's
+    absolute epsilon (1e-8), which would make tiny prices behave differently, and scaling by a
+    power of two is exact."""
     return np.ldexp(1.0, -np.frexp(first_close)[1])
 
 
@@ -225,7 +226,7 @@ def _recursive(h: np.ndarray, low: np.ndarray, c: np.ndarray, rows: int) -> np.n
     the last row is the close as scaled for them."""
     n_sym, n = c.shape
     out = np.full((len(_RECURSIVE), n_sym, rows), np.nan)
-    scale = talib_scale(c[:, :1])
+    scale = price_scale(c[:, :1])
     h, low, c = h * scale, low * scale, c * scale
     out[-1] = c[:, -rows:]
     if n > SEED_BARS:

@@ -76,13 +76,18 @@ def _di(st: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return di, live
 
 
-def _smooth_adx(st: np.ndarray, di: np.ndarray, live: np.ndarray) -> None:
-    """The DX of the DIs into the ADX (Wilder's smoothing), where it is defined."""
+def _dx(di: np.ndarray, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(DX of the DIs, where it is defined)."""
     pdi, mdi = di
     total = mdi + pdi
-    dx = 100.0 * (np.abs(mdi - pdi) / total)
+    return 100.0 * (np.abs(mdi - pdi) / total), live & ~_zero(total)
+
+
+def _smooth_adx(st: np.ndarray, di: np.ndarray, live: np.ndarray) -> None:
+    """The DX of the DIs into the ADX (Wilder's smoothing), where it is defined."""
+    dx, ok = _dx(di, live)
     adx = st[_F["adx"]]
-    np.copyto(adx, ((adx * 13) + dx) / 14, where=live & ~_zero(total))
+    np.copyto(adx, ((adx * 13) + dx) / 14, where=ok)
 
 
 def _ema(prev: np.ndarray, x: np.ndarray, k: float) -> np.ndarray:
@@ -140,9 +145,8 @@ def _seed(h: np.ndarray, low: np.ndarray, c: np.ndarray) -> np.ndarray:
             continue
         di, live = _di(st)
         if t <= 27:
-            pdi, mdi = di
-            total = mdi + pdi
-            np.add(dx_sum, 100.0 * (np.abs(mdi - pdi) / total), out=dx_sum, where=live & ~_zero(total))
+            dx, ok = _dx(di, live)
+            np.add(dx_sum, dx, out=dx_sum, where=ok)
             if t == 27:
                 st[_F["adx"]] = dx_sum / 14
         else:

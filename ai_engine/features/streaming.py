@@ -37,7 +37,7 @@ from ai_engine.features.indicators import (
     WARMUP_BARS,
     _sequence_rows,
     _tabular_rows,
-    talib_scale,
+    price_scale,
 )
 from ai_engine.features.recursive import FIELDS, OUTPUTS, SEED_BARS, advance, seed
 from ai_engine.types import Candle
@@ -361,7 +361,7 @@ class FeatureBank:
         seen = self._seen[slots]
         fresh = seen == 0
         if fresh.any():
-            self._scale[slots[fresh]] = talib_scale(new[fresh, 0, 3])
+            self._scale[slots[fresh]] = price_scale(new[fresh, 0, 3])
         ta = np.empty((len(_RECURSIVE), n_sym, rows))
         scaled = new[..., 1:4] * self._scale[slots][:, None, None]  # high, low, close as the indicators see them
         ta[-1] = scaled[:, -rows:, 2]

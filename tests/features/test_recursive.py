@@ -8,7 +8,7 @@ import pytest
 import talib
 
 from ai_engine.data import load_csv
-from ai_engine.features.indicators import FEATURE_NAMES, _recursive, compute_arrays, talib_scale
+from ai_engine.features.indicators import FEATURE_NAMES, _recursive, compute_arrays, price_scale
 from ai_engine.features.recursive import OUTPUTS, SEED_BARS, seed
 
 # Bit for bit; MACD, ATR and the EMAs to a few units in the last place (TA-Lib's compiled library
@@ -41,7 +41,7 @@ def _reference(h: np.ndarray, low: np.ndarray, c: np.ndarray) -> dict[str, np.nd
 
 
 def _check_recursive(h: np.ndarray, low: np.ndarray, c: np.ndarray) -> None:
-    scale = talib_scale(c[:1])
+    scale = price_scale(c[:1])
     got = _recursive(h[None], low[None], c[None], len(c))[:, 0]
     want = _reference(h * scale, low * scale, c * scale)
     assert np.isnan(got[:-1, :SEED_BARS]).all()  # the seed's bars have no value, as warm-up rows
